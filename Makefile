@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (Python 3.11+):
+#   make up    -> the whole pipeline on embedded defaults (broker + Postgres + webhook + worker)
+#   make test  -> the test suite against a real broker and Postgres (started embedded)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: up test lint bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,rocksdb]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/leadstream up
+
+test: $(STAMP)
+	$(BIN)/ruff check leadstream tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check leadstream tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/freshness.py
+
+clean:
+	rm -rf $(VENV) .leadstream

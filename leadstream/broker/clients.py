@@ -1,0 +1,124 @@
+"""Factories for aiokafka clients and topic creation. The only place that knows the flavor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiokafka
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
+
+from leadstream.broker import tansu
+from leadstream.config import Settings
+from leadstream.streams import topics as T
+from leadstream.streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+def is_tansu(settings: Settings) -> bool:
+    return settings.kafka_flavor == "tansu"
+
+
+def faust_broker_url(settings: Settings) -> str:
+    """`tansu://` selects the patched Faust transport; `kafka://` is stock Faust/aiokafka."""
+    scheme = tansu.SCHEME if is_tansu(settings) else "kafka"
+    if is_tansu(settings):
+        tansu.register_transport()
+    return ";".join(f"{scheme}://{h.strip()}" for h in settings.bootstrap.split(","))
+
+
+def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProducer:
+    """acks=all, not idempotent (Tansu rejects InitProducerId; we are at-least-once anyway)."""
+    kw: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
+        enable_idempotence=False,
+    )
+    kw.update(overrides)
+    return aiokafka.AIOKafkaProducer(**kw)
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str | None, **overrides: Any
+) -> aiokafka.AIOKafkaConsumer:
+    kw: dict[str, Any] = dict(
+        bootstrap_servers=settings.bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
+        rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
+        max_poll_records=settings.sink_batch_max,
+        fetch_max_wait_ms=100,
+    )
+    kw.update(overrides)
+    consumer = aiokafka.AIOKafkaConsumer(*topics, **kw)
+    if is_tansu(settings):
+        tansu.tune_consumer(consumer)
+    return consumer
+
+
+async def end_offsets(
+    settings: Settings, consumer: aiokafka.AIOKafkaConsumer, tps: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Log-end offsets that are right on both brokers."""
+    listed: Mapping[TopicPartition, int] = await consumer.end_offsets(list(tps))
+    if is_tansu(settings):
+        return await tansu.true_end_offsets(settings.bootstrap, listed)
+    return dict(listed)
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    if name in T.COMPACTED:
+        return {"cleanup.policy": "compact"}
+    if name == T.DLQ:
+        return {"retention.ms": str(30 * 24 * 3600 * 1000)}
+    return {"retention.ms": "-1"}  # the sources are the truth: keep them for replay
+
+
+async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
+    """Create every topic with its final partition count (no CreatePartitions on Tansu).
+
+    Returns the names created. Existing topics are left as they are.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10000)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+    try:
+        existing = set(await admin.list_topics())
+        names = TopicNames.from_settings(settings)
+        wanted = []
+        for short in T.ALL:
+            full = settings.topic(short)
+            if full not in existing:
+                wanted.append(NewTopic(full, settings.topic_partitions,
+                                       settings.topic_replication, topic_configs=topic_configs(short)))
+        created = []
+        for nt in wanted:
+            try:
+                await admin.create_topics([nt])
+                created.append(nt.name)
+            except TopicAlreadyExistsError:
+                pass
+        assert set(names.all()) <= existing | set(created) | {t.name for t in wanted}
+        return created
+    finally:
+        await admin.close()

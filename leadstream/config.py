@@ -1,0 +1,96 @@
+"""Configuration from the environment (and `.env`), one place for every knob.
+
+Names follow the contract (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`, `LEADSTREAM_*`).
+When `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` are unset, the commands look for a running
+`leadstream up` through the runtime file in `LEADSTREAM_DATA_DIR` (see `embedded.runtime`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    #: `kafka` for Apache Kafka (production); `tansu` switches on the embedded-broker workarounds.
+    kafka_flavor: Literal["kafka", "tansu"] = Field(
+        default="kafka", validation_alias=AliasChoices("LEADSTREAM_KAFKA_FLAVOR")
+    )
+
+    http_host: str = Field(default="127.0.0.1", validation_alias="LEADSTREAM_HTTP_HOST")
+    http_port: int = Field(default=8080, validation_alias="LEADSTREAM_HTTP_PORT")
+    data_dir: Path = Field(default=Path(".leadstream"), validation_alias="LEADSTREAM_DATA_DIR")
+    timezone: str = Field(default="Asia/Jakarta", validation_alias="LEADSTREAM_TIMEZONE")
+    daily_close_grace_seconds: int = Field(
+        default=600, validation_alias="LEADSTREAM_DAILY_CLOSE_GRACE_SECONDS"
+    )
+    default_region: str = Field(default="ID", validation_alias="LEADSTREAM_DEFAULT_REGION")
+
+    #: Prefix of every topic name; tests use their own to stay isolated on one broker.
+    topic_prefix: str = Field(default="leadstream", validation_alias="LEADSTREAM_TOPIC_PREFIX")
+    topic_partitions: int = Field(default=8, validation_alias="LEADSTREAM_TOPIC_PARTITIONS")
+    topic_replication: int = Field(default=1, validation_alias="LEADSTREAM_TOPIC_REPLICATION")
+    #: Faust application id = consumer group of the workers.
+    app_id: str = Field(default="leadstream-worker", validation_alias="LEADSTREAM_APP_ID")
+    sink_group: str = Field(default="leadstream-sink", validation_alias="LEADSTREAM_SINK_GROUP")
+    #: Faust table store. `memory://` recovers from the changelog at start;
+    #: `rocksdb://` keeps state on disk and reads only the changelog tail.
+    table_store: str = Field(default="memory://", validation_alias="LEADSTREAM_TABLE_STORE")
+
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, validation_alias="LEADSTREAM_MAX_BODY_BYTES")
+    #: How long the webhook waits for the broker's ack before answering 503.
+    publish_timeout_seconds: float = Field(
+        default=5.0, validation_alias="LEADSTREAM_PUBLISH_TIMEOUT_SECONDS"
+    )
+
+    # Consumer-group timing: short enough that a restarted worker is back within seconds.
+    session_timeout_seconds: float = Field(default=6.0, validation_alias="LEADSTREAM_SESSION_TIMEOUT")
+    heartbeat_interval_seconds: float = Field(
+        default=1.0, validation_alias="LEADSTREAM_HEARTBEAT_INTERVAL"
+    )
+    rebalance_timeout_seconds: float = Field(
+        default=6.0, validation_alias="LEADSTREAM_REBALANCE_TIMEOUT"
+    )
+
+    sink_batch_max: int = Field(default=5000, validation_alias="LEADSTREAM_SINK_BATCH_MAX")
+    sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
+    log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def bootstrap(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            raise RuntimeError(
+                "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS or start `leadstream up` "
+                f"(runtime file looked up in {self.data_dir})"
+            )
+        return self.kafka_bootstrap_servers
+
+    @property
+    def dsn(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "no Postgres: set DATABASE_URL or start `leadstream up` "
+                f"(runtime file looked up in {self.data_dir})"
+            )
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, completed from a running `leadstream up` if any."""
+    from leadstream.embedded.runtime import complete_from_runtime
+
+    return complete_from_runtime(Settings())

@@ -1,0 +1,203 @@
+"""The data the rules work on: inbound events, Sarah updates, commands, and the state they build.
+
+These are also the payloads of the topics (`streams.records` wraps them), so they are the
+log's contract: add fields freely, never rename or drop one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LeadStatus = Literal["new", "qualified", "contacted", "converted", "archived"]
+LEAD_STATUSES: tuple[LeadStatus, ...] = ("new", "qualified", "contacted", "converted", "archived")
+Temperature = Literal["hot", "warm", "lukewarm", "cold"]
+Role = Literal["human", "brain-bot", "sarah-bot"]
+AuthorType = Literal["human", "bot", "system"]
+Direction = Literal["inbound", "outbound"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+
+class MessageInfo(_Model):
+    """One WhatsApp message as seen in a Kapso/Meta event (message or status)."""
+
+    wamid: str
+    direction: Direction
+    type: str = "text"
+    text: str | None = None
+    origin: str | None = None
+    status: str | None = None
+    error: str | None = None
+    timestamp: datetime
+
+
+class InboundEvent(_Model):
+    """A validated inbound event on `leadstream.events`, one per Kapso/Meta item."""
+
+    event_id: str
+    kind: Literal["message", "status", "conversation", "identity"]
+    event_type: str
+    workspace_id: str
+    lead_key: str
+    identity: str
+    phone_e164: str | None = None
+    wa_id: str | None = None
+    bsuid: str | None = None
+    contact_name: str | None = None
+    conversation_id: str | None = None
+    conversation_state: str | None = None
+    occurred_at: datetime
+    received_at: datetime
+    message: MessageInfo | None = None
+
+
+class SarahFields(_Model):
+    """What Sarah extracted; every field optional, only non-null ones are merged."""
+
+    name: str | None = None
+    business_type: str | None = None
+    domisili: str | None = None
+    business_duration: str | None = None
+    pain_points: list[str] | None = None
+    priority: str | None = None
+    urgency_level: str | None = None
+    next_step: str | None = None
+
+
+class SarahUpdate(_Model):
+    """Sarah's extraction for one lead, on `leadstream.sarah`."""
+
+    event_id: str
+    workspace_id: str
+    lead_key: str
+    identity: str
+    phone_e164: str | None = None
+    occurred_at: datetime
+    chat_phase: str | None = None
+    extracted: SarahFields = Field(default_factory=SarahFields)
+    lead_score: int | None = Field(default=None, ge=0, le=100)
+    lead_temperature: Temperature | None = None
+
+
+class Command(_Model):
+    """A human or Brain-bot change, on `leadstream.commands`."""
+
+    event_id: str
+    workspace_id: str
+    lead_key: str
+    occurred_at: datetime
+    kind: Literal["edit", "note", "status"]
+    actor_role: Role
+    author: str
+    # edit: only the fields present in `edit_fields` are applied (null clears the override)
+    edit_fields: list[Literal["name", "phone"]] = Field(default_factory=list)
+    name: str | None = None
+    phone: str | None = None
+    # note
+    content: str | None = None
+    # status
+    status: LeadStatus | None = None
+    reason: str | None = None
+
+
+class LeadState(_Model):
+    """Per-lead state kept in the Faust table and published as the snapshot on `leadstream.leads`.
+
+    Fields prefixed with `src_`/`_at` bookkeeping are internal ordering aids; the sink ignores
+    what the replica has no column for.
+    """
+
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    identity: str
+    phone_e164: str | None = None
+    wa_id: str | None = None
+    bsuid: str | None = None
+    name: str | None = None
+    kapso_name: str | None = None
+    sarah_name: str | None = None
+    human_name: str | None = None
+    contact_phone: str | None = None
+    business_type: str | None = None
+    domisili: str | None = None
+    business_duration: str | None = None
+    pain_points: list[str] = Field(default_factory=list)
+    priority: str | None = None
+    urgency_level: str | None = None
+    next_step: str | None = None
+    lead_score: int | None = None
+    lead_temperature: Temperature | None = None
+    lead_status: LeadStatus = "new"
+    chat_phase: str | None = None
+    status_updated_at: datetime | None = None
+    status_updated_by: str | None = None
+    status_updated_by_role: Role | None = None
+    kapso_conversation_id: str | None = None
+    conversation_state: str | None = None
+    message_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None = None
+    last_inbound_at: datetime | None = None
+    last_outbound_at: datetime | None = None
+    last_contact_at: datetime | None = None
+    last_activity_at: datetime
+    version: int = 0
+    # ordering aids: event time of the value currently held
+    kapso_name_at: datetime | None = None
+    conversation_at: datetime | None = None
+
+
+class MessageState(_Model):
+    """One message row as the replica shows it; `version` guards the sink's upsert."""
+
+    message_id: str
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    conversation_id: str | None = None
+    direction: Direction
+    type: str = "text"
+    text: str | None = None
+    origin: str | None = None
+    status: str | None = None
+    status_rank: int = 0
+    error: str | None = None
+    sent_at: datetime
+    #: True once the message itself (not only a status about it) has been seen.
+    seen: bool = False
+    version: int = 0
+
+
+class StatusChange(_Model):
+    """One effective status change, on `leadstream.status-history`."""
+
+    event_id: str
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    from_status: LeadStatus | None
+    to_status: LeadStatus
+    changed_by: str
+    changed_by_role: Role
+    reason: str | None = None
+    changed_at: datetime
+
+
+class Note(_Model):
+    """One timeline note, on `leadstream.notes`; notes are append-only."""
+
+    note_id: str
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    author: str
+    author_type: AuthorType
+    content: str
+    created_at: datetime

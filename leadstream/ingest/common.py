@@ -1,0 +1,103 @@
+"""What both webhook flavours share: the workspace seen by the parser, errors, text rendering."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from leadstream.domain.identity import lead_key
+from leadstream.domain.phone import InvalidPhone, from_wa_id, normalize_phone
+
+
+class ParseError(ValueError):
+    """The payload is signed correctly but cannot become events; goes to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    workspace_id: str
+    region: str = "ID"
+
+
+def parse_ts(value: Any, default: datetime) -> datetime:
+    """Unix seconds (str/int, Meta style) or ISO 8601 -> aware UTC datetime."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ParseError(f"bad timestamp {value!r}") from exc
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    raise ParseError(f"bad timestamp {value!r}")
+
+
+def content_id(*parts: Any) -> str:
+    """A stable id from content, for events with no natural id."""
+    h = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return h[:32]
+
+
+def render_text(msg: dict[str, Any]) -> str | None:
+    """A text rendering of any WhatsApp message type (Kapso's `content` wins when present)."""
+    kapso = msg.get("kapso") or {}
+    if kapso.get("content"):
+        return str(kapso["content"])
+    mtype = msg.get("type") or "text"
+    body = msg.get(mtype) if isinstance(msg.get(mtype), dict | list) else None
+    if mtype == "text":
+        return (msg.get("text") or {}).get("body")
+    if mtype in ("image", "video", "document", "sticker"):
+        caption = (body or {}).get("caption") or (body or {}).get("filename")
+        return f"[{mtype}] {caption}" if caption else f"[{mtype}]"
+    if mtype in ("audio", "voice"):
+        transcript = kapso.get("transcript")
+        if isinstance(transcript, dict):
+            transcript = transcript.get("text")
+        return f"[audio] {transcript}" if transcript else "[audio]"
+    if mtype == "location":
+        loc = body or {}
+        label = " ".join(str(x) for x in (loc.get("name"), loc.get("address")) if x)
+        return f"[location] {label} ({loc.get('latitude')}, {loc.get('longitude')})".replace(
+            "  ", " "
+        )
+    if mtype == "template":
+        return f"[template] {(body or {}).get('name', '')}".strip()
+    if mtype == "interactive":
+        it = body or {}
+        for k in ("button_reply", "list_reply", "nfm_reply"):
+            if isinstance(it.get(k), dict):
+                return str(it[k].get("title") or it[k].get("body") or it[k].get("id"))
+        return "[interactive]"
+    if mtype == "button":
+        return str((body or {}).get("text") or "[button]")
+    if mtype == "reaction":
+        return f"[reaction] {(body or {}).get('emoji', '')}".strip()
+    if mtype == "contacts":
+        names = [((c or {}).get("name") or {}).get("formatted_name") for c in (body or [])]
+        return "[contacts] " + ", ".join(n for n in names if n)
+    return f"[{mtype}]"
+
+
+def resolve_identity(
+    ws: Workspace, phone: str | None, bsuid: str | None, *, is_wa_id: bool
+) -> tuple[str, str, str | None, str | None]:
+    """(lead_key, identity, phone_e164, wa_id) from what an event says about the contact.
+
+    A phone wins; without one the business-scoped user id is the identity.
+    """
+    if phone:
+        try:
+            e164 = from_wa_id(phone) if is_wa_id else normalize_phone(phone, ws.region)
+        except InvalidPhone as exc:
+            raise ParseError(f"invalid contact phone: {exc}") from exc
+        return lead_key(ws.workspace_id, e164), e164, e164, e164.lstrip("+")
+    if bsuid:
+        return lead_key(ws.workspace_id, bsuid), bsuid, None, None
+    raise ParseError("event names no contact: neither a phone number nor a business-scoped id")

@@ -1,0 +1,163 @@
+"""Kapso v2 webhooks -> InboundEvents.
+
+A body is one event or a batch (`{"batch": true, "data": [...]}`); the event name comes in
+the `X-Webhook-Event` header. Items are Meta-style messages with a `kapso` extension and a
+`conversation` object; nothing about the contact is guaranteed present, so every lookup is
+defensive.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from leadstream.domain.model import InboundEvent, MessageInfo
+from leadstream.ingest.common import (
+    ParseError,
+    Workspace,
+    content_id,
+    parse_ts,
+    render_text,
+    resolve_identity,
+)
+
+MESSAGE_EVENTS = {
+    "whatsapp.message.received": ("message", "inbound", "received"),
+    "whatsapp.message.sent": ("message", "outbound", "sent"),
+    "whatsapp.message.delivered": ("status", "outbound", "delivered"),
+    "whatsapp.message.read": ("status", "outbound", "read"),
+    "whatsapp.message.failed": ("status", "outbound", "failed"),
+}
+CONVERSATION_EVENTS = {
+    "whatsapp.conversation.created": "active",
+    "whatsapp.conversation.ended": "ended",
+    "whatsapp.conversation.inactive": "inactive",
+}
+IDENTITY_EVENTS = {"whatsapp.contact.identity_changed"}
+KNOWN_EVENTS = set(MESSAGE_EVENTS) | set(CONVERSATION_EVENTS) | IDENTITY_EVENTS
+
+
+def items_of(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and body.get("batch") is True:
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise ParseError("batch body without a `data` list")
+        items = data
+    else:
+        items = [body]
+    for it in items:
+        if not isinstance(it, dict):
+            raise ParseError("every event must be a JSON object")
+    return items
+
+
+def phone_number_id_of(body: Any) -> str | None:
+    """The routing key: top-level `phone_number_id` (v2), also looked for in batch items."""
+    if not isinstance(body, dict):
+        return None
+    candidates = [body]
+    if isinstance(body.get("data"), list):
+        candidates += [d for d in body["data"] if isinstance(d, dict)]
+    for c in candidates:
+        for v in (c.get("phone_number_id"), (c.get("conversation") or {}).get("phone_number_id")):
+            if v:
+                return str(v)
+    return None
+
+
+def _error_text(msg: dict[str, Any]) -> str | None:
+    kapso = msg.get("kapso") or {}
+    errs = msg.get("errors") or kapso.get("errors") or kapso.get("error")
+    if not errs:
+        return None
+    if isinstance(errs, list) and errs and isinstance(errs[0], dict):
+        e = errs[0]
+        return " ".join(str(x) for x in (e.get("code"), e.get("title"), e.get("message")) if x)
+    return str(errs)
+
+
+def parse_item(
+    ws: Workspace, event_type: str, item: dict[str, Any], received_at: datetime,
+    idempotency_key: str | None = None, index: int = 0,
+) -> InboundEvent:
+    conv = item.get("conversation") or {}
+    msg = item.get("message") or {}
+    kapso = msg.get("kapso") or {}
+    conversation_id = conv.get("id") or kapso.get("whatsapp_conversation_id")
+    bsuid = conv.get("business_scoped_user_id") or item.get("business_scoped_user_id")
+    contact_name = (
+        kapso.get("contact_name") or conv.get("contact_name")
+        or (conv.get("kapso") or {}).get("contact_name")
+    )
+    if event_type in MESSAGE_EVENTS:
+        kind, default_dir, status = MESSAGE_EVENTS[event_type]
+        wamid = msg.get("id")
+        if not wamid:
+            raise ParseError(f"{event_type} without message.id")
+        direction = kapso.get("direction") or default_dir
+        if direction not in ("inbound", "outbound"):
+            raise ParseError(f"unknown direction {direction!r}")
+        phone = conv.get("phone_number") or (
+            msg.get("from") if direction == "inbound" else msg.get("to")
+        )
+        is_wa_id = not str(phone or "").startswith(("+", "0"))
+        key, identity, e164, wa_id = resolve_identity(ws, phone, bsuid, is_wa_id=is_wa_id)
+        ts = parse_ts(msg.get("timestamp"), received_at)
+        info = MessageInfo(
+            wamid=str(wamid),
+            direction=direction,
+            type=str(msg.get("type") or "text"),
+            text=render_text(msg),
+            origin=kapso.get("origin"),
+            status=status if kind == "status" else (kapso.get("status") or status),
+            error=_error_text(msg) if status == "failed" else None,
+            timestamp=ts,
+        )
+        return InboundEvent(
+            event_id=f"kapso:{event_type}:{wamid}",
+            kind=kind, event_type=event_type, workspace_id=ws.workspace_id, lead_key=key,
+            identity=identity, phone_e164=e164, wa_id=wa_id, bsuid=bsuid,
+            contact_name=contact_name if direction == "inbound" or kind == "message" else None,
+            conversation_id=conversation_id, occurred_at=ts, received_at=received_at,
+            message=info,
+        )
+    if event_type in CONVERSATION_EVENTS or event_type in IDENTITY_EVENTS:
+        phone = conv.get("phone_number") or item.get("phone_number") or item.get("wa_id")
+        is_wa_id = not str(phone or "").startswith(("+", "0"))
+        key, identity, e164, wa_id = resolve_identity(ws, phone, bsuid, is_wa_id=is_wa_id)
+        ts = parse_ts(
+            item.get("occurred_at") or conv.get("updated_at") or conv.get("created_at"),
+            received_at,
+        )
+        natural = conversation_id if event_type in CONVERSATION_EVENTS else None
+        if natural:
+            event_id = f"kapso:{event_type}:{natural}"
+        elif idempotency_key:
+            event_id = f"kapso:idem:{idempotency_key}:{index}"
+        else:
+            event_id = f"kapso:{event_type}:{content_id(item)}"
+        return InboundEvent(
+            event_id=event_id,
+            kind="conversation" if event_type in CONVERSATION_EVENTS else "identity",
+            event_type=event_type, workspace_id=ws.workspace_id, lead_key=key,
+            identity=identity, phone_e164=e164, wa_id=wa_id, bsuid=bsuid,
+            contact_name=contact_name, conversation_id=conversation_id,
+            conversation_state=CONVERSATION_EVENTS.get(event_type),
+            occurred_at=ts, received_at=received_at,
+        )
+    raise ParseError(f"unknown event type {event_type!r}")
+
+
+def parse_kapso(
+    ws: Workspace, event_type: str | None, body: Any, received_at: datetime,
+    idempotency_key: str | None = None,
+) -> list[InboundEvent]:
+    """All events of one Kapso delivery; raises ParseError for the whole delivery."""
+    items = items_of(body)
+    out: list[InboundEvent] = []
+    for i, item in enumerate(items):
+        et = event_type or item.get("event") or item.get("type")
+        if not et:
+            raise ParseError("no event type: X-Webhook-Event header missing")
+        out.append(parse_item(ws, str(et), item, received_at, idempotency_key, i))
+    return out

@@ -1,0 +1,88 @@
+"""Raw Meta WhatsApp Cloud API webhooks -> InboundEvents.
+
+`entry[].changes[].value` holds `metadata.phone_number_id`, `contacts[]`, `messages[]`
+(always inbound) and `statuses[]` (about our outbound messages).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from leadstream.domain.model import InboundEvent, MessageInfo
+from leadstream.ingest.common import ParseError, Workspace, parse_ts, render_text, resolve_identity
+
+
+def values_of(body: Any) -> list[dict[str, Any]]:
+    if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
+        raise ParseError("not a whatsapp_business_account payload")
+    out = []
+    for entry in body.get("entry") or []:
+        for change in (entry or {}).get("changes") or []:
+            value = (change or {}).get("value")
+            if isinstance(value, dict):
+                out.append(value)
+    return out
+
+
+def phone_number_ids(body: Any) -> set[str]:
+    try:
+        values = values_of(body)
+    except ParseError:
+        return set()
+    return {
+        str(v["metadata"]["phone_number_id"])
+        for v in values
+        if isinstance(v.get("metadata"), dict) and v["metadata"].get("phone_number_id")
+    }
+
+
+def parse_value(ws: Workspace, value: dict[str, Any], received_at: datetime) -> list[InboundEvent]:
+    contacts = {str(c.get("wa_id")): c for c in value.get("contacts") or [] if isinstance(c, dict)}
+    out: list[InboundEvent] = []
+    for m in value.get("messages") or []:
+        if not isinstance(m, dict) or not m.get("id"):
+            raise ParseError("message without id")
+        sender = m.get("from")
+        contact = contacts.get(str(sender)) or (next(iter(contacts.values())) if contacts else {})
+        bsuid = m.get("from_user_id") or contact.get("user_id")
+        key, identity, e164, wa_id = resolve_identity(ws, sender, bsuid, is_wa_id=True)
+        ts = parse_ts(m.get("timestamp"), received_at)
+        out.append(InboundEvent(
+            event_id=f"meta:message:{m['id']}", kind="message",
+            event_type="whatsapp.message.received", workspace_id=ws.workspace_id,
+            lead_key=key, identity=identity, phone_e164=e164, wa_id=wa_id, bsuid=bsuid,
+            contact_name=(contact.get("profile") or {}).get("name"),
+            occurred_at=ts, received_at=received_at,
+            message=MessageInfo(wamid=str(m["id"]), direction="inbound",
+                                type=str(m.get("type") or "text"), text=render_text(m),
+                                status="received", timestamp=ts),
+        ))
+    for s in value.get("statuses") or []:
+        if not isinstance(s, dict) or not s.get("id") or not s.get("status"):
+            raise ParseError("status without id or status")
+        key, identity, e164, wa_id = resolve_identity(
+            ws, s.get("recipient_id"), s.get("recipient_user_id"), is_wa_id=True
+        )
+        ts = parse_ts(s.get("timestamp"), received_at)
+        errs = s.get("errors") or []
+        err = None
+        if errs and isinstance(errs[0], dict):
+            err = " ".join(str(x) for x in (errs[0].get("code"), errs[0].get("title")) if x)
+        conv = (s.get("conversation") or {}).get("id")
+        out.append(InboundEvent(
+            event_id=f"meta:status:{s['id']}:{s['status']}", kind="status",
+            event_type=f"whatsapp.message.{s['status']}", workspace_id=ws.workspace_id,
+            lead_key=key, identity=identity, phone_e164=e164, wa_id=wa_id,
+            conversation_id=conv, occurred_at=ts, received_at=received_at,
+            message=MessageInfo(wamid=str(s["id"]), direction="outbound", type="unknown",
+                                status=str(s["status"]), error=err, timestamp=ts),
+        ))
+    return out
+
+
+def parse_meta(ws: Workspace, body: Any, received_at: datetime) -> list[InboundEvent]:
+    out: list[InboundEvent] = []
+    for value in values_of(body):
+        out.extend(parse_value(ws, value, received_at))
+    return out

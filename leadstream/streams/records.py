@@ -1,0 +1,70 @@
+"""Record (de)serialization. Records are JSON; every record carries a stable `event_id`."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import orjson
+from pydantic import BaseModel, Field
+
+from leadstream.domain.model import (
+    Command,
+    InboundEvent,
+    LeadState,
+    MessageState,
+    Note,
+    SarahUpdate,
+    StatusChange,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+__all__ = [
+    "Command",
+    "DeadLetter",
+    "InboundEvent",
+    "LeadState",
+    "MessageState",
+    "Note",
+    "SarahUpdate",
+    "StatusChange",
+    "decode",
+    "encode",
+]
+
+
+class DeadLetter(BaseModel):
+    """What could not be processed, with the reason and the original bytes (base64)."""
+
+    event_id: str
+    reason: str
+    stage: str
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    workspace_id: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    original_b64: str
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)
+
+    @staticmethod
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model, exclude_none=False)
+
+
+def decode(cls: type[M], raw: bytes) -> M:
+    return cls.model_validate_json(raw)
+
+
+def dumps(obj: object) -> bytes:
+    return orjson.dumps(obj)
