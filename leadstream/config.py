@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
     log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env: dict[str, str] = {}
+        for name, f in type(self).model_fields.items():
+            alias = f.validation_alias
+            key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+            value = getattr(self, name)
+            if value is not None and isinstance(key, str):
+                env[key] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import cast
 
 import aiokafka

@@ -1,0 +1,201 @@
+"""Faust agents: apply the domain rules to the source topics, keep state, emit derived records.
+
+One agent reads the three source topics (events, sarah, commands); all are keyed by lead_key
+with the same partition count, so one lead's inputs are handled by one worker, in order per
+topic.
+
+Exactly-once effects on an at-least-once broker (Tansu has no transactions):
+* Each lead's state remembers the last offset applied per source partition. A record at or
+  below it is a reprocessing (Faust restarts from the last commit; faust #596 even delivers a
+  partition's last record twice) and changes nothing.
+* Such a skipped record re-emits the current derived records it touched (the lead snapshot,
+  its message, its note or status change). A crash between the table write and the output
+  send therefore loses nothing; the sink is idempotent, so the repeat is harmless.
+* Sender redeliveries are new offsets with the same `event_id`: recent event ids per lead
+  (bounded) and message ids (per wamid) make them no-ops.
+* A record that cannot be decoded or applied goes to the dead-letter topic; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from leadstream.app import app, settings
+from leadstream.domain.model import (
+    Command,
+    InboundEvent,
+    LeadState,
+    MessageState,
+    Note,
+    SarahUpdate,
+    StatusChange,
+)
+from leadstream.domain.rules import Applied, apply_command, apply_inbound, apply_sarah
+from leadstream.streams.records import DeadLetter, encode
+from leadstream.streams.topics import TopicNames
+from leadstream.tables import lead_state, message_state
+
+log = logging.getLogger(__name__)
+
+RECENT_IDS = 64
+names = TopicNames.from_settings(settings)
+
+sources = app.topic(
+    *names.sources(), key_type=bytes, value_type=bytes,
+    key_serializer="raw", value_serializer="raw",
+)
+out = {
+    n: app.topic(n, key_type=bytes, value_type=bytes, key_serializer="raw",
+                 value_serializer="raw")
+    for n in (names.leads, names.messages, names.status_history, names.notes, names.dlq)
+}
+
+Send = Callable[[str, bytes, bytes], Awaitable[Any]]
+
+
+class LeadProcessor:
+    """Applies one source record to the tables and returns when its outputs are queued.
+
+    Kept apart from Faust's agent loop so it reads as one function of (record, state).
+    """
+
+    def __init__(self, leads: Any, messages: Any, send: Send, names: TopicNames) -> None:
+        self.leads = leads
+        self.messages = messages
+        self.send = send
+        self.names = names
+        self.processed = 0
+        self.skipped = 0
+        self.dead = 0
+
+    def _decode(self, topic: str, value: bytes) -> BaseModel:
+        if topic == self.names.events:
+            return InboundEvent.model_validate_json(value)
+        if topic == self.names.sarah:
+            return SarahUpdate.model_validate_json(value)
+        if topic == self.names.commands:
+            return Command.model_validate_json(value)
+        raise ValueError(f"unexpected topic {topic}")
+
+    async def handle(self, topic: str, partition: int, offset: int, key: bytes | None,
+                     value: bytes | None) -> None:
+        try:
+            if value is None:
+                raise ValueError("empty record")
+            record = self._decode(topic, value)
+            lead_key = record.lead_key  # type: ignore[attr-defined]
+            if key is not None and key.decode() != lead_key:
+                raise ValueError(f"record key {key!r} is not its lead_key {lead_key!r}")
+            await self._apply(topic, partition, offset, lead_key.encode(), record)
+            self.processed += 1
+        except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+            await self._dead_letter(topic, partition, offset, key, value, f"invalid record: {exc}")
+        except Exception as exc:  # a bug must not stop the partition; the DLQ keeps the record
+            log.exception("failed to apply %s:%s@%s", topic, partition, offset)
+            await self._dead_letter(topic, partition, offset, key, value,
+                                    f"apply failed: {type(exc).__name__}: {exc}")
+
+    async def _apply(self, topic: str, partition: int, offset: int, key: bytes,
+                     record: BaseModel) -> None:
+        src = f"{topic}:{partition}"
+        raw = self.leads.get(key)
+        state: dict[str, Any] = orjson.loads(raw) if raw else {
+            "lead": None, "offsets": {}, "recent": [], "last_status": None}
+        lead = LeadState.model_validate(state["lead"]) if state["lead"] else None
+        event_id: str = record.event_id  # type: ignore[attr-defined]
+
+        if state["offsets"].get(src, -1) >= offset:
+            self.skipped += 1
+            await self._reemit(key, lead, state, record)
+            return
+        if event_id in state["recent"]:
+            self.skipped += 1
+            return
+
+        msg_key = None
+        message = None
+        if isinstance(record, InboundEvent):
+            if record.message is not None:
+                msg_key = key + b"|" + record.message.wamid.encode()
+                mraw = self.messages.get(msg_key)
+                message = MessageState.model_validate_json(mraw) if mraw else None
+            applied = apply_inbound(lead, message, record)
+        elif isinstance(record, SarahUpdate):
+            applied = apply_sarah(lead, record)
+        else:
+            assert isinstance(record, Command)
+            applied = apply_command(lead, record)
+
+        if not (applied.lead_changed or applied.message_changed or applied.notes):
+            return  # a no-op stays a no-op when replayed: no state write needed
+        await self._emit(key, applied)
+        if applied.message_changed and msg_key is not None and applied.message is not None:
+            self.messages[msg_key] = encode(applied.message)
+        state["lead"] = applied.lead.model_dump(mode="json")
+        state["offsets"][src] = offset
+        state["recent"] = [*state["recent"][-(RECENT_IDS - 1):], event_id]
+        if applied.status_changes:
+            state["last_status"] = applied.status_changes[-1].model_dump(mode="json")
+        self.leads[key] = orjson.dumps(state)
+
+    async def _emit(self, key: bytes, applied: Applied) -> None:
+        if applied.message_changed and applied.message is not None:
+            await self.send(self.names.messages, key, encode(applied.message))
+        for ch in applied.status_changes:
+            await self.send(self.names.status_history, key, encode(ch))
+        for note in applied.notes:
+            await self.send(self.names.notes, key, encode(note))
+        if applied.lead_changed:
+            await self.send(self.names.leads, key, encode(applied.lead))
+
+    async def _reemit(self, key: bytes, lead: LeadState | None, state: dict[str, Any],
+                      record: BaseModel) -> None:
+        """Outputs of an already-applied record, again (idempotent downstream)."""
+        if lead is None:
+            return
+        if isinstance(record, InboundEvent) and record.message is not None:
+            mraw = self.messages.get(key + b"|" + record.message.wamid.encode())
+            if mraw:
+                await self.send(self.names.messages, key, mraw)
+        if isinstance(record, Command) and record.kind == "note":
+            applied = apply_command(lead, record)
+            for note in applied.notes:
+                await self.send(self.names.notes, key, encode(note))
+        last = state.get("last_status")
+        if last:
+            await self.send(self.names.status_history, key,
+                            encode(StatusChange.model_validate(last)))
+        await self.send(self.names.leads, key, encode(lead))
+
+    async def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None,
+                           value: bytes | None, reason: str) -> None:
+        self.dead += 1
+        log.error("dead letter %s:%s@%s: %s", topic, partition, offset, reason)
+        dl = DeadLetter(
+            event_id=f"worker:{topic}:{partition}:{offset}", reason=reason, stage="worker",
+            source_topic=topic, source_partition=partition, source_offset=offset,
+            original_b64=DeadLetter.b64(value or b""),
+        )
+        await self.send(self.names.dlq, key or b"", encode(dl))
+
+
+async def _send(topic: str, key: bytes, value: bytes) -> Any:
+    return await out[topic].send(key=key, value=value)
+
+
+processor = LeadProcessor(lead_state, message_state, _send, names)
+
+# re-exported for callers that only want the type
+__all__ = ["LeadProcessor", "Note", "processor"]
+
+
+@app.agent(sources)
+async def leads_agent(stream: Any) -> None:
+    async for event in stream.events():
+        m = event.message
+        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value)

@@ -1,0 +1,305 @@
+"""`leadstream` command line (contract §5). `--help` on each command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from leadstream.config import Settings, get_settings
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_until_signal(main: Any) -> None:
+    """Run `main(stop_event)` with SIGINT/SIGTERM setting the event."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@click.group()
+def main() -> None:
+    """leadstream: WhatsApp sales line -> Kafka -> Faust -> Postgres lead database."""
+
+
+# --------------------------------------------------------------------------- db
+
+
+@main.group()
+def db() -> None:
+    """Replica schema."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Create or upgrade the replica schema."""
+    from leadstream.db.migrate import migrate_url
+
+    applied = asyncio.run(migrate_url(get_settings().dsn))
+    click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+# --------------------------------------------------------------------------- workspace
+
+
+@main.group()
+def workspace() -> None:
+    """Workspaces, their WhatsApp numbers and API tokens."""
+
+
+@workspace.command("add")
+@click.option("--id", "workspace_id", required=True, help="workspace id (no ':')")
+@click.option("--phone-number-id", default=None, help="WhatsApp phone_number_id")
+@click.option("--webhook-secret", default=None, help="secret Kapso/Meta sign webhooks with")
+@click.option("--api-token", default=None, help="bearer token for the API (stored hashed)")
+@click.option("--role", type=click.Choice(["human", "brain-bot", "sarah-bot"]), default="human")
+@click.option("--region", default=None, help="default phone region (ISO), default ID")
+@click.option("--verify-token", default=None, help="Meta GET hub.verify_token")
+def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret: str | None,
+                  api_token: str | None, role: str, region: str | None,
+                  verify_token: str | None) -> None:
+    """Register a workspace, a number and/or a token (repeat to add more)."""
+    import asyncpg
+
+    from leadstream.db.migrate import migrate
+    from leadstream.db.registry import add_workspace
+
+    if ":" in workspace_id:
+        raise click.BadParameter("must not contain ':'", param_hint="--id")
+    if phone_number_id and not webhook_secret:
+        raise click.BadParameter("--phone-number-id needs --webhook-secret")
+    settings = get_settings()
+
+    async def go() -> None:
+        conn = await asyncpg.connect(settings.dsn)
+        try:
+            await migrate(conn)
+            await add_workspace(conn, workspace_id=workspace_id, phone_number_id=phone_number_id,
+                                webhook_secret=webhook_secret, api_token=api_token, role=role,
+                                region=region or settings.default_region,
+                                verify_token=verify_token)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    click.echo(f"workspace {workspace_id} saved")
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@main.command("topics")
+def topics_cmd() -> None:
+    """Create the topics (final partition count; existing ones are kept)."""
+    from leadstream.broker.clients import ensure_topics
+
+    created = asyncio.run(ensure_topics(get_settings()))
+    click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+
+
+# --------------------------------------------------------------------------- roles
+
+
+@main.command("webhook")
+def webhook_cmd() -> None:
+    """Run the webhook/API server (one of a fleet)."""
+    from leadstream.http.server import serve
+
+    settings = get_settings()
+    _logging(settings.log_level)
+    _run_until_signal(lambda stop: serve(settings, stop))
+
+
+@main.command("worker")
+@click.option("--sink/--no-sink", default=True, help="also run the Postgres sink in-process")
+def worker_cmd(sink: bool) -> None:
+    """Run a Faust worker (agents + tables), with the Postgres sink unless --no-sink."""
+    from leadstream.broker.clients import ensure_topics
+    from leadstream.db.migrate import migrate_url
+
+    settings = get_settings()
+    asyncio.run(ensure_topics(settings))
+    if sink:
+        asyncio.run(migrate_url(settings.dsn))
+    import faust
+
+    from leadstream.agents import app
+    from leadstream.sink.service import PostgresSink
+
+    services = [PostgresSink(settings)] if sink else []
+    worker = faust.Worker(app, *services, loglevel=settings.log_level.upper(), quiet=True,
+                          override_logging=True)
+    worker.execute_from_commandline()
+
+
+@main.command("sink")
+def sink_cmd() -> None:
+    """Run only the Postgres sink (derived topics -> replica)."""
+    from mode import Worker
+
+    from leadstream.db.migrate import migrate_url
+    from leadstream.sink.service import PostgresSink
+
+    settings = get_settings()
+    asyncio.run(migrate_url(settings.dsn))
+    Worker(PostgresSink(settings), loglevel=settings.log_level.upper()).execute_from_commandline()
+
+
+@main.command("replay")
+@click.option("--workspace", default=None, help="rebuild only this workspace")
+def replay_cmd(workspace: str | None) -> None:
+    """Rebuild the Postgres replica from the derived topics."""
+    from leadstream.sink.replay import replay
+
+    settings = get_settings()
+    _logging(settings.log_level)
+    stats = asyncio.run(replay(settings, workspace=workspace, progress=click.echo))
+    click.echo(f"replayed {stats['records']} records in {stats['seconds']:.1f}s "
+               f"({stats['records'] / max(stats['seconds'], 1e-9):,.0f} records/s)")
+
+
+@main.command("simulate")
+@click.option("--url", default=None, help="webhook base URL (default: the running `up`)")
+@click.option("--workspace", "workspace_id", default="demo")
+@click.option("--phone-number-id", default="demo-pnid")
+@click.option("--secret", default="demo-secret")
+@click.option("--leads", default=50, show_default=True)
+@click.option("--rate", default=20.0, show_default=True, help="events per second")
+@click.option("--duration", default=10.0, show_default=True, help="seconds")
+def simulate_cmd(url: str | None, workspace_id: str, phone_number_id: str, secret: str,
+                 leads: int, rate: float, duration: float) -> None:
+    """Send realistic signed Kapso traffic to a running webhook."""
+    from leadstream.simulate import run_simulation
+
+    settings = get_settings()
+    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    stats = asyncio.run(run_simulation(base, phone_number_id=phone_number_id, secret=secret,
+                                       leads=leads, rate=rate, duration=duration))
+    click.echo(stats)
+
+
+# --------------------------------------------------------------------------- up
+
+
+@main.command("up")
+@click.option("--demo/--no-demo", default=True,
+              help="register a demo workspace (id demo, number demo-pnid, secret demo-secret, "
+                   "token demo-token)")
+def up_cmd(demo: bool) -> None:
+    """The whole pipeline on one machine, in the foreground until Ctrl-C.
+
+    Starts an embedded broker and Postgres unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are
+    set. The embedded broker keeps data in memory, so the embedded stack starts empty each
+    time (its Postgres data and worker state are reset with it, to stay consistent).
+    """
+    from leadstream.embedded.runtime import read_runtime, remove_runtime, write_runtime
+
+    settings = Settings()
+    _logging(settings.log_level)
+    if read_runtime(settings.data_dir):
+        raise click.ClickException(f"a `leadstream up` is already running for {settings.data_dir}")
+    data_dir = settings.data_dir.absolute()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stack: list[Any] = []
+    env_updates: dict[str, str] = {}
+    try:
+        if not settings.kafka_bootstrap_servers:
+            from leadstream.embedded.broker import EmbeddedBroker
+
+            shutil.rmtree(data_dir / "worker-state", ignore_errors=True)
+            broker = EmbeddedBroker(data_dir).start()
+            stack.append(broker)
+            env_updates.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+                               LEADSTREAM_KAFKA_FLAVOR="tansu")
+        if not settings.database_url:
+            from leadstream.embedded.postgres import EmbeddedPostgres
+
+            if not settings.kafka_bootstrap_servers:
+                shutil.rmtree(data_dir / "pg", ignore_errors=True)
+            pg = EmbeddedPostgres(data_dir / "pg").start()
+            stack.append(pg)
+            env_updates["DATABASE_URL"] = pg.url
+        os.environ.update(env_updates)
+        settings = Settings()
+        from leadstream.broker.clients import ensure_topics
+        from leadstream.db.migrate import migrate_url
+
+        asyncio.run(ensure_topics(settings))
+        asyncio.run(migrate_url(settings.dsn))
+        if demo:
+            ctx = click.get_current_context()
+            ctx.invoke(workspace_add, workspace_id="demo", phone_number_id="demo-pnid",
+                       webhook_secret="demo-secret", api_token="demo-token", role="human",
+                       region=None, verify_token="demo-verify")
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        write_runtime(data_dir, {
+            "kafka_bootstrap_servers": settings.bootstrap, "kafka_flavor": settings.kafka_flavor,
+            "database_url": settings.dsn, "http": base,
+        })
+        worker = subprocess.Popen([sys.executable, "-m", "leadstream", "worker"],
+                                  env={**os.environ, "LEADSTREAM_DATA_DIR": str(data_dir)})
+        stack.append(worker)
+        click.echo(
+            f"\nleadstream is up\n"
+            f"  webhooks        {base}/webhooks/kapso   {base}/webhooks/whatsapp\n"
+            f"  API             {base}/api/leads\n"
+            f"  metrics         {base}/metrics\n"
+            f"  broker          {settings.bootstrap} ({settings.kafka_flavor})\n"
+            f"  DATABASE_URL    {settings.dsn}\n"
+            + ("  demo workspace  id=demo phone_number_id=demo-pnid secret=demo-secret "
+               "token=demo-token\n" if demo else "")
+            + "Ctrl-C stops everything.\n"
+        )
+        from leadstream.http.server import serve
+
+        async def serve_and_watch(stop: asyncio.Event) -> None:
+            async def watch() -> None:
+                while worker.poll() is None and not stop.is_set():
+                    await asyncio.sleep(0.5)
+                if worker.poll() is not None:
+                    logging.error("worker exited with %s; stopping", worker.returncode)
+                stop.set()
+
+            watcher = asyncio.create_task(watch())
+            await serve(settings, stop)
+            watcher.cancel()
+
+        _run_until_signal(serve_and_watch)
+    finally:
+        click.echo("stopping...")
+        for item in reversed(stack):
+            if isinstance(item, subprocess.Popen):
+                with contextlib.suppress(ProcessLookupError):
+                    item.send_signal(signal.SIGTERM)
+                try:
+                    item.wait(20)
+                except subprocess.TimeoutExpired:
+                    item.kill()
+            else:
+                item.stop()
+        remove_runtime(data_dir)
+        time.sleep(0.05)
+        click.echo("stopped.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

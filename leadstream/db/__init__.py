@@ -1,0 +1,1 @@
+"""Postgres: schema migrations, connection helpers and the workspace registry."""

@@ -1,0 +1,70 @@
+"""Workspaces, their WhatsApp numbers (webhook secrets) and API tokens (stored as SHA-256)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import asyncpg
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NumberEntry:
+    phone_number_id: str
+    workspace_id: str
+    webhook_secret: str
+    verify_token: str | None
+    region: str
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    workspace_id: str
+    role: str
+
+
+async def add_workspace(
+    conn: asyncpg.Connection, *, workspace_id: str, phone_number_id: str | None,
+    webhook_secret: str | None, api_token: str | None, role: str = "human",
+    region: str = "ID", verify_token: str | None = None,
+) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO workspaces (workspace_id, region) VALUES ($1, $2)"
+            " ON CONFLICT (workspace_id) DO UPDATE SET region = EXCLUDED.region",
+            workspace_id, region,
+        )
+        if phone_number_id:
+            if not webhook_secret:
+                raise ValueError("a phone number needs its webhook secret")
+            await conn.execute(
+                "INSERT INTO workspace_numbers (phone_number_id, workspace_id, webhook_secret,"
+                " verify_token) VALUES ($1, $2, $3, $4) ON CONFLICT (phone_number_id) DO UPDATE"
+                " SET workspace_id = EXCLUDED.workspace_id,"
+                " webhook_secret = EXCLUDED.webhook_secret, verify_token = EXCLUDED.verify_token",
+                phone_number_id, workspace_id, webhook_secret, verify_token,
+            )
+        if api_token:
+            await conn.execute(
+                "INSERT INTO api_tokens (token_sha256, workspace_id, role) VALUES ($1, $2, $3)"
+                " ON CONFLICT (token_sha256) DO UPDATE SET workspace_id = EXCLUDED.workspace_id,"
+                " role = EXCLUDED.role",
+                token_hash(api_token), workspace_id, role,
+            )
+
+
+async def load_numbers(conn: asyncpg.Connection) -> dict[str, NumberEntry]:
+    rows = await conn.fetch(
+        "SELECT n.phone_number_id, n.workspace_id, n.webhook_secret, n.verify_token, w.region"
+        " FROM workspace_numbers n JOIN workspaces w USING (workspace_id)"
+    )
+    return {r["phone_number_id"]: NumberEntry(**dict(r)) for r in rows}
+
+
+async def load_tokens(conn: asyncpg.Connection) -> dict[str, TokenEntry]:
+    rows = await conn.fetch("SELECT token_sha256, workspace_id, role FROM api_tokens")
+    return {r["token_sha256"]: TokenEntry(r["workspace_id"], r["role"]) for r in rows}

@@ -1,0 +1,286 @@
+"""Bot and operator API (contract §2): bearer token -> one workspace and a role.
+
+Writes validate with pydantic (422 with field errors), go to the broker as commands and
+answer 202 once acknowledged. Reads come from the Postgres replica. Another workspace's lead
+answers 404, not 403, so ids do not leak across workspaces.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from leadstream.db.registry import TokenEntry
+from leadstream.domain.identity import lead_key as make_lead_key
+from leadstream.domain.model import Command, LeadStatus, SarahFields, SarahUpdate, Temperature
+from leadstream.domain.phone import InvalidPhone, normalize_phone
+from leadstream.http.publisher import BrokerUnavailable
+from leadstream.http.webhooks import DIRECTORY, PUBLISHER, TOPICS
+from leadstream.streams.records import encode
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+IDEMPOTENCY_NS = uuid.UUID("0b6d1c1e-3f0e-5a44-9f2c-7d3b9c1a2e55")
+
+
+class SarahStateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contact_phone: str
+    chat_phase: str | None = None
+    extracted_data: SarahFields = Field(default_factory=SarahFields)
+    lead_score: int | None = Field(default=None, ge=0, le=100)
+    lead_temperature: Temperature | None = None
+
+
+class LeadEditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, max_length=10_000)
+    author: str | None = Field(default=None, max_length=200)
+
+    @field_validator("content")
+    @classmethod
+    def not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("content must not be blank")
+        return v
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: LeadStatus
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NAIVE_UTC),
+                        status=status, content_type="application/json")
+
+
+def _unprocessable(errors: list[dict[str, Any]]) -> web.Response:
+    return _json({"error": "invalid body", "fields": [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in errors]}, status=422)
+
+
+async def _auth(request: web.Request) -> TokenEntry:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise web.HTTPUnauthorized(text='{"error": "missing bearer token"}',
+                                   content_type="application/json")
+    entry = await request.app[DIRECTORY].token(header[7:].strip())
+    if entry is None:
+        raise web.HTTPUnauthorized(text='{"error": "invalid token"}',
+                                   content_type="application/json")
+    return entry
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+    try:
+        raw = await request.read()
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        return _unprocessable(exc.errors(include_url=False))
+
+
+def _event_id(request: web.Request, workspace_id: str) -> str:
+    key = request.headers.get("X-Idempotency-Key")
+    if key:
+        return str(uuid.uuid5(IDEMPOTENCY_NS, f"{workspace_id}\x1f{key}"))
+    return str(uuid.uuid4())
+
+
+async def _publish(request: web.Request, topic: str, key: str, value: bytes) -> None:
+    try:
+        await request.app[PUBLISHER].publish([(topic, key.encode(), value)])
+    except BrokerUnavailable as exc:
+        raise web.HTTPServiceUnavailable(text='{"error": "broker unavailable"}',
+                                         content_type="application/json") from exc
+
+
+async def sarah_state(request: web.Request) -> web.Response:
+    tok = await _auth(request)
+    body = await _body(request, SarahStateIn)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, SarahStateIn)
+    entry = next((n for n in request.app[DIRECTORY].numbers.values()
+                  if n.workspace_id == tok.workspace_id), None)
+    region = entry.region if entry else "ID"
+    try:
+        phone = normalize_phone(body.contact_phone, region)
+    except InvalidPhone as exc:
+        return _unprocessable([{"loc": ("contact_phone",), "msg": str(exc),
+                                "type": "phone_invalid"}])
+    key = make_lead_key(tok.workspace_id, phone)
+    up = SarahUpdate(
+        event_id=_event_id(request, tok.workspace_id), workspace_id=tok.workspace_id,
+        lead_key=key, identity=phone, phone_e164=phone, occurred_at=datetime.now(UTC),
+        chat_phase=body.chat_phase, extracted=body.extracted_data, lead_score=body.lead_score,
+        lead_temperature=body.lead_temperature,
+    )
+    await _publish(request, request.app[TOPICS].sarah, key, encode(up))
+    return _json({"accepted": True, "event_id": up.event_id, "lead_key": key}, status=202)
+
+
+async def _lead_key_of(request: web.Request, tok: TokenEntry) -> str:
+    try:
+        lead_id = uuid.UUID(request.match_info["lead_id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound(text='{"error": "unknown lead"}',
+                               content_type="application/json") from exc
+    key = await request.app[POOL].fetchval(
+        "SELECT lead_key FROM leads WHERE lead_id = $1 AND workspace_id = $2",
+        lead_id, tok.workspace_id)
+    if key is None:
+        raise web.HTTPNotFound(text='{"error": "unknown lead"}', content_type="application/json")
+    return str(key)
+
+
+async def _command(request: web.Request, kind: Literal["edit", "note", "status"],
+                   model: type[BaseModel]) -> web.Response:
+    tok = await _auth(request)
+    key = await _lead_key_of(request, tok)
+    body = await _body(request, model)
+    if isinstance(body, web.Response):
+        return body
+    fields: dict[str, Any] = {}
+    if isinstance(body, LeadEditIn):
+        fields["edit_fields"] = sorted(body.model_fields_set)
+        fields["name"] = body.name
+        if body.phone:
+            try:
+                fields["phone"] = normalize_phone(body.phone)
+            except InvalidPhone as exc:
+                return _unprocessable([{"loc": ("phone",), "msg": str(exc),
+                                        "type": "phone_invalid"}])
+    elif isinstance(body, NoteIn):
+        fields["content"] = body.content
+    elif isinstance(body, StatusIn):
+        fields["status"] = body.status
+        fields["reason"] = body.reason
+    author = getattr(body, "author", None) or tok.role
+    cmd = Command(event_id=_event_id(request, tok.workspace_id), workspace_id=tok.workspace_id,
+                  lead_key=key, occurred_at=datetime.now(UTC), kind=kind,
+                  actor_role=tok.role,  # type: ignore[arg-type]
+                  author=author, **fields)
+    await _publish(request, request.app[TOPICS].commands, key, encode(cmd))
+    return _json({"accepted": True, "event_id": cmd.event_id}, status=202)
+
+
+async def edit_lead(request: web.Request) -> web.Response:
+    return await _command(request, "edit", LeadEditIn)
+
+
+async def add_note(request: web.Request) -> web.Response:
+    return await _command(request, "note", NoteIn)
+
+
+async def set_status(request: web.Request) -> web.Response:
+    return await _command(request, "status", StatusIn)
+
+
+LIST_SORTS = {
+    "last_activity_at": ("last_activity_at", "timestamptz"),
+    "lead_score": ("lead_score", "integer"),
+    "created_at": ("created_at", "timestamptz"),
+}
+
+
+async def list_leads(request: web.Request) -> web.Response:
+    """Filters, sort and keyset pagination (`cursor` = last row's sort value and lead_id)."""
+    tok = await _auth(request)
+    q = request.query
+    where = ["workspace_id = $1"]
+    args: list[Any] = [tok.workspace_id]
+
+    def arg(v: Any) -> str:
+        args.append(v)
+        return f"${len(args)}"
+
+    if q.get("status"):
+        where.append(f"lead_status = ANY({arg(q['status'].split(','))}::text[])")
+    if q.get("temperature"):
+        where.append(f"lead_temperature = ANY({arg(q['temperature'].split(','))}::text[])")
+    try:
+        if q.get("min_score"):
+            where.append(f"lead_score >= {arg(int(q['min_score']))}")
+        limit = min(max(int(q.get("limit", 50)), 1), 200)
+    except ValueError:
+        return _unprocessable([{"loc": ("query",), "msg": "min_score/limit must be integers",
+                                "type": "int_parsing"}])
+    if q.get("q"):
+        pat = "%" + q["q"].replace("%", r"\%").replace("_", r"\_") + "%"
+        p = arg(pat)
+        where.append(f"(name ILIKE {p} OR phone_e164 ILIKE {p} OR business_type ILIKE {p})")
+    sort = q.get("sort", "last_activity_at")
+    if sort not in LIST_SORTS:
+        return _unprocessable([{"loc": ("sort",), "msg": f"one of {sorted(LIST_SORTS)}",
+                                "type": "enum"}])
+    col, typ = LIST_SORTS[sort]
+    if q.get("cursor"):
+        try:
+            cur = orjson.loads(bytes.fromhex(q["cursor"]))
+            where.append(f"({col}, lead_id) < ({arg(cur[0])}::{typ}, {arg(cur[1])}::uuid)")
+        except (ValueError, IndexError, TypeError):
+            return _unprocessable([{"loc": ("cursor",), "msg": "bad cursor", "type": "value"}])
+    sql = (f"SELECT * FROM leads WHERE {' AND '.join(where)}"
+           f" ORDER BY {col} DESC NULLS LAST, lead_id DESC LIMIT {limit + 1}")
+    rows = [dict(r) for r in await request.app[POOL].fetch(sql, *args)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        v = last[col]
+        next_cursor = orjson.dumps([v.isoformat() if hasattr(v, "isoformat") else v,
+                                    str(last["lead_id"])]).hex()
+    return _json({"leads": [_row(r) for r in rows], "next_cursor": next_cursor})
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in r.items()}
+
+
+async def get_lead(request: web.Request) -> web.Response:
+    tok = await _auth(request)
+    pool = request.app[POOL]
+    try:
+        lead_id = uuid.UUID(request.match_info["lead_id"])
+    except ValueError:
+        return _json({"error": "unknown lead"}, status=404)
+    lead = await pool.fetchrow("SELECT * FROM leads WHERE lead_id = $1 AND workspace_id = $2",
+                               lead_id, tok.workspace_id)
+    if lead is None:
+        return _json({"error": "unknown lead"}, status=404)
+    notes = await pool.fetch("SELECT * FROM lead_notes WHERE lead_id = $1"
+                             " ORDER BY created_at DESC LIMIT 200", lead_id)
+    history = await pool.fetch("SELECT * FROM lead_status_history WHERE lead_id = $1"
+                               " ORDER BY changed_at DESC LIMIT 200", lead_id)
+    daily = await pool.fetch("SELECT * FROM lead_daily_activity WHERE lead_id = $1"
+                             " ORDER BY day DESC LIMIT 90", lead_id)
+    messages = await pool.fetch("SELECT * FROM messages WHERE lead_id = $1"
+                                " ORDER BY sent_at DESC LIMIT 50", lead_id)
+    return _json({"lead": _row(dict(lead)), "notes": [_row(dict(n)) for n in notes],
+                  "status_history": [_row(dict(h)) for h in history],
+                  "daily_summaries": [_row(dict(d)) for d in daily],
+                  "messages": [_row(dict(m)) for m in messages]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/sarah/state", sarah_state)
+    app.router.add_get("/api/leads", list_leads)
+    app.router.add_get("/api/leads/{lead_id}", get_lead)
+    app.router.add_patch("/api/leads/{lead_id}", edit_lead)
+    app.router.add_post("/api/leads/{lead_id}/notes", add_note)
+    app.router.add_post("/api/leads/{lead_id}/status", set_status)

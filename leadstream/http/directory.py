@@ -1,0 +1,56 @@
+"""Workspaces, numbers and token hashes, cached in memory from Postgres.
+
+The cache is refreshed in the background and on a miss (at most every `min_refresh`
+seconds), so a `leadstream workspace add` takes effect within a second and a Postgres outage
+does not stop webhooks of known workspaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+
+from leadstream.db.registry import NumberEntry, TokenEntry, load_numbers, load_tokens, token_hash
+
+log = logging.getLogger(__name__)
+
+
+class Directory:
+    def __init__(self, pool: asyncpg.Pool, min_refresh: float = 0.5) -> None:
+        self.pool = pool
+        self.min_refresh = min_refresh
+        self.numbers: dict[str, NumberEntry] = {}
+        self.tokens: dict[str, TokenEntry] = {}
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, force: bool = False) -> None:
+        async with self._lock:
+            if not force and time.monotonic() - self._loaded_at < self.min_refresh:
+                return
+            try:
+                async with self.pool.acquire() as conn:
+                    self.numbers = await load_numbers(conn)
+                    self.tokens = await load_tokens(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not refresh workspaces: %s", exc)
+            self._loaded_at = time.monotonic()
+
+    async def number(self, phone_number_id: str) -> NumberEntry | None:
+        if phone_number_id not in self.numbers:
+            await self.refresh()
+        return self.numbers.get(phone_number_id)
+
+    async def token(self, token: str) -> TokenEntry | None:
+        h = token_hash(token)
+        if h not in self.tokens:
+            await self.refresh()
+        return self.tokens.get(h)
+
+    async def run(self, every: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.refresh(force=True)

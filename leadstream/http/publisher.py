@@ -1,0 +1,81 @@
+"""Writes records to the broker and returns only once the broker acknowledged them (acks=all).
+
+If the broker is unreachable at start the server still starts and answers 503 until a
+connection is made; a send that is not acknowledged within `publish_timeout_seconds` raises
+`BrokerUnavailable`, which the handlers turn into 503 (the sender retries). Never a 200
+without a durable write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import aiokafka
+from aiokafka.errors import KafkaError
+
+from leadstream.broker.clients import make_producer
+from leadstream.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    pass
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: aiokafka.AIOKafkaProducer | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        self._connect_task = asyncio.create_task(self._connect_forever())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._connect_task), timeout=5)
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while True:
+            producer = make_producer(self.settings)
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                log.warning("broker not reachable (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.producer = producer
+            log.info("connected to the broker at %s", self.settings.bootstrap)
+            return
+
+    async def stop(self) -> None:
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connect_task
+        if self.producer is not None:
+            await self.producer.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.producer is not None
+
+    async def publish(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        """Send all records; return when every one is acknowledged, else BrokerUnavailable."""
+        if self.producer is None:
+            raise BrokerUnavailable("not connected to the broker")
+        try:
+            futures = [await self.producer.send(topic, value, key=key)
+                       for topic, key, value in records]
+            await asyncio.wait_for(asyncio.gather(*futures),
+                                   timeout=self.settings.publish_timeout_seconds)
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(f"broker did not acknowledge: {exc!r}") from exc
+        self.published += len(records)

@@ -1,0 +1,103 @@
+"""The aiohttp application: webhooks + API + health + Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from leadstream.config import Settings
+from leadstream.http import api, webhooks
+from leadstream.http.directory import Directory
+from leadstream.http.publisher import Publisher
+from leadstream.streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("leadstream_http_requests_total", "HTTP requests", ["route", "status"])
+LATENCY = Histogram("leadstream_http_request_seconds", "HTTP request latency", ["route"])
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: web.RequestHandler
+                             ) -> web.StreamResponse:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource \
+        else "unmatched"
+    with LATENCY.labels(route).time():
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            REQUESTS.labels(route, str(exc.status)).inc()
+            raise
+    REQUESTS.labels(route, str(resp.status)).inc()
+    return resp
+
+
+async def _connect_pool(dsn: str, attempts: int = 50) -> asyncpg.Pool:
+    for i in range(attempts):
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+            return pool
+        except (OSError, asyncpg.PostgresError) as exc:
+            if i == attempts - 1:
+                raise
+            log.warning("Postgres not reachable (%s); retrying", exc)
+            await asyncio.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def make_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[metrics_middleware])
+    app[webhooks.MAX_BODY] = settings.max_body_bytes
+    app[webhooks.TOPICS] = TopicNames.from_settings(settings)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        pool = await _connect_pool(settings.dsn)
+        directory = Directory(pool)
+        await directory.refresh(force=True)
+        publisher = Publisher(settings)
+        await publisher.start()
+        app[api.POOL] = pool
+        app[webhooks.DIRECTORY] = directory
+        app[webhooks.PUBLISHER] = publisher
+        refresher = asyncio.create_task(directory.run())
+        yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        await publisher.stop()
+        await pool.close()
+
+    app.cleanup_ctx.append(context)
+    webhooks.add_routes(app)
+    api.add_routes(app)
+
+    async def health(request: web.Request) -> web.Response:
+        ready = request.app[webhooks.PUBLISHER].ready
+        return web.json_response({"broker": ready}, status=200 if ready else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the server until `stop` is set."""
+    runner = web.AppRunner(make_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=1024)
+    await site.start()
+    log.info("webhook/API server on http://%s:%s", settings.http_host, settings.http_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

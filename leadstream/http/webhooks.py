@@ -1,0 +1,173 @@
+"""`POST /webhooks/kapso`, `POST|GET /webhooks/whatsapp`: verify, validate, write, answer.
+
+| situation                                         | answer                          |
+| valid, acknowledged by the broker (acks=all)      | 200 after the ack               |
+| bad/missing signature, unknown phone_number_id    | 401, nothing written            |
+| body over the limit                               | 413, nothing written            |
+| signed but unparseable / unknown event type       | 200, raw body to the DLQ        |
+| broker unavailable                                | 503                             |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from leadstream.db.registry import NumberEntry
+from leadstream.http.directory import Directory
+from leadstream.http.publisher import BrokerUnavailable, Publisher
+from leadstream.ingest.common import ParseError, Workspace, content_id
+from leadstream.ingest.kapso import parse_kapso, phone_number_id_of
+from leadstream.ingest.meta import parse_meta, phone_number_ids
+from leadstream.streams.records import DeadLetter, encode
+from leadstream.streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+DIRECTORY = web.AppKey("directory", Directory)
+PUBLISHER = web.AppKey("publisher", Publisher)
+TOPICS = web.AppKey("topics", TopicNames)
+MAX_BODY = web.AppKey("max_body", int)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of the raw body: what Kapso sends in X-Webhook-Signature."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(secret: str, body: bytes, given: str | None) -> bool:
+    if not given:
+        return False
+    given = given.strip()
+    if given.startswith("sha256="):
+        given = given[len("sha256="):]
+    return hmac.compare_digest(sign(secret, body), given.lower())
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    return await request.read()  # aiohttp enforces client_max_size too
+
+
+async def _publish_or_503(request: web.Request,
+                          records: list[tuple[str, bytes | None, bytes]]) -> None:
+    try:
+        await request.app[PUBLISHER].publish(records)
+    except BrokerUnavailable as exc:
+        log.warning("answering 503: %s", exc)
+        raise web.HTTPServiceUnavailable(
+            text=orjson.dumps({"error": "broker unavailable, retry later"}).decode(),
+            content_type="application/json", headers={"Retry-After": "5"},
+        ) from exc
+
+
+async def _dead_letter(request: web.Request, body: bytes, reason: str, workspace_id: str | None,
+                       source: str) -> web.Response:
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower().startswith(("x-webhook", "x-idempotency", "content-type"))}
+    dl = DeadLetter(
+        event_id=f"{source}:dlq:{content_id(body.decode('utf-8', 'replace'))}",
+        reason=reason, stage="webhook", source_topic=source, workspace_id=workspace_id,
+        headers=headers, original_b64=DeadLetter.b64(body),
+    )
+    topics = request.app[TOPICS]
+    await _publish_or_503(request, [(topics.dlq, (workspace_id or "").encode(), encode(dl))])
+    log.warning("webhook body dead-lettered: %s", reason)
+    return web.json_response({"accepted": 0, "dead_lettered": True, "reason": reason})
+
+
+async def _match_any_secret(request: web.Request, body: bytes, sig: str | None
+                            ) -> NumberEntry | None:
+    """For a body we cannot read the phone_number_id from: is it signed by any workspace?"""
+    directory = request.app[DIRECTORY]
+    await directory.refresh()
+    for entry in directory.numbers.values():
+        if signature_ok(entry.webhook_secret, body, sig):
+            return entry
+    return None
+
+
+async def kapso_webhook(request: web.Request) -> web.Response:
+    body = await _read_body(request)
+    sig = request.headers.get("X-Webhook-Signature")
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    pnid = phone_number_id_of(parsed)
+    entry = await request.app[DIRECTORY].number(pnid) if pnid else None
+    if entry is None:
+        if parsed is None and (matched := await _match_any_secret(request, body, sig)):
+            return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,
+                                      "kapso")
+        return _error(401, "unknown phone_number_id" if pnid else "no phone_number_id")
+    if not signature_ok(entry.webhook_secret, body, sig):
+        return _error(401, "bad signature")
+    ws = Workspace(entry.workspace_id, entry.region)
+    try:
+        events = parse_kapso(ws, request.headers.get("X-Webhook-Event"), parsed,
+                             datetime.now(UTC), request.headers.get("X-Idempotency-Key"))
+    except (ParseError, ValueError) as exc:
+        return await _dead_letter(request, body, str(exc), ws.workspace_id, "kapso")
+    topic = request.app[TOPICS].events
+    await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
+    return web.json_response({"accepted": len(events)})
+
+
+async def meta_webhook(request: web.Request) -> web.Response:
+    body = await _read_body(request)
+    sig = request.headers.get("X-Hub-Signature-256")
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    directory = request.app[DIRECTORY]
+    entries = [e for p in sorted(phone_number_ids(parsed)) if (e := await directory.number(p))]
+    if not entries:
+        if parsed is None and (matched := await _match_any_secret(request, body, sig)):
+            return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,
+                                      "meta")
+        return _error(401, "unknown phone_number_id")
+    entry = entries[0]
+    if not signature_ok(entry.webhook_secret, body, sig):
+        return _error(401, "bad signature")
+    try:
+        events = parse_meta(Workspace(entry.workspace_id, entry.region), parsed, datetime.now(UTC))
+    except (ParseError, ValueError) as exc:
+        return await _dead_letter(request, body, str(exc), entry.workspace_id, "meta")
+    topic = request.app[TOPICS].events
+    if events:
+        await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
+    return web.json_response({"accepted": len(events)})
+
+
+async def meta_verify(request: web.Request) -> web.Response:
+    """Meta's subscription handshake: echo hub.challenge when hub.verify_token is known."""
+    q = request.query
+    if q.get("hub.mode") != "subscribe" or not q.get("hub.verify_token"):
+        return _error(400, "expected hub.mode=subscribe and hub.verify_token")
+    directory = request.app[DIRECTORY]
+    await directory.refresh()
+    token = q["hub.verify_token"]
+    if any(e.verify_token and hmac.compare_digest(e.verify_token, token)
+           for e in directory.numbers.values()):
+        return web.Response(text=q.get("hub.challenge", ""))
+    return _error(403, "verify token does not match")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/kapso", kapso_webhook)
+    app.router.add_post("/webhooks/whatsapp", meta_webhook)
+    app.router.add_get("/webhooks/whatsapp", meta_verify)

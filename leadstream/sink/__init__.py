@@ -1,0 +1,1 @@
+"""The Postgres read replica: batched, version-guarded writes from the derived topics."""

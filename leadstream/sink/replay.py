@@ -1,0 +1,70 @@
+"""Rebuild the replica from the derived topics (the log is the truth).
+
+Reads every derived topic from the beginning to the log end captured at start, outside any
+consumer group, and writes with the same batched, version-guarded writer as the live sink.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiokafka.structs import TopicPartition
+
+from leadstream.broker.clients import end_offsets, make_consumer
+from leadstream.config import Settings
+from leadstream.sink.service import decode_records, route
+from leadstream.sink.writer import Batch, write_batch
+from leadstream.streams.topics import TopicNames
+
+TABLES = ("leads", "messages", "lead_status_history", "lead_notes")
+
+
+async def replay(settings: Settings, *, workspace: str | None = None,
+                 progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    names = TopicNames.from_settings(settings)
+    routes = route(names)
+    started = time.monotonic()
+    conn = await asyncpg.connect(settings.dsn)
+    consumer = make_consumer(settings, group_id=None, max_poll_records=20000,
+                             fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    total = 0
+    try:
+        async with conn.transaction():
+            for t in TABLES:
+                if workspace:
+                    await conn.execute(f"DELETE FROM {t} WHERE workspace_id = $1", workspace)
+                else:
+                    await conn.execute(f"TRUNCATE {t}")
+        await consumer.topics()  # loads metadata
+        tps = [TopicPartition(topic, p) for topic in names.derived()
+               for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await end_offsets(settings, consumer, tps)
+        goal = sum(ends.values())
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            polled = await consumer.getmany(*remaining, timeout_ms=200, max_records=20000)
+            records = []
+            for tp, rs in polled.items():
+                records += [r for r in rs if r.offset < ends[tp]]
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+            batch, _, _ = decode_records(records, routes)
+            if workspace:
+                batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
+                                for rows in (batch.leads, batch.messages, batch.history,
+                                             batch.notes)])
+            if len(batch):
+                await write_batch(conn, batch)
+            total += len(records)
+            if progress and records:
+                progress(f"replay: {total}/{goal} records")
+    finally:
+        await consumer.stop()
+        await conn.close()
+    return {"records": total, "seconds": time.monotonic() - started}

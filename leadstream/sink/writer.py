@@ -1,0 +1,118 @@
+"""Batched, idempotent writes of derived records into the replica.
+
+One statement per table per batch: the batch is sent as one JSON array and expanded with
+`jsonb_populate_recordset(NULL::<table>, ...)` so the table's own column types apply.
+Snapshots and messages are upserted only when their `version` is newer than the row's (a
+replayed or duplicated record never moves a row backwards); history and notes are
+insert-once by their ids (append-only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+LEAD_COLUMNS = (
+    "lead_id", "workspace_id", "lead_key", "phone_e164", "wa_id", "bsuid", "name", "kapso_name",
+    "sarah_name", "contact_phone", "business_type", "domisili", "business_duration",
+    "pain_points", "priority", "urgency_level", "next_step", "lead_score", "lead_temperature",
+    "lead_status", "chat_phase", "status_updated_at", "status_updated_by",
+    "kapso_conversation_id", "conversation_state", "message_count", "created_at", "updated_at",
+    "last_message_at", "last_inbound_at", "last_outbound_at", "last_contact_at",
+    "last_activity_at", "version",
+)
+MESSAGE_COLUMNS = (
+    "message_id", "lead_id", "workspace_id", "conversation_id", "direction", "type", "text",
+    "origin", "status", "error", "sent_at", "version",
+)
+HISTORY_COLUMNS = (
+    "event_id", "lead_id", "workspace_id", "from_status", "to_status", "changed_by", "reason",
+    "changed_at",
+)
+NOTE_COLUMNS = (
+    "note_id", "lead_id", "workspace_id", "author", "author_type", "content", "created_at",
+)
+
+
+def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+    cols = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
+        f" jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        f" WHERE {table}.version < EXCLUDED.version"
+    )
+
+
+def _insert_once_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+    cols = ", ".join(columns)
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
+        f" jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+        f" ON CONFLICT ({key}) DO NOTHING"
+    )
+
+
+SQL_LEADS = _upsert_sql("leads", LEAD_COLUMNS, "lead_id")
+SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "message_id")
+SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id")
+SQL_NOTES = _insert_once_sql("lead_notes", NOTE_COLUMNS, "note_id")
+
+
+def newest_by(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """One row per key, the highest version (an upsert may not touch a row twice)."""
+    best: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        k = r[key]
+        cur = best.get(k)
+        if cur is None or r["version"] > cur["version"]:
+            best[k] = r
+    return list(best.values())
+
+
+def first_by(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    seen: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        seen.setdefault(r[key], r)
+    return list(seen.values())
+
+
+@dataclass
+class Batch:
+    """Decoded derived records of one poll, grouped by table."""
+
+    leads: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
+
+    def extend(self, other: Batch) -> None:
+        self.leads += other.leads
+        self.messages += other.messages
+        self.history += other.history
+        self.notes += other.notes
+
+
+async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
+    """Write one batch in one transaction; returns rows submitted per table."""
+    plan = (
+        ("leads", SQL_LEADS, newest_by(batch.leads, "lead_id")),
+        ("messages", SQL_MESSAGES, newest_by(batch.messages, "message_id")),
+        ("lead_status_history", SQL_HISTORY, first_by(batch.history, "event_id")),
+        ("lead_notes", SQL_NOTES, first_by(batch.notes, "note_id")),
+    )
+    counts: dict[str, int] = {}
+    async with conn.transaction():
+        for table, sql, rows in plan:
+            if rows:
+                await conn.execute(sql, orjson.dumps(rows).decode())
+                counts[table] = len(rows)
+    return counts

@@ -1,0 +1,74 @@
+"""Real broker and Postgres for the whole session (embedded unless the environment names
+them), and per-test isolation: each test gets its own database, topic prefix and app id."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from leadstream.config import Settings
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(bootstrap, flavor)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ.get(
+            "LEADSTREAM_KAFKA_FLAVOR", "kafka")
+        return
+    from leadstream.embedded.broker import EmbeddedBroker
+
+    b = EmbeddedBroker(tmp_path_factory.mktemp("broker")).start()
+    yield b.bootstrap, "tansu"
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a Postgres server's maintenance database."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    from leadstream.embedded.postgres import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")) / "data", fsync=False).start()
+    yield pg.url
+    pg.stop()
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def database(pg_server: str) -> AsyncIterator[str]:
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(pg_server)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    yield _with_db(pg_server, name)
+    conn = await asyncpg.connect(pg_server)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture
+def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker[0],
+        LEADSTREAM_KAFKA_FLAVOR=broker[1],
+        DATABASE_URL=database,
+        LEADSTREAM_TOPIC_PREFIX=f"t{tag}",
+        LEADSTREAM_APP_ID=f"app-{tag}",
+        LEADSTREAM_SINK_GROUP=f"sink-{tag}",
+        LEADSTREAM_DATA_DIR=tmp_path / "data",
+        LEADSTREAM_TOPIC_PARTITIONS=4,
+        LEADSTREAM_LOG_LEVEL="info",
+    )
