@@ -152,6 +152,8 @@ class LeadState(_Model):
     # ordering aids: event time of the value currently held
     kapso_name_at: datetime | None = None
     conversation_at: datetime | None = None
+    #: created by a delivery receipt only: its timestamps are replaced by the first activity
+    placeholder: bool = False
 
 
 class MessageState(_Model):

@@ -154,6 +154,11 @@ def new_lead(
 
 
 def _touch(lead: LeadState, at: datetime) -> None:
+    """Record activity at `at` (delivery receipts are not activity and never touch)."""
+    if lead.placeholder:
+        lead.placeholder = False
+        lead.created_at = lead.updated_at = lead.last_activity_at = at
+        return
     lead.created_at = min(lead.created_at, at)
     lead.updated_at = max(lead.updated_at, at)
     lead.last_activity_at = max(lead.last_activity_at, at)
@@ -316,8 +321,10 @@ def apply_inbound(
             if (ev.message.origin or "").lower() in HUMAN_ORIGINS:
                 cur.last_contact_at = _max(cur.last_contact_at, ts)
         _touch(cur, ts)
-    elif lead is None or ev.kind in ("conversation", "identity"):
+    elif ev.kind in ("conversation", "identity"):
         _touch(cur, ev.occurred_at)
+    elif lead is None:
+        cur.placeholder = True
     changed = _finish(before, cur)
     return Applied(lead=cur, lead_changed=changed, message=new_msg, message_changed=msg_changed)
 

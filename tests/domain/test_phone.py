@@ -1,0 +1,77 @@
+"""Phone normalization: every way a person or WhatsApp writes one Indonesian number."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadstream.domain.phone import InvalidPhone, from_wa_id, normalize_phone
+
+SAME_LEAD = "+6281312345678"
+TYPED = [
+    "+6281312345678", "+62 813-1234-5678", "+62 (813) 1234 5678", "+62.813.1234.5678",
+    "0813 1234 5678", "0813-1234-5678", "081312345678", "(0813) 1234-5678",
+    "6281312345678", "62 813 1234 5678", "62-813-1234-5678", "006281312345678",
+    "00 62 813 1234 5678", "813 1234 5678", "81312345678", " +6281312345678 ",
+    "+62\u00a0813\u00a01234\u00a05678", "0813/1234/5678",
+]
+
+
+@pytest.mark.parametrize("raw", TYPED)
+def test_typed_forms_of_one_number_are_one_identity(raw: str) -> None:
+    assert normalize_phone(raw, "ID") == SAME_LEAD
+
+
+@pytest.mark.parametrize("raw,expected", [
+    # the national number that itself starts with 62 must not get a second 62
+    ("62812345678", "+62812345678"),
+    ("+62812345678", "+62812345678"),
+    ("0812345678", "+62812345678"),
+    ("62 812 345 678", "+62812345678"),
+    ("6285712345678", "+6285712345678"),
+    ("085712345678", "+6285712345678"),
+    ("+6221 5551234", "+62215551234"),         # Jakarta landline
+    ("021 5551234", "+62215551234"),
+    ("+1 415 555 2671", "+14155552671"),       # foreign numbers keep their country
+    ("+65 8123 4567", "+6581234567"),
+    ("0065 8123 4567", "+6581234567"),
+    ("+44 20 7946 0958", "+442079460958"),
+])
+def test_special_and_foreign_numbers(raw: str, expected: str) -> None:
+    assert normalize_phone(raw, "ID") == expected
+
+
+@pytest.mark.parametrize("raw,region,expected", [
+    ("8123 4567", "SG", "+6581234567"),
+    ("(415) 555-2671", "US", "+14155552671"),
+    ("020 7946 0958", "GB", "+442079460958"),
+    ("0813 1234 5678", "id", "+6281312345678"),
+])
+def test_workspace_region_override(raw: str, region: str, expected: str) -> None:
+    assert normalize_phone(raw, region) == expected
+
+
+@pytest.mark.parametrize("wa_id,expected", [
+    ("6281312345678", SAME_LEAD),
+    ("+6281312345678", SAME_LEAD),
+    ("62812345678", "+62812345678"),
+    ("14155552671", "+14155552671"),
+    ("6581234567", "+6581234567"),
+])
+def test_wa_id_is_international_without_plus(wa_id: str, expected: str) -> None:
+    assert from_wa_id(wa_id) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    "", "   ", "abc", "+62 abc 123", "123", "0", "+0", "+62", "0813", "+999 123 456 789",
+    "62-", "++6281312345678", "0813 1234 5678 9999 1234", "phone: 0813",
+])
+def test_invalid_numbers_raise_with_a_reason(raw: str) -> None:
+    with pytest.raises(InvalidPhone) as exc:
+        normalize_phone(raw, "ID")
+    assert str(exc.value)
+
+
+@pytest.mark.parametrize("wa_id", ["", "abc", "0813", "999999", "ID.1234567890"])
+def test_invalid_wa_ids_raise(wa_id: str) -> None:
+    with pytest.raises(InvalidPhone):
+        from_wa_id(wa_id)
