@@ -25,12 +25,25 @@ class Directory:
         self.numbers: dict[str, NumberEntry] = {}
         self.tokens: dict[str, TokenEntry] = {}
         self._loaded_at = 0.0
+        self._started_at = 0.0
         self._lock = asyncio.Lock()
 
     async def refresh(self, force: bool = False) -> None:
+        """Reload; a caller whose miss happened before the last reload started is served by it.
+
+        Without `force`, reloads are at least `min_refresh` apart (a flood of unknown ids
+        costs Postgres two queries per interval), but a miss always sees a reload that
+        started after it.
+        """
+        asked = time.monotonic()
         async with self._lock:
-            if not force and time.monotonic() - self._loaded_at < self.min_refresh:
+            if self._started_at >= asked:
                 return
+            if not force:
+                wait = self._loaded_at + self.min_refresh - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._started_at = time.monotonic()
             try:
                 async with self.pool.acquire() as conn:
                     self.numbers = await load_numbers(conn)
