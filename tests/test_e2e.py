@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -52,3 +53,143 @@ async def test_same_webhook_twice_leaves_one_message(pipeline: Pipeline) -> None
     rows = await pipeline.fetch("SELECT message_id FROM messages WHERE lead_id = $1",
                                 lead["lead_id"])
     assert sorted(r["message_id"] for r in rows) == ["wamid.D1", "wamid.D2"]
+
+
+async def _counts(p: Pipeline) -> dict[str, int]:
+    rows = await p.fetch("SELECT phone_e164, message_count FROM leads")
+    return {r["phone_e164"]: r["message_count"] for r in rows}
+
+
+@pytest.mark.slow
+async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
+    pipeline: Pipeline,
+) -> None:
+    """SIGKILL the worker twice while acknowledged traffic flows; restart; compare exactly."""
+    leads, per_lead = 20, 12
+    acked: dict[str, int] = {}
+    sent = 0
+    for round_ in range(per_lead):
+        for i in range(leads):
+            wa = f"62812{20000000 + i:08d}"
+            wamid = f"wamid.k.{i}.{round_}"
+            status = await pipeline.message(wa, wamid, ts=1_760_000_000 + round_ * 60 + i)
+            assert status == 200
+            acked["+" + wa] = acked.get("+" + wa, 0) + 1
+            # redeliver some of them: must not count twice
+            if (i + round_) % 7 == 0:
+                assert await pipeline.message(wa, wamid, ts=1_760_000_000 + round_ * 60 + i) == 200
+            sent += 1
+        if round_ in (3, 8):
+            pipeline.worker.kill()
+            pipeline.worker.start()
+    assert sent == leads * per_lead
+    await eventually(lambda: _counts_equal(pipeline, acked), timeout=120)
+    row = await pipeline.fetchrow("SELECT count(*) AS n FROM messages")
+    assert row is not None and row["n"] == sent
+
+
+async def _counts_equal(p: Pipeline, want: dict[str, int]) -> bool:
+    return await _counts(p) == want
+
+
+async def _api(p: Pipeline, method: str, path: str, token: str, json: dict) -> int:
+    assert p.session is not None
+    async with p.session.request(method, f"{p.base}{path}", json=json,
+                                 headers={"Authorization": f"Bearer {token}"}) as r:
+        await r.read()
+        return r.status
+
+
+async def test_lead_model_through_the_pipeline(pipeline: Pipeline) -> None:
+    """Sarah merges, status policy with history, notes and edits, as the rules say."""
+    assert pipeline.pool is not None
+    from leadstream.db.registry import add_workspace
+    async with pipeline.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token="tok-brain", role="brain-bot")
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token="tok-sarah", role="sarah-bot")
+    # a delivery receipt before its message, then the message, then an inbound reply
+    receipt = {"message": {"id": "wamid.O1", "timestamp": "1760000010", "to": "6281399998888",
+                           "type": "text", "kapso": {"direction": "outbound"}},
+               "conversation": {"id": "conv-9", "phone_number": "6281399998888",
+                                "phone_number_id": "pnid-1"}, "phone_number_id": "pnid-1"}
+    assert await pipeline.kapso("whatsapp.message.read", receipt) == 200
+    assert await pipeline.message("6281399998888", "wamid.O1", text="Halo dari toko",
+                                  ts=1_760_000_000, direction="outbound", name=None) == 200
+    assert await pipeline.message("6281399998888", "wamid.I1", text="Mau tanya harga",
+                                  ts=1_760_000_100, name="Rina WA") == 200
+    sarah = {"contact_phone": "0813 9999 8888", "chat_phase": "B",
+             "extracted_data": {"name": "Rina", "domisili": "Bandung",
+                                "pain_points": ["stok selisih"]}}
+    assert await _api(pipeline, "POST", "/api/sarah/state", "tok-sarah", sarah) == 202
+    sarah2 = {"contact_phone": "+62 813-9999-8888", "chat_phase": "qualifying", "lead_score": 72,
+              "lead_temperature": "warm", "extracted_data": {"pain_points": ["Stok Selisih",
+                                                                             "laporan manual"]}}
+    assert await _api(pipeline, "POST", "/api/sarah/state", "tok-sarah", sarah2) == 202
+    lead = await eventually(lambda: pipeline.fetchrow(
+        "SELECT * FROM leads WHERE phone_e164 = '+6281399998888' AND lead_status = 'qualified'"
+        " AND lead_score = 72"), timeout=60)
+    lid = str(lead["lead_id"])
+    assert lead["name"] == "Rina" and lead["kapso_name"] == "Rina WA"
+    assert lead["domisili"] == "Bandung"
+    assert lead["pain_points"] == ["stok selisih", "laporan manual"]
+    assert lead["message_count"] == 2
+    msg = await pipeline.fetchrow("SELECT * FROM messages WHERE message_id = 'wamid.O1'")
+    assert msg is not None and msg["status"] == "read" and msg["text"] == "Halo dari toko"
+
+    # Brain moves it; Sarah may no longer; a human can move it back; notes and an edit
+    base = f"/api/leads/{lid}"
+    assert await _api(pipeline, "POST", base + "/status", "tok-brain",
+                      {"status": "contacted", "reason": "asked for demo"}) == 202
+    await eventually(lambda: pipeline.fetchrow(
+        "SELECT 1 FROM leads WHERE lead_id = $1 AND lead_status = 'contacted'", lead["lead_id"]))
+    assert await _api(pipeline, "POST", "/api/sarah/state", "tok-sarah",
+                      {"contact_phone": "081399998888", "chat_phase": "greeting"}) == 202
+    assert await _api(pipeline, "POST", base + "/status", "tok-human",
+                      {"status": "archived", "reason": "not a fit"}) == 202
+    assert await _api(pipeline, "POST", base + "/notes", "tok-human",
+                      {"content": "Called, will decide next week", "author": "Ani"}) == 202
+    assert await _api(pipeline, "PATCH", base, "tok-human", {"name": "Bu Rina"}) == 202
+    final = await eventually(lambda: pipeline.fetchrow(
+        "SELECT * FROM leads WHERE lead_id = $1 AND name = 'Bu Rina'", lead["lead_id"]))
+    assert final["lead_status"] == "archived" and final["chat_phase"] == "greeting"
+    assert final["status_updated_by"] == "human"
+    history = await eventually(lambda: pipeline.fetch(
+        "SELECT from_status, to_status, changed_by FROM lead_status_history WHERE lead_id = $1"
+        " ORDER BY changed_at", lead["lead_id"]))
+    assert [tuple(h) for h in history] == [("new", "qualified", "sarah-bot"),
+                                           ("qualified", "contacted", "brain-bot"),
+                                           ("contacted", "archived", "human")]
+    notes = await pipeline.fetch("SELECT author, author_type, content FROM lead_notes")
+    assert [tuple(n) for n in notes] == [("Ani", "human", "Called, will decide next week")]
+
+
+async def _table_digest(p: Pipeline) -> dict[str, str]:
+    out = {}
+    for table, order in (("leads", "lead_id"), ("messages", "message_id"),
+                         ("lead_status_history", "event_id"), ("lead_notes", "note_id")):
+        row = await p.fetchrow(f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|'"
+                               f" ORDER BY {order}), '')) AS h FROM {table} t")
+        assert row is not None
+        out[table] = f"{row['n']}:{row['h']}"
+    return out
+
+
+async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
+    from leadstream.sink.replay import replay
+    for i in range(30):
+        assert await pipeline.message(f"62812{30000000 + i % 6:08d}", f"wamid.r{i}",
+                                      ts=1_760_000_000 + i) == 200
+    await eventually(lambda: _total_messages(pipeline, 30), timeout=60)
+    await asyncio.sleep(1.0)  # let the last snapshots land
+    before = await _table_digest(pipeline)
+    pipeline.worker.stop()
+    stats = await replay(pipeline.settings)
+    assert stats["records"] >= 36
+    assert await _table_digest(pipeline) == before
+
+
+async def _total_messages(p: Pipeline, n: int) -> bool:
+    row = await p.fetchrow("SELECT coalesce(sum(message_count), 0) AS n FROM leads")
+    return row is not None and row["n"] == n

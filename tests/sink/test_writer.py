@@ -1,0 +1,75 @@
+"""The replica writer is idempotent: replays and duplicates never move a row backwards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from leadstream.db.migrate import migrate
+from leadstream.domain.identity import lead_id_for
+from leadstream.sink.writer import Batch, newest_by, write_batch
+
+pytestmark = pytest.mark.integration
+T = datetime(2026, 11, 1, tzinfo=UTC).isoformat()
+LID = lead_id_for("ws1:+6281312345678")
+
+
+@pytest.fixture
+async def conn(database: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(database)
+    await migrate(c)
+    yield c
+    await c.close()
+
+
+def lead(version: int, **kw: Any) -> dict[str, Any]:
+    return {"lead_id": LID, "workspace_id": "ws1", "lead_key": "ws1:+6281312345678",
+            "phone_e164": "+6281312345678", "name": f"v{version}", "pain_points": ["a", "b"],
+            "lead_status": "new", "message_count": version, "created_at": T, "updated_at": T,
+            "last_activity_at": T, "version": version, "internal_field": "ignored", **kw}
+
+
+def message(version: int, status: str) -> dict[str, Any]:
+    return {"message_id": "wamid.1", "lead_id": LID, "workspace_id": "ws1",
+            "direction": "outbound", "type": "text", "text": "hi", "status": status,
+            "sent_at": T, "version": version}
+
+
+async def test_newer_version_wins_older_replay_is_ignored(conn: asyncpg.Connection) -> None:
+    await write_batch(conn, Batch(leads=[lead(2)]))
+    await write_batch(conn, Batch(leads=[lead(1)]))          # replayed older snapshot
+    await write_batch(conn, Batch(leads=[lead(2, name="dup")]))  # same version again
+    row = await conn.fetchrow("SELECT name, version, pain_points FROM leads")
+    assert (row["name"], row["version"], row["pain_points"]) == ("v2", 2, ["a", "b"])
+    await write_batch(conn, Batch(leads=[lead(3)]))
+    assert await conn.fetchval("SELECT version FROM leads") == 3
+
+
+async def test_one_batch_with_many_versions_of_a_row(conn: asyncpg.Connection) -> None:
+    await write_batch(conn, Batch(leads=[lead(3), lead(5), lead(4)],
+                                  messages=[message(1, "sent"), message(3, "read"),
+                                            message(2, "delivered")]))
+    assert await conn.fetchval("SELECT version FROM leads") == 5
+    assert await conn.fetchval("SELECT status FROM messages") == "read"
+    assert await conn.fetchval("SELECT count(*) FROM messages") == 1
+
+
+async def test_history_and_notes_are_insert_once(conn: asyncpg.Connection) -> None:
+    h = {"event_id": "e1", "lead_id": LID, "workspace_id": "ws1", "from_status": "new",
+         "to_status": "qualified", "changed_by": "human", "changed_at": T}
+    n = {"note_id": "n1", "lead_id": LID, "workspace_id": "ws1", "author": "Ani",
+         "author_type": "human", "content": "first", "created_at": T}
+    await write_batch(conn, Batch(history=[h, h], notes=[n]))
+    await write_batch(conn, Batch(history=[h], notes=[{**n, "content": "rewritten"}]))
+    assert await conn.fetchval("SELECT count(*) FROM lead_status_history") == 1
+    assert await conn.fetchval("SELECT content FROM lead_notes") == "first"
+
+
+def test_newest_by_keeps_highest_version() -> None:
+    rows = [{"k": 1, "version": 1}, {"k": 1, "version": 3}, {"k": 2, "version": 1},
+            {"k": 1, "version": 2}]
+    assert sorted((r["k"], r["version"]) for r in newest_by(rows, "k")) == [(1, 3), (2, 1)]
