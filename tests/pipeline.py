@@ -49,7 +49,7 @@ class Worker:
 
     def start(self) -> None:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        log = open(self.log_path, "ab")  # noqa: SIM115
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "leadstream", "worker"], env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -112,11 +112,11 @@ def install_leave_group_fix(consumer: aiokafka.AIOKafkaConsumer) -> aiokafka.AIO
         await original_start()
         coordinator = consumer._coordinator
         if isinstance(coordinator, GroupCoordinator):
-            coordinator._maybe_leave_group = types.MethodType(  # type: ignore[method-assign]
+            coordinator._maybe_leave_group = types.MethodType(
                 _leave_any_generation, coordinator
             )
 
-    consumer.start = start  # type: ignore[method-assign]
+    consumer.start = start
     return consumer
 
 

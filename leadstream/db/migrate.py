@@ -12,8 +12,9 @@ LOCK_ID = 0x1EAD5
 
 def migrations() -> list[tuple[int, str, str]]:
     files = sorted(
-        f for f in resources.files("leadstream.db").iterdir()
-        if f.name.endswith(".sql") and f.name[:3].isdigit()
+        (f for f in resources.files("leadstream.db").iterdir()
+         if f.name.endswith(".sql") and f.name[:3].isdigit()),
+        key=lambda f: f.name,
     )
     return [(int(f.name[:3]), f.name, f.read_text()) for f in files]
 

@@ -8,6 +8,7 @@ answers 404, not 403, so ids do not leak across workspaces.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -67,7 +68,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         status=status, content_type="application/json")
 
 
-def _unprocessable(errors: list[dict[str, Any]]) -> web.Response:
+def _unprocessable(errors: Sequence[Mapping[str, Any]]) -> web.Response:
     return _json({"error": "invalid body", "fields": [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
         for e in errors]}, status=422)

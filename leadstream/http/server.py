@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -24,8 +24,9 @@ LATENCY = Histogram("leadstream_http_request_seconds", "HTTP request latency", [
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: web.RequestHandler
-                             ) -> web.StreamResponse:
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     route = request.match_info.route.resource.canonical if request.match_info.route.resource \
         else "unmatched"
     with LATENCY.labels(route).time():

@@ -9,7 +9,7 @@ defensive.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from leadstream.domain.model import InboundEvent, MessageInfo
 from leadstream.ingest.common import (
@@ -21,7 +21,7 @@ from leadstream.ingest.common import (
     resolve_identity,
 )
 
-MESSAGE_EVENTS = {
+MESSAGE_EVENTS: dict[str, tuple[Literal["message", "status"], str, str]] = {
     "whatsapp.message.received": ("message", "inbound", "received"),
     "whatsapp.message.sent": ("message", "outbound", "sent"),
     "whatsapp.message.delivered": ("status", "outbound", "delivered"),
@@ -90,13 +90,19 @@ def parse_item(
         or (conv.get("kapso") or {}).get("contact_name")
     )
     if event_type in MESSAGE_EVENTS:
+        kind: Literal["message", "status"]
         kind, default_dir, status = MESSAGE_EVENTS[event_type]
         wamid = msg.get("id")
         if not wamid:
             raise ParseError(f"{event_type} without message.id")
-        direction = kapso.get("direction") or default_dir
-        if direction not in ("inbound", "outbound"):
-            raise ParseError(f"unknown direction {direction!r}")
+        direction: Literal["inbound", "outbound"]
+        raw_direction = kapso.get("direction") or default_dir
+        if raw_direction == "inbound":
+            direction = "inbound"
+        elif raw_direction == "outbound":
+            direction = "outbound"
+        else:
+            raise ParseError(f"unknown direction {raw_direction!r}")
         phone = conv.get("phone_number") or (
             msg.get("from") if direction == "inbound" else msg.get("to")
         )

@@ -14,7 +14,9 @@ import faust
 
 from leadstream.app import app, settings
 
-RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+RAW: faust.Schema = faust.Schema(
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 
 lead_state = app.Table(
     "lead-state", default=None, partitions=settings.topic_partitions,

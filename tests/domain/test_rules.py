@@ -336,9 +336,9 @@ def test_lead_timestamps() -> None:
 
 
 def test_feeding_the_same_stream_twice_changes_nothing() -> None:
-    lead1, msgs1, hist1, _ = run(MIXED + [sarah(7, "C", name="Budi S")])
-    lead2, msgs2, hist2, _ = run(MIXED + [sarah(7, "C", name="Budi S")] + MIXED
-                                 + [sarah(7, "C", name="Budi S")])
+    once = [*MIXED, sarah(7, "C", name="Budi S")]
+    lead1, msgs1, hist1, _ = run(once)
+    lead2, msgs2, hist2, _ = run([*once, *once])
     assert lead1 == lead2 and msgs1 == msgs2
     assert len(hist1) == len(hist2) == 1
 
