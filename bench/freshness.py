@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import aiokafka
 import asyncpg
 
 from leadstream.broker.clients import ensure_topics, make_producer
@@ -59,7 +58,7 @@ def pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 class Stack:
@@ -91,7 +90,7 @@ class Stack:
                         LEADSTREAM_HTTP_PORT=_free_port(), LEADSTREAM_LOG_LEVEL="warning")
 
     def spawn(self, settings: Settings, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{args[0]}.log", "ab")  # noqa: SIM115
+        log = open(self.tmp / f"{args[0]}.log", "ab")
         p = subprocess.Popen([sys.executable, "-m", "leadstream", *args],
                              env={**os.environ, **settings.to_env()}, stdout=log,
                              stderr=subprocess.STDOUT)
