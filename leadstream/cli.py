@@ -144,8 +144,11 @@ def worker_cmd(sink: bool) -> None:
 
     from leadstream.agents import app
     from leadstream.sink.service import PostgresSink
+    from leadstream.summarize.service import SummaryService
 
-    services = [PostgresSink(settings)] if sink else []
+    services: list[Any] = [SummaryService(settings)]
+    if sink:
+        services.append(PostgresSink(settings))
     worker = faust.Worker(app, *services, loglevel=settings.log_level.upper(), quiet=True,
                           override_logging=True)
     worker.execute_from_commandline()

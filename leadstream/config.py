@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     daily_close_grace_seconds: int = Field(
         default=600, validation_alias="LEADSTREAM_DAILY_CLOSE_GRACE_SECONDS"
     )
+    #: how long closed days stay in the worker's table so late events update them in place
+    daily_retention_days: int = Field(default=3, validation_alias="LEADSTREAM_DAILY_RETENTION_DAYS")
+    #: how often each worker checks for daily windows to close
+    daily_tick_seconds: float = Field(default=5.0, validation_alias="LEADSTREAM_DAILY_TICK_SECONDS")
+    #: optional LLM summaries (any OpenAI-compatible chat-completions endpoint)
+    llm_base_url: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_BASE_URL")
+    llm_model: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_MODEL")
+    llm_api_key: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_API_KEY")
+    llm_concurrency: int = Field(default=8, validation_alias="LEADSTREAM_LLM_CONCURRENCY")
+    llm_timeout_seconds: float = Field(default=20.0, validation_alias="LEADSTREAM_LLM_TIMEOUT")
     default_region: str = Field(default="ID", validation_alias="LEADSTREAM_DEFAULT_REGION")
 
     #: Prefix of every topic name; tests use their own to stay isolated on one broker.

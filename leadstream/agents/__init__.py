@@ -4,15 +4,17 @@ One agent reads the three source topics (events, sarah, commands); all are keyed
 with the same partition count, so one lead's inputs are handled by one worker, in order per
 topic.
 
-Exactly-once effects on an at-least-once broker (Tansu has no transactions):
-* Each lead's state remembers the last offset applied per source partition. A record at or
-  below it is a reprocessing (Faust restarts from the last commit; faust #596 even delivers a
-  partition's last record twice) and changes nothing.
-* Such a skipped record re-emits the current derived records it touched (the lead snapshot,
-  its message, its note or status change). A crash between the table write and the output
-  send therefore loses nothing; the sink is idempotent, so the repeat is harmless.
-* Sender redeliveries are new offsets with the same `event_id`: recent event ids per lead
-  (bounded) and message ids (per wamid) make them no-ops.
+Exactly-once effects on an at-least-once broker (Tansu has no transactions), whatever the
+order records are (re)processed in. Faust reprocesses from the last commit after a restart,
+and faust #596 even processes records *ahead* of the committed offset before seeking back,
+so a replay is not in offset order; nothing here depends on that order:
+* Inbound events are idempotent by content: a message is counted once per wamid, delivery
+  statuses only move forward, timestamps take max/min.
+* Sarah updates and commands are applied at most once per event id (a bounded list of recent
+  ids per lead), and a Sarah update older than the last applied one is skipped.
+* A record that changes nothing re-emits the current derived records it touched (the lead
+  snapshot, its message, its note or status change), so a crash between the table write and
+  the output send loses nothing; the sink is idempotent, so the repeat is harmless.
 * A record that cannot be decoded or applied goes to the dead-letter topic; the worker goes on.
 """
 
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from leadstream.agents.daily import DailyWindows
 from leadstream.app import app, settings
 from leadstream.domain.model import (
     Command,
@@ -38,7 +42,7 @@ from leadstream.domain.model import (
 from leadstream.domain.rules import Applied, apply_command, apply_inbound, apply_sarah
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
-from leadstream.tables import lead_state, message_state
+from leadstream.tables import daily_windows, lead_state, message_state
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,11 @@ sources = app.topic(
 out = {
     n: app.topic(n, key_type=bytes, value_type=bytes, key_serializer="raw",
                  value_serializer="raw")
-    for n in (names.leads, names.messages, names.status_history, names.notes, names.dlq)
+    for n in (names.leads, names.messages, names.status_history, names.notes, names.dlq,
+              names.daily_closed)
 }
+ticks = app.topic(names.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
+                  value_serializer="raw")
 
 Send = Callable[[str, bytes, bytes], Awaitable[Any]]
 
@@ -64,9 +71,11 @@ class LeadProcessor:
     Kept apart from Faust's agent loop so it reads as one function of (record, state).
     """
 
-    def __init__(self, leads: Any, messages: Any, send: Send, names: TopicNames) -> None:
+    def __init__(self, leads: Any, messages: Any, send: Send, names: TopicNames,
+                 daily: DailyWindows | None = None) -> None:
         self.leads = leads
         self.messages = messages
+        self.daily = daily
         self.send = send
         self.names = names
         self.processed = 0
@@ -102,19 +111,24 @@ class LeadProcessor:
 
     async def _apply(self, topic: str, partition: int, offset: int, key: bytes,
                      record: BaseModel) -> None:
-        src = f"{topic}:{partition}"
         raw = self.leads.get(key)
         state: dict[str, Any] = orjson.loads(raw) if raw else {
-            "lead": None, "offsets": {}, "recent": [], "last_status": None}
+            "lead": None, "recent": [], "last_status": None, "sarah_at": None}
         lead = LeadState.model_validate(state["lead"]) if state["lead"] else None
         event_id: str = record.event_id  # type: ignore[attr-defined]
 
-        if state["offsets"].get(src, -1) >= offset:
+        # Sarah and commands are not idempotent by content (a status move replayed after a
+        # later one would undo it), so they are applied at most once, by event id, and an
+        # older Sarah update never overrides a newer one. Inbound events are idempotent by
+        # content (wamid, forward-only statuses, max/min timestamps) in any order.
+        if not isinstance(record, InboundEvent) and event_id in state["recent"]:
             self.skipped += 1
             await self._reemit(key, lead, state, record)
             return
-        if event_id in state["recent"]:
+        if (isinstance(record, SarahUpdate) and state.get("sarah_at")
+                and record.occurred_at.isoformat() < state["sarah_at"]):
             self.skipped += 1
+            await self._reemit(key, lead, state, record)
             return
 
         msg_key = None
@@ -127,18 +141,26 @@ class LeadProcessor:
             applied = apply_inbound(lead, message, record)
         elif isinstance(record, SarahUpdate):
             applied = apply_sarah(lead, record)
+            state["sarah_at"] = record.occurred_at.isoformat()
         else:
             assert isinstance(record, Command)
             applied = apply_command(lead, record)
 
+        if not isinstance(record, InboundEvent):
+            state["recent"] = [*state["recent"][-(RECENT_IDS - 1):], event_id]
         if not (applied.lead_changed or applied.message_changed or applied.notes):
-            return  # a no-op stays a no-op when replayed: no state write needed
+            # a duplicate (or a reprocessing after a crash): make sure what it derived is out
+            self.skipped += 1
+            await self._reemit(key, lead, state, record)
+            if not isinstance(record, InboundEvent):
+                self.leads[key] = orjson.dumps(state)
+            return
         await self._emit(key, applied)
+        if self.daily is not None:
+            await self.daily.on_applied(lead, applied, partition)
         if applied.message_changed and msg_key is not None and applied.message is not None:
             self.messages[msg_key] = encode(applied.message)
         state["lead"] = applied.lead.model_dump(mode="json")
-        state["offsets"][src] = offset
-        state["recent"] = [*state["recent"][-(RECENT_IDS - 1):], event_id]
         if applied.status_changes:
             state["last_status"] = applied.status_changes[-1].model_dump(mode="json")
         self.leads[key] = orjson.dumps(state)
@@ -188,7 +210,12 @@ async def _send(topic: str, key: bytes, value: bytes) -> Any:
     return await out[topic].send(key=key, value=value)
 
 
-processor = LeadProcessor(lead_state, message_state, _send, names)
+windows = DailyWindows(
+    daily_windows, _send, names.daily_closed, tz=settings.timezone,
+    grace_seconds=settings.daily_close_grace_seconds,
+    retention_days=settings.daily_retention_days, partitions=settings.topic_partitions,
+)
+processor = LeadProcessor(lead_state, message_state, _send, names, windows)
 
 # re-exported for callers that only want the type
 __all__ = ["LeadProcessor", "Note", "processor"]
@@ -199,3 +226,21 @@ async def leads_agent(stream: Any) -> None:
     async for event in stream.events():
         m = event.message
         await processor.handle(m.topic, m.partition, m.offset, m.key, m.value)
+
+
+@app.agent(ticks)
+async def daily_close_agent(stream: Any) -> None:
+    """Closes due daily windows of the tick's partition (inside its event context)."""
+    async for event in stream.events():
+        try:
+            await windows.on_tick(event.message.partition, datetime.now(UTC))
+        except Exception:  # a bad window must not stop the ticks
+            log.exception("daily close failed in partition %s", event.message.partition)
+
+
+@app.timer(interval=settings.daily_tick_seconds)
+async def daily_tick() -> None:
+    """One tick per partition; every worker sends them, closing is idempotent."""
+    now = datetime.now(UTC).isoformat().encode()
+    for p in range(settings.topic_partitions):
+        await ticks.send(key=b"tick", value=now, partition=p)

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
-from leadstream.broker import tansu
+from leadstream.broker import faust_consumer, tansu
 from leadstream.config import Settings
 from leadstream.streams import topics as T
 from leadstream.streams.topics import TopicNames
@@ -25,10 +25,14 @@ def is_tansu(settings: Settings) -> bool:
 
 
 def faust_broker_url(settings: Settings) -> str:
-    """`tansu://` selects the patched Faust transport; `kafka://` is stock Faust/aiokafka."""
-    scheme = tansu.SCHEME if is_tansu(settings) else "kafka"
+    """`tansu://` selects the Tansu transport, `lskafka://` Faust's aiokafka transport with
+    our consumer fix (`broker.faust_consumer`); both are Faust + aiokafka underneath."""
     if is_tansu(settings):
         tansu.register_transport()
+        scheme = tansu.SCHEME
+    else:
+        faust_consumer.register_transport()
+        scheme = faust_consumer.SCHEME
     return ";".join(f"{scheme}://{h.strip()}" for h in settings.bootstrap.split(","))
 
 

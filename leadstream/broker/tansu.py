@@ -34,6 +34,8 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from leadstream.broker.faust_consumer import SeekFirstConsumer, SeekFirstConsumerThread
+
 log = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS = 20
@@ -129,7 +131,7 @@ def tune_consumer(consumer: aiokafka.AIOKafkaConsumer) -> aiokafka.AIOKafkaConsu
 # ----------------------------------------------------------------------------- Faust transport
 
 
-class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class TansuConsumerThread(SeekFirstConsumerThread):
     def _create_worker_consumer(
         self, transport: faust_aiokafka.Transport
     ) -> aiokafka.AIOKafkaConsumer:
@@ -147,13 +149,14 @@ class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return {TP(tp.topic, tp.partition): off for tp, off in fixed.items()}
 
 
-class TansuConsumer(faust_aiokafka.Consumer):
+class TansuConsumer(SeekFirstConsumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class TansuTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with the Tansu fixes; selected by `tansu://` broker URLs."""
+    """Faust's aiokafka transport with the Tansu fixes (and the broker-agnostic
+    `SeekFirstConsumer`); selected by `tansu://` broker URLs."""
 
     Consumer = TansuConsumer
 

@@ -154,6 +154,8 @@ class LeadState(_Model):
     conversation_at: datetime | None = None
     #: created by a delivery receipt only: its timestamps are replaced by the first activity
     placeholder: bool = False
+    #: the last wamids counted in message_count (see rules.apply_inbound: crash consistency)
+    recent_counted: list[str] = Field(default_factory=list)
 
 
 class MessageState(_Model):
@@ -174,6 +176,8 @@ class MessageState(_Model):
     sent_at: datetime
     #: True once the message itself (not only a status about it) has been seen.
     seen: bool = False
+    #: the lead version whose message_count first included this message
+    counted_in: int = 0
     version: int = 0
 
 
@@ -203,3 +207,5 @@ class Note(_Model):
     author_type: AuthorType
     content: str
     created_at: datetime
+    #: 0 for human/bot notes (never rewritten); the daily summary note counts up
+    version: int = 0

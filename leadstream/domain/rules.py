@@ -92,6 +92,9 @@ STATUS_RANK: dict[str, int] = {
     "deleted": 5,
 }
 
+#: how many recently counted wamids a lead remembers (see `_counts_now`)
+RECENT_COUNTED = 32
+
 #: Outbound origins that mean a person typed the message (WhatsApp Business app, Kapso inbox).
 HUMAN_ORIGINS = frozenset({"business_app", "inbox", "kapso_inbox", "human", "agent"})
 
@@ -218,6 +221,8 @@ class Applied:
     lead_changed: bool
     message: MessageState | None = None
     message_changed: bool = False
+    #: the message itself was seen for the first time (what message_count counts)
+    new_message: bool = False
     status_changes: list[StatusChange] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
 
@@ -282,6 +287,22 @@ def apply_message(
     return msg, changed, first_seen
 
 
+def _counts_now(lead: LeadState | None, message: MessageState | None, wamid: str) -> bool:
+    """Is this message not yet in `message_count`?
+
+    The lead and its messages are stored as separate records (two Faust tables), so after a
+    crash one may hold a write the other lost. The lead remembers the last wamids it counted
+    and each message the lead version that counted it, so either loss is recognised: a
+    message counted by a lead version that is gone is counted again, and a message whose own
+    record is gone but that the lead remembers is not.
+    """
+    if lead is not None and wamid in lead.recent_counted:
+        return False
+    if message is None or not message.seen:
+        return True
+    return message.counted_in > (lead.version if lead is not None else 0)
+
+
 def apply_inbound(
     lead: LeadState | None, message: MessageState | None, ev: InboundEvent
 ) -> Applied:
@@ -308,11 +329,16 @@ def apply_inbound(
         if ev.kind == "conversation" and ev.conversation_state:
             cur.conversation_state = ev.conversation_state
 
-    new_msg, msg_changed, first_seen = apply_message(message, cur, ev)
+    counts = ev.kind == "message" and ev.message is not None and _counts_now(
+        lead, message, ev.message.wamid)
+    new_msg, msg_changed, _ = apply_message(message, cur, ev)
+    first_seen = bool(counts)
     if ev.kind == "message" and ev.message is not None:
         ts = ev.message.timestamp
         if first_seen:
             cur.message_count += 1
+            cur.recent_counted = [*cur.recent_counted[-(RECENT_COUNTED - 1):],
+                                  ev.message.wamid]
         cur.last_message_at = _max(cur.last_message_at, ts)
         if ev.message.direction == "inbound":
             cur.last_inbound_at = _max(cur.last_inbound_at, ts)
@@ -326,7 +352,13 @@ def apply_inbound(
     elif lead is None:
         cur.placeholder = True
     changed = _finish(before, cur)
-    return Applied(lead=cur, lead_changed=changed, message=new_msg, message_changed=msg_changed)
+    if first_seen and new_msg is not None and new_msg.counted_in != cur.version:
+        new_msg = new_msg.model_copy(update={"counted_in": cur.version, "seen": True,
+                                             "version": new_msg.version + (0 if msg_changed
+                                                                           else 1)})
+        msg_changed = True
+    return Applied(lead=cur, lead_changed=changed, message=new_msg, message_changed=msg_changed,
+                   new_message=first_seen)
 
 
 # --------------------------------------------------------------------------- Sarah

@@ -19,7 +19,7 @@ from leadstream.sink.service import decode_records, route
 from leadstream.sink.writer import Batch, write_batch
 from leadstream.streams.topics import TopicNames
 
-TABLES = ("leads", "messages", "lead_status_history", "lead_notes")
+TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity")
 
 
 async def replay(settings: Settings, *, workspace: str | None = None,
@@ -58,7 +58,7 @@ async def replay(settings: Settings, *, workspace: str | None = None,
             if workspace:
                 batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
                                 for rows in (batch.leads, batch.messages, batch.history,
-                                             batch.notes)])
+                                             batch.notes, batch.daily)])
             if len(batch):
                 await write_batch(conn, batch)
             total += len(records)

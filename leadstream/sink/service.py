@@ -36,6 +36,7 @@ REQUIRED = {
     "messages": ("message_id", "lead_id", "version"),
     "history": ("event_id", "lead_id", "to_status"),
     "notes": ("note_id", "lead_id", "content"),
+    "daily": ("lead_id", "day", "version"),
 }
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -57,7 +58,7 @@ class Poison(Exception):
 
 def route(names: TopicNames) -> dict[str, str]:
     return {names.leads: "leads", names.messages: "messages",
-            names.status_history: "history", names.notes: "notes"}
+            names.status_history: "history", names.notes: "notes", names.daily: "daily"}
 
 
 def decode_records(

@@ -35,6 +35,11 @@ HISTORY_COLUMNS = (
 )
 NOTE_COLUMNS = (
     "note_id", "lead_id", "workspace_id", "author", "author_type", "content", "created_at",
+    "version",
+)
+DAILY_COLUMNS = (
+    "lead_id", "day", "workspace_id", "inbound_count", "outbound_count", "status_changes",
+    "first_message_at", "last_message_at", "summary", "summarizer", "version",
 )
 
 
@@ -61,7 +66,22 @@ def _insert_once_sql(table: str, columns: tuple[str, ...], key: str) -> str:
 SQL_LEADS = _upsert_sql("leads", LEAD_COLUMNS, "lead_id")
 SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "message_id")
 SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id")
-SQL_NOTES = _insert_once_sql("lead_notes", NOTE_COLUMNS, "note_id")
+# notes are append-only; only the daily summary note (version > 0) is rewritten, by its author
+SQL_NOTES = (
+    "INSERT INTO lead_notes (" + ", ".join(NOTE_COLUMNS) + ") SELECT " + ", ".join(NOTE_COLUMNS)
+    + " FROM jsonb_populate_recordset(NULL::lead_notes, $1::jsonb)"
+    " ON CONFLICT (note_id) DO UPDATE SET content = EXCLUDED.content,"
+    " version = EXCLUDED.version"
+    " WHERE lead_notes.author = EXCLUDED.author AND lead_notes.version < EXCLUDED.version"
+)
+SQL_DAILY = (
+    "INSERT INTO lead_daily_activity (" + ", ".join(DAILY_COLUMNS) + ") SELECT "
+    + ", ".join(DAILY_COLUMNS)
+    + " FROM jsonb_populate_recordset(NULL::lead_daily_activity, $1::jsonb)"
+    " ON CONFLICT (lead_id, day) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in DAILY_COLUMNS if c not in ("lead_id", "day"))
+    + " WHERE lead_daily_activity.version < EXCLUDED.version"
+)
 
 
 def newest_by(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -90,15 +110,18 @@ class Batch:
     messages: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    daily: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
+        return (len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
+                + len(self.daily))
 
     def extend(self, other: Batch) -> None:
         self.leads += other.leads
         self.messages += other.messages
         self.history += other.history
         self.notes += other.notes
+        self.daily += other.daily
 
 
 async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
@@ -107,7 +130,9 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
         ("leads", SQL_LEADS, newest_by(batch.leads, "lead_id")),
         ("messages", SQL_MESSAGES, newest_by(batch.messages, "message_id")),
         ("lead_status_history", SQL_HISTORY, first_by(batch.history, "event_id")),
-        ("lead_notes", SQL_NOTES, first_by(batch.notes, "note_id")),
+        ("lead_notes", SQL_NOTES, newest_by(batch.notes, "note_id")),
+        ("lead_daily_activity", SQL_DAILY, newest_by(
+            ({**r, "_k": (r["lead_id"], r["day"])} for r in batch.daily), "_k")),
     )
     counts: dict[str, int] = {}
     async with conn.transaction():

@@ -15,12 +15,17 @@ MESSAGES = "messages"
 STATUS_HISTORY = "status-history"
 NOTES = "notes"
 DLQ = "dlq"
+TICKS = "ticks"
+DAILY_CLOSED = "daily-closed"
+DAILY = "daily"
 
 #: source topics the worker consumes
 SOURCES = (EVENTS, SARAH, COMMANDS)
 #: derived topics the Postgres sink consumes
-DERIVED = (LEADS, MESSAGES, STATUS_HISTORY, NOTES)
-ALL = (*SOURCES, *DERIVED, DLQ)
+DERIVED = (LEADS, MESSAGES, STATUS_HISTORY, NOTES, DAILY)
+#: internal: timer ticks (one per partition) and closed daily windows awaiting a summary
+INTERNAL = (TICKS, DAILY_CLOSED)
+ALL = (*SOURCES, *DERIVED, DLQ, *INTERNAL)
 #: compacted: only the newest record per key matters
 COMPACTED = (LEADS, MESSAGES)
 
@@ -35,6 +40,9 @@ class TopicNames:
     status_history: str
     notes: str
     dlq: str
+    ticks: str
+    daily_closed: str
+    daily: str
 
     @classmethod
     def from_settings(cls, s: Settings) -> TopicNames:
@@ -42,10 +50,11 @@ class TopicNames:
 
     def all(self) -> list[str]:
         return [self.events, self.sarah, self.commands, self.leads, self.messages,
-                self.status_history, self.notes, self.dlq]
+                self.status_history, self.notes, self.dlq, self.ticks, self.daily_closed,
+                self.daily]
 
     def derived(self) -> list[str]:
-        return [self.leads, self.messages, self.status_history, self.notes]
+        return [self.leads, self.messages, self.status_history, self.notes, self.daily]
 
     def sources(self) -> list[str]:
         return [self.events, self.sarah, self.commands]

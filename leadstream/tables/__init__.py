@@ -4,27 +4,27 @@ what is in the changelog is exactly what the rules produced.
 * `lead_state`   lead_key -> {"lead": LeadState, "offsets": {"<topic>:<partition>": offset},
                               "recent": [event ids], "last_status": StatusChange | None}
 * `message_state` "<lead_key>|<wamid>" -> MessageState
+* `daily_windows` "<lead_key>|<YYYY-MM-DD>" -> DayAggregate (agents.daily)
 
 Both are written from events of the lead's partition, so a message's state lives with its lead.
 """
 
 from __future__ import annotations
 
-import faust
-
 from leadstream.app import app, settings
-
-RAW: faust.Schema = faust.Schema(
-    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-)
 
 lead_state = app.Table(
     "lead-state", default=None, partitions=settings.topic_partitions,
-    schema=RAW,
+    key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
     help="per-lead state with the source offsets already applied",
+)
+daily_windows = app.Table(
+    "daily-windows", default=None, partitions=settings.topic_partitions,
+    key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
+    help="per lead-day activity aggregate (see agents.daily)",
 )
 message_state = app.Table(
     "message-state", default=None, partitions=settings.topic_partitions,
-    schema=RAW,
+    key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
     help="per-message state (wamid) for de-duplication and delivery status",
 )

@@ -1,0 +1,257 @@
+"""Daily activity per lead: which calendar day an event belongs to, the aggregate, the summary.
+
+Days are calendar days in the workspace timezone (`LEADSTREAM_TIMEZONE`, Asia/Jakarta by
+default: a day is 00:00-24:00 WIB, not UTC), by **event time**. A day closes once it has ended
+and the grace period has passed. Everything here is pure; the agent applies it.
+
+The aggregate is capped (a few telling texts, a bounded list of status moves), so state per
+lead-day is bounded whatever the traffic.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+
+from leadstream.domain.identity import stable_id
+from leadstream.domain.model import LeadState, Note
+from leadstream.domain.rules import Applied
+
+MAX_TEXTS = 5
+MAX_TEXT_CHARS = 280
+MAX_STATUS_MOVES = 20
+#: contribution ids remembered per lead-day, so a reprocessed input is not counted twice
+MAX_SEEN_IDS = 300
+SUMMARY_AUTHOR = "system-daily-summary"
+SARAH_FIELDS = ("sarah_name", "business_type", "domisili", "business_duration", "priority",
+                "urgency_level", "lead_score", "lead_temperature", "chat_phase", "next_step")
+
+
+def day_of(ts: datetime, tz: str) -> date:
+    """The calendar day of an instant in the workspace timezone."""
+    return ts.astimezone(ZoneInfo(tz)).date()
+
+
+def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
+    zone = ZoneInfo(tz)
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+
+
+def closes_at(day: date, tz: str, grace_seconds: int) -> datetime:
+    """When the day's window closes: the day's end plus the grace for late events."""
+    return day_bounds(day, tz)[1] + timedelta(seconds=grace_seconds)
+
+
+def is_closable(day: date, now: datetime, tz: str, grace_seconds: int) -> bool:
+    return now >= closes_at(day, tz, grace_seconds)
+
+
+class StatusMove(BaseModel):
+    from_status: str | None
+    to_status: str
+    by: str
+    at: datetime
+
+
+class Said(BaseModel):
+    at: datetime
+    direction: str
+    text: str
+
+
+class DayAggregate(BaseModel):
+    """What happened with one lead on one day; the state of the daily window."""
+
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    day: date
+    lead_name: str | None = None
+    inbound_count: int = 0
+    outbound_count: int = 0
+    first_message_at: datetime | None = None
+    last_message_at: datetime | None = None
+    message_types: dict[str, int] = Field(default_factory=dict)
+    status_changes: list[StatusMove] = Field(default_factory=list)
+    status_changes_total: int = 0
+    sarah_changes: dict[str, Any] = Field(default_factory=dict)
+    texts: list[Said] = Field(default_factory=list)
+    next_step: str | None = None
+    closed: bool = False
+    version: int = 0
+    seen_ids: list[str] = Field(default_factory=list)
+
+
+def contributions(before: LeadState | None, applied: Applied, new_message: bool,
+                  tz: str) -> dict[date, dict[str, Any]]:
+    """What one applied input adds to which day (empty when it changed nothing countable)."""
+    out: dict[date, dict[str, Any]] = {}
+    lead = applied.lead
+    msg = applied.message
+    if new_message and msg is not None:
+        c = out.setdefault(day_of(msg.sent_at, tz), {})
+        c["message"] = {"id": f"m:{msg.message_id}", "direction": msg.direction,
+                        "type": msg.type, "at": msg.sent_at, "text": msg.text}
+    for ch in applied.status_changes:
+        c = out.setdefault(day_of(ch.changed_at, tz), {})
+        c.setdefault("status", []).append((f"s:{ch.event_id}", StatusMove(
+            from_status=ch.from_status, to_status=ch.to_status, by=ch.changed_by,
+            at=ch.changed_at)))
+    changed = {f: getattr(lead, f) for f in SARAH_FIELDS
+               if getattr(lead, f) is not None
+               and (before is None or getattr(before, f) != getattr(lead, f))}
+    if changed:
+        c = out.setdefault(day_of(lead.updated_at, tz), {})
+        c["sarah"] = changed
+        c["sarah_id"] = f"f:{lead.version}"
+    return out
+
+
+def fold(agg: DayAggregate | None, lead: LeadState, day: date, c: dict[str, Any]
+         ) -> DayAggregate:
+    """Add one contribution to a day's aggregate (a new object; capped).
+
+    Parts already folded (by id) are skipped: after a crash the lead and its day aggregate
+    may have been stored at different points, and the input is processed again.
+    """
+    a = (agg.model_copy(deep=True) if agg is not None else
+         DayAggregate(lead_id=lead.lead_id, lead_key=lead.lead_key,
+                      workspace_id=lead.workspace_id, day=day))
+    a.lead_name = lead.name
+    seen = set(a.seen_ids)
+    new_ids: list[str] = []
+
+    def first_time(part_id: str) -> bool:
+        if part_id in seen:
+            return False
+        seen.add(part_id)
+        new_ids.append(part_id)
+        return True
+
+    m = c.get("message")
+    if m and first_time(m["id"]):
+        if m["direction"] == "inbound":
+            a.inbound_count += 1
+        else:
+            a.outbound_count += 1
+        at: datetime = m["at"]
+        a.first_message_at = at if a.first_message_at is None else min(a.first_message_at, at)
+        a.last_message_at = at if a.last_message_at is None else max(a.last_message_at, at)
+        a.message_types[m["type"]] = a.message_types.get(m["type"], 0) + 1
+        if m["text"] and m["direction"] == "inbound":
+            a.texts.append(Said(at=at, direction=m["direction"],
+                                text=str(m["text"])[:MAX_TEXT_CHARS]))
+            a.texts = sorted(a.texts, key=lambda s: s.at)[-MAX_TEXTS:]
+    for move_id, move in c.get("status", []):
+        if not first_time(move_id):
+            continue
+        a.status_changes_total += 1
+        a.status_changes = sorted([*a.status_changes, move], key=lambda s: s.at)[
+            -MAX_STATUS_MOVES:]
+    if c.get("sarah") and first_time(c["sarah_id"]):
+        for k, v in c["sarah"].items():
+            a.sarah_changes[k] = v
+            if k == "next_step":
+                a.next_step = v
+    if not new_ids:
+        return a if agg is None else agg
+    a.seen_ids = [*a.seen_ids, *new_ids][-MAX_SEEN_IDS:]
+    a.version += 1
+    return a
+
+
+def has_activity(a: DayAggregate) -> bool:
+    return bool(a.inbound_count or a.outbound_count or a.status_changes_total or a.sarah_changes)
+
+
+# ----------------------------------------------------------------------------- summary
+
+STATUS_ID = {"new": "baru", "qualified": "terkualifikasi", "contacted": "dihubungi",
+             "converted": "berhasil (closing)", "archived": "diarsipkan"}
+FIELD_ID = {"sarah_name": "nama", "business_type": "jenis usaha", "domisili": "domisili",
+            "business_duration": "lama usaha", "priority": "prioritas",
+            "urgency_level": "urgensi", "lead_score": "skor", "lead_temperature": "suhu lead",
+            "chat_phase": "fase chat", "next_step": "langkah berikutnya"}
+
+
+def summarize(a: DayAggregate, tz: str) -> str:
+    """A deterministic Indonesian summary of the day, readable by the sales team."""
+    zone = ZoneInfo(tz)
+    name = a.lead_name or "Lead"
+    parts = [f"Ringkasan {a.day.isoformat()} untuk {name}:"]
+    if a.inbound_count or a.outbound_count:
+        window = ""
+        if a.first_message_at and a.last_message_at:
+            f = a.first_message_at.astimezone(zone).strftime("%H:%M")
+            t = a.last_message_at.astimezone(zone).strftime("%H:%M")
+            window = f" (pukul {f}–{t})" if f != t else f" (pukul {f})"
+        parts.append(f"{a.inbound_count} pesan masuk dan {a.outbound_count} pesan keluar"
+                     f"{window}.")
+        other = {t: n for t, n in a.message_types.items() if t != "text"}
+        if other:
+            parts.append("Termasuk " + ", ".join(f"{n} {t}" for t, n in sorted(other.items()))
+                         + ".")
+    else:
+        parts.append("Tidak ada pesan.")
+    if a.texts:
+        quoted = "; ".join(f"“{s.text}”" for s in a.texts[-3:])
+        parts.append(f"Yang disampaikan lead: {quoted}.")
+    if a.status_changes_total:
+        moves = ", ".join(
+            f"{STATUS_ID.get(m.from_status or '', m.from_status or '-')} → "
+            f"{STATUS_ID.get(m.to_status, m.to_status)} oleh {m.by}" for m in a.status_changes)
+        parts.append(f"Status berubah: {moves}.")
+    fields = {k: v for k, v in a.sarah_changes.items() if k not in ("next_step", "chat_phase")}
+    if fields:
+        parts.append("Data dari Sarah: " + ", ".join(
+            f"{FIELD_ID.get(k, k)} {v}" for k, v in sorted(fields.items())) + ".")
+    if a.next_step:
+        parts.append(f"Langkah berikutnya: {a.next_step}.")
+    return " ".join(parts)
+
+
+class DailySummary(BaseModel):
+    """A `lead_daily_activity` row; published on the daily topic, upserted by version."""
+
+    event_id: str
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    day: date
+    inbound_count: int
+    outbound_count: int
+    status_changes: list[StatusMove]
+    first_message_at: datetime | None
+    last_message_at: datetime | None
+    summary: str
+    summarizer: str
+    version: int
+
+
+def summary_note_id(lead_id: str, day: date) -> str:
+    return stable_id("daily-summary", lead_id, day.isoformat())
+
+
+def summary_records(a: DayAggregate, text: str, summarizer: str, closed_at: datetime
+                    ) -> tuple[DailySummary, Note]:
+    """The row and the note for a closed day; same ids every time (updates in place).
+
+    `closed_at` should be the day's closing time (not the wall clock), so a reprocessing
+    writes the same note.
+    """
+    note_id = summary_note_id(a.lead_id, a.day)
+    row = DailySummary(
+        event_id=note_id, lead_id=a.lead_id, lead_key=a.lead_key, workspace_id=a.workspace_id,
+        day=a.day, inbound_count=a.inbound_count, outbound_count=a.outbound_count,
+        status_changes=a.status_changes, first_message_at=a.first_message_at,
+        last_message_at=a.last_message_at, summary=text, summarizer=summarizer,
+        version=a.version,
+    )
+    note = Note(note_id=note_id, lead_id=a.lead_id, lead_key=a.lead_key,
+                workspace_id=a.workspace_id, author=SUMMARY_AUTHOR, author_type="system",
+                content=text, created_at=closed_at, version=a.version)
+    return row, note

@@ -1,0 +1,103 @@
+"""An OpenAI-compatible chat-completions summarizer, with the built-in one as fallback.
+
+Bounded concurrency, a timeout per call, retries with exponential backoff on 429/5xx and
+network errors; any failure falls back to the built-in summary and says so (`summarizer`
+column: `llm:<model>` or `builtin (llm failed: <reason>)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from leadstream.domain.daily import DayAggregate, summarize
+
+log = logging.getLogger(__name__)
+
+PROMPT = (
+    "Anda asisten tim sales. Tulis ringkasan singkat (maksimal 4 kalimat, bahasa Indonesia) "
+    "tentang aktivitas satu lead WhatsApp hari ini: apa yang ditanyakan, perubahan status, "
+    "dan langkah berikutnya. Jangan mengarang fakta di luar data."
+)
+
+
+class Summarizer:
+    """Built-in only (no network)."""
+
+    name = "builtin"
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+
+    async def __call__(self, agg: DayAggregate) -> tuple[str, str]:
+        return summarize(agg, self.tz), self.name
+
+    async def close(self) -> None:
+        return None
+
+
+class LLMSummarizer(Summarizer):
+    def __init__(self, tz: str, *, base_url: str, model: str, api_key: str | None,
+                 concurrency: int = 8, timeout: float = 20.0, retries: int = 3,
+                 backoff: float = 0.5) -> None:
+        super().__init__(tz)
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.sem = asyncio.Semaphore(concurrency)
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.retries = retries
+        self.backoff = backoff
+        self._session: aiohttp.ClientSession | None = None
+        self.calls = 0
+        self.fallbacks = 0
+
+    def _payload(self, agg: DayAggregate) -> dict[str, Any]:
+        facts = agg.model_dump(mode="json", exclude={"lead_id", "lead_key", "workspace_id",
+                                                     "closed", "version"})
+        return {"model": self.model, "temperature": 0.2, "messages": [
+            {"role": "system", "content": PROMPT},
+            {"role": "user", "content": f"Data hari {agg.day.isoformat()}: {facts}"}]}
+
+    async def _call(self, agg: DayAggregate) -> str:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                async with self.sem:
+                    self.calls += 1
+                    async with self._session.post(self.url, json=self._payload(agg),
+                                                  headers=headers) as r:
+                        if r.status == 429 or r.status >= 500:
+                            last = RuntimeError(f"HTTP {r.status}")
+                            continue
+                        if r.status != 200:
+                            raise RuntimeError(f"HTTP {r.status}")  # not retried
+                        data = await r.json()
+                text = str(data["choices"][0]["message"]["content"]).strip()
+                if not text:
+                    raise RuntimeError("empty completion")
+                return text
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                last = exc
+        raise RuntimeError(f"gave up after {self.retries + 1} attempts: {last!r}")
+
+    async def __call__(self, agg: DayAggregate) -> tuple[str, str]:
+        try:
+            return await self._call(agg), f"llm:{self.model}"
+        except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            self.fallbacks += 1
+            log.warning("LLM summary failed for %s %s, using the built-in one: %s",
+                        agg.lead_key, agg.day, exc)
+            return summarize(agg, self.tz), f"builtin (llm failed: {str(exc)[:200]})"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
