@@ -208,3 +208,31 @@ async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
 async def _total_messages(p: Pipeline, n: int) -> bool:
     row = await p.fetchrow("SELECT coalesce(sum(message_count), 0) AS n FROM leads")
     return row is not None and row["n"] == n
+
+
+async def test_bsuid_is_the_identity_until_a_phone_is_seen(pipeline: Pipeline) -> None:
+    from leadstream.simulate import kapso_message
+    # first contact: phone and business-scoped id together
+    first = kapso_message("pnid-1", wa_id="6281377776666", wamid="wamid.B1", text="halo", ts=1)
+    first["conversation"]["business_scoped_user_id"] = "ID.777"
+    assert await pipeline.kapso("whatsapp.message.received", first) == 200
+    await eventually(lambda: pipeline.fetchrow(
+        "SELECT 1 FROM leads WHERE bsuid = 'ID.777' AND phone_e164 = '+6281377776666'"))
+    # later: Meta sends only the business-scoped id
+    later = kapso_message("pnid-1", wa_id="", wamid="wamid.B2", text="lagi", ts=2)
+    later["conversation"].pop("phone_number")
+    later["message"].pop("from")
+    later["conversation"]["business_scoped_user_id"] = "ID.777"
+    assert await pipeline.kapso("whatsapp.message.received", later) == 200
+    lead = await eventually(lambda: pipeline.fetchrow(
+        "SELECT * FROM leads WHERE phone_e164 = '+6281377776666' AND message_count = 2"))
+    assert lead["bsuid"] == "ID.777"
+    assert await pipeline.fetch("SELECT 1 FROM leads WHERE phone_e164 IS NULL") == []
+    # a bsuid never seen with a phone stays its own lead
+    other = kapso_message("pnid-1", wa_id="", wamid="wamid.B3", text="siapa", ts=3)
+    other["conversation"].pop("phone_number")
+    other["message"].pop("from")
+    other["conversation"]["business_scoped_user_id"] = "ID.888"
+    assert await pipeline.kapso("whatsapp.message.received", other) == 200
+    await eventually(lambda: pipeline.fetchrow(
+        "SELECT 1 FROM leads WHERE lead_key = 'ws1:ID.888' AND phone_e164 IS NULL"))

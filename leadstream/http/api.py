@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import asyncpg
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,10 +21,9 @@ from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, LeadStatus, SarahFields, SarahUpdate, Temperature
 from leadstream.domain.phone import InvalidPhone, normalize_phone
 from leadstream.http.publisher import BrokerUnavailable
-from leadstream.http.webhooks import DIRECTORY, PUBLISHER, TOPICS
+from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS
 from leadstream.streams.records import encode
 
-POOL = web.AppKey("pool", asyncpg.Pool)
 IDEMPOTENCY_NS = uuid.UUID("0b6d1c1e-3f0e-5a44-9f2c-7d3b9c1a2e55")
 
 

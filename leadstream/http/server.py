@@ -64,7 +64,7 @@ def make_app(settings: Settings) -> web.Application:
         await directory.refresh(force=True)
         publisher = Publisher(settings)
         await publisher.start()
-        app[api.POOL] = pool
+        app[webhooks.POOL] = pool
         app[webhooks.DIRECTORY] = directory
         app[webhooks.PUBLISHER] = publisher
         refresher = asyncio.create_task(directory.run())

@@ -16,10 +16,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
 from leadstream.db.registry import NumberEntry
+from leadstream.domain.identity import lead_key
+from leadstream.domain.model import InboundEvent
 from leadstream.http.directory import Directory
 from leadstream.http.publisher import BrokerUnavailable, Publisher
 from leadstream.ingest.common import ParseError, Workspace, content_id
@@ -34,6 +37,7 @@ DIRECTORY = web.AppKey("directory", Directory)
 PUBLISHER = web.AppKey("publisher", Publisher)
 TOPICS = web.AppKey("topics", TopicNames)
 MAX_BODY = web.AppKey("max_body", int)
+POOL = web.AppKey("pool", asyncpg.Pool)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -121,6 +125,7 @@ async def kapso_webhook(request: web.Request) -> web.Response:
                              datetime.now(UTC), request.headers.get("X-Idempotency-Key"))
     except (ParseError, ValueError) as exc:
         return await _dead_letter(request, body, str(exc), ws.workspace_id, "kapso")
+    events = await route_known_bsuids(request, events)
     topic = request.app[TOPICS].events
     await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
     return web.json_response({"accepted": len(events)})
@@ -147,6 +152,7 @@ async def meta_webhook(request: web.Request) -> web.Response:
         events = parse_meta(Workspace(entry.workspace_id, entry.region), parsed, datetime.now(UTC))
     except (ParseError, ValueError) as exc:
         return await _dead_letter(request, body, str(exc), entry.workspace_id, "meta")
+    events = await route_known_bsuids(request, events)
     topic = request.app[TOPICS].events
     if events:
         await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
@@ -167,6 +173,38 @@ async def meta_verify(request: web.Request) -> web.Response:
         if attempt == 0:
             await directory.refresh()
     return _error(403, "verify token does not match")
+
+
+async def route_known_bsuids(request: web.Request, events: list[InboundEvent]
+                             ) -> list[InboundEvent]:
+    """A business-scoped id is the identity only until a phone is seen for it.
+
+    Events that name only a bsuid go to the lead whose phone is already known for that bsuid
+    (from the replica). If Postgres cannot answer, they keep the bsuid identity.
+    """
+    wanted = {(e.workspace_id, e.bsuid) for e in events if e.phone_e164 is None and e.bsuid}
+    if not wanted:
+        return events
+    pool = request.app[POOL]
+    try:
+        rows = await pool.fetch(
+            "SELECT DISTINCT ON (workspace_id, bsuid) workspace_id, bsuid, phone_e164 FROM leads"
+            " WHERE (workspace_id, bsuid) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+            " AND phone_e164 IS NOT NULL ORDER BY workspace_id, bsuid, last_activity_at DESC",
+            [w for w, _ in wanted], [b for _, b in wanted])
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("bsuid lookup failed, keeping bsuid identities: %s", exc)
+        return events
+    phones = {(r["workspace_id"], r["bsuid"]): r["phone_e164"] for r in rows}
+    out = []
+    for e in events:
+        phone = phones.get((e.workspace_id, e.bsuid)) if e.phone_e164 is None else None
+        if phone:
+            e = e.model_copy(update={"phone_e164": phone, "identity": phone,
+                                     "wa_id": phone.lstrip("+"),
+                                     "lead_key": lead_key(e.workspace_id, phone)})
+        out.append(e)
+    return out
 
 
 def add_routes(app: web.Application) -> None:
