@@ -67,8 +67,10 @@ SQL_LEADS = _upsert_sql("leads", LEAD_COLUMNS, "lead_id")
 SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "message_id")
 SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id")
 # notes are append-only; only the daily summary note (version > 0) is rewritten, by its author
+# (records written before notes had a version have none: they are version 0)
 SQL_NOTES = (
-    "INSERT INTO lead_notes (" + ", ".join(NOTE_COLUMNS) + ") SELECT " + ", ".join(NOTE_COLUMNS)
+    "INSERT INTO lead_notes (" + ", ".join(NOTE_COLUMNS) + ") SELECT "
+    + ", ".join("coalesce(version, 0)" if c == "version" else c for c in NOTE_COLUMNS)
     + " FROM jsonb_populate_recordset(NULL::lead_notes, $1::jsonb)"
     " ON CONFLICT (note_id) DO UPDATE SET content = EXCLUDED.content,"
     " version = EXCLUDED.version"
@@ -130,7 +132,8 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
         ("leads", SQL_LEADS, newest_by(batch.leads, "lead_id")),
         ("messages", SQL_MESSAGES, newest_by(batch.messages, "message_id")),
         ("lead_status_history", SQL_HISTORY, first_by(batch.history, "event_id")),
-        ("lead_notes", SQL_NOTES, newest_by(batch.notes, "note_id")),
+        ("lead_notes", SQL_NOTES, newest_by(
+            ({"version": 0, **r} for r in batch.notes), "note_id")),
         ("lead_daily_activity", SQL_DAILY, newest_by(
             ({**r, "_k": (r["lead_id"], r["day"])} for r in batch.daily), "_k")),
     )

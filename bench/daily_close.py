@@ -1,0 +1,132 @@
+"""Benchmark: N leads active on one day, all summarized and stored after the day closes.
+
+    python bench/daily_close.py --leads 100000
+
+Produces one inbound message per lead dated *today* (workspace timezone) straight to the
+events topic, starts one worker whose grace period makes today close at a chosen wall-clock
+moment after ingestion has finished, and measures from that moment until every lead has its
+`lead_daily_activity` row and its summary note in Postgres. Prints the figures; also the
+worker's peak RSS, for the memory bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from freshness import Stack
+
+from leadstream.broker.clients import ensure_topics, make_producer
+from leadstream.db.migrate import migrate_url
+from leadstream.domain.daily import day_bounds
+from leadstream.domain.identity import lead_key
+from leadstream.domain.model import InboundEvent, MessageInfo
+from leadstream.simulate import phone_for
+from leadstream.streams.records import encode
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    tz = "Asia/Jakarta"
+    tmp = Path(tempfile.mkdtemp(prefix="lsdaily-"))
+    stack = Stack(tmp, args.partitions)
+    settings = stack.start()
+    try:
+        await ensure_topics(settings)
+        await migrate_url(settings.dsn)
+        now = datetime.now(UTC)
+        today = now.astimezone(ZoneInfo(tz)).date()
+        start_of_day, end_of_day = day_bounds(today, tz)
+        # one message per lead, earlier today
+        producer = make_producer(settings, linger_ms=5)
+        await producer.start()
+        t0 = time.perf_counter()
+        futures = []
+        at = max(start_of_day.astimezone(UTC), now - timedelta(hours=1))
+        for i in range(args.leads):
+            phone = "+" + phone_for(i)
+            key = lead_key("daily", phone)
+            ev = InboundEvent(
+                event_id=f"d:{i}", kind="message", event_type="whatsapp.message.received",
+                workspace_id="daily", lead_key=key, identity=phone, phone_e164=phone,
+                occurred_at=at, received_at=at, contact_name=f"Lead {i}",
+                message=MessageInfo(wamid=f"wamid.daily.{i}", direction="inbound",
+                                    text="Berapa harga paket bulanannya?", status="received",
+                                    timestamp=at))
+            futures.append(await producer.send(settings.topic("events"), encode(ev),
+                                               key=key.encode()))
+        await asyncio.gather(*futures)
+        await producer.stop()
+        print(f"produced {args.leads} events in {time.perf_counter() - t0:.1f}s", flush=True)
+        # today closes `close_after` seconds from now: grace = close moment - end of today
+        close_at = datetime.now(UTC) + timedelta(seconds=args.close_after)
+        grace = int((close_at - end_of_day.astimezone(UTC)).total_seconds())
+        worker = stack.spawn(settings.model_copy(update={
+            "daily_close_grace_seconds": grace, "daily_tick_seconds": 1.0}), "worker")
+        conn = await asyncpg.connect(settings.dsn)
+        while True:
+            n = await conn.fetchval("SELECT count(*) FROM leads WHERE workspace_id = 'daily'"
+                                    " AND message_count = 1")
+            if n >= args.leads:
+                break
+            if datetime.now(UTC) >= close_at:
+                print(f"ingestion not finished at the close ({n}/{args.leads}); "
+                      "raise --close-after", flush=True)
+                return
+            await asyncio.sleep(0.5)
+        ingested = datetime.now(UTC)
+        print(f"ingested and in the replica {(ingested - (close_at - timedelta(seconds=args.close_after))).total_seconds():.1f}s after the worker started; close in "
+              f"{(close_at - ingested).total_seconds():.1f}s", flush=True)
+        await asyncio.sleep(max(0.0, (close_at - datetime.now(UTC)).total_seconds()))
+        t_close = time.perf_counter()
+        rows = notes = 0
+        while time.perf_counter() - t_close < args.timeout:
+            rows = await conn.fetchval("SELECT count(*) FROM lead_daily_activity"
+                                       " WHERE workspace_id = 'daily'")
+            notes = await conn.fetchval("SELECT count(*) FROM lead_notes WHERE workspace_id ="
+                                        " 'daily' AND author = 'system-daily-summary'")
+            if rows >= args.leads and notes >= args.leads:
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - t_close
+        print(f"\nleads={args.leads} partitions={args.partitions}: {rows} rows and {notes} notes "
+              f"stored {elapsed:.1f}s after the close; worker peak RSS {rss_mb(worker.pid):.0f}"
+              " MB", flush=True)
+        await conn.close()
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--leads", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--close-after", type=float, default=240.0,
+                    help="seconds from the worker's start to today's close")
+    ap.add_argument("--timeout", type=float, default=600.0)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
