@@ -94,8 +94,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 return
             await asyncio.sleep(0.5)
         ingested = datetime.now(UTC)
-        print(f"ingested and in the replica {(ingested - (close_at - timedelta(seconds=args.close_after))).total_seconds():.1f}s after the worker started; close in "
-              f"{(close_at - ingested).total_seconds():.1f}s", flush=True)
+        started = close_at - timedelta(seconds=args.close_after)
+        print(f"ingested and in the replica {(ingested - started).total_seconds():.1f}s after"
+              f" the worker started; close in {(close_at - ingested).total_seconds():.1f}s",
+              flush=True)
         await asyncio.sleep(max(0.0, (close_at - datetime.now(UTC)).total_seconds()))
         t_close = time.perf_counter()
         rows = notes = 0
