@@ -169,15 +169,59 @@ def sink_cmd() -> None:
 
 @main.command("replay")
 @click.option("--workspace", default=None, help="rebuild only this workspace")
-def replay_cmd(workspace: str | None) -> None:
+@click.option("--verify", is_flag=True,
+              help="rebuild into a scratch schema, compare with the live replica (row counts "
+                   "and checksums per table), exit 1 on any difference; the live one is kept")
+def replay_cmd(workspace: str | None, verify: bool) -> None:
     """Rebuild the Postgres replica from the derived topics."""
-    from leadstream.sink.replay import replay
+    from leadstream.sink.replay import replay, replay_and_verify
 
     settings = get_settings()
     _logging(settings.log_level)
+    if verify:
+        result = asyncio.run(replay_and_verify(settings, workspace=workspace))
+        for table, v in result["tables"].items():
+            mark = "equal" if v["equal"] else "DIFFERENT"
+            click.echo(f"{table:22} live {v['live'][0]:>9} rows {v['live'][1][:12]}  "
+                       f"rebuilt {v['rebuilt'][0]:>9} rows {v['rebuilt'][1][:12]}  {mark}")
+        click.echo("replica equal to the log" if result["equal"] else "replica DIFFERS")
+        sys.exit(0 if result["equal"] else 1)
     stats = asyncio.run(replay(settings, workspace=workspace, progress=click.echo))
     click.echo(f"replayed {stats['records']} records in {stats['seconds']:.1f}s "
                f"({stats['records'] / max(stats['seconds'], 1e-9):,.0f} records/s)")
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: what could not be processed, and re-driving it."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=50, show_default=True)
+def dlq_list(limit: int) -> None:
+    """The newest dead letters with their reason and source."""
+    from leadstream.ops.dlq import read_dead_letters
+
+    letters = asyncio.run(read_dead_letters(get_settings()))
+    for _, dl in sorted(letters, key=lambda x: x[1].failed_at)[-limit:]:
+        src = f"{dl.source_topic}:{dl.source_partition}@{dl.source_offset}"
+        click.echo(f"{dl.failed_at:%Y-%m-%d %H:%M:%S} {dl.stage:8} {dl.event_id}  {src}  "
+                   f"{dl.reason}")
+    click.echo(f"{len(letters)} dead letters")
+
+
+@dlq.command("redrive")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="re-drive every worker/sink dead letter")
+def dlq_redrive(event_ids: tuple[str, ...], all_: bool) -> None:
+    """Publish dead letters again to their source topic (webhook ones must be re-sent)."""
+    from leadstream.ops.dlq import redrive
+
+    if not event_ids and not all_:
+        raise click.UsageError("name dead letter ids or pass --all")
+    result = asyncio.run(redrive(get_settings(), None if all_ else event_ids))
+    click.echo(f"re-driven: {len(result['redriven'])}; skipped (webhook bodies, re-send them):"
+               f" {len(result['skipped'])}")
 
 
 @main.command("simulate")

@@ -200,9 +200,20 @@ async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
     await asyncio.sleep(1.0)  # let the last snapshots land
     before = await _table_digest(pipeline)
     pipeline.worker.stop()
+    from leadstream.sink.replay import replay_and_verify
+    verified = await replay_and_verify(pipeline.settings)
+    assert verified["equal"], verified["tables"]
+    assert await _table_digest(pipeline) == before  # --verify leaves the live replica alone
     stats = await replay(pipeline.settings)
     assert stats["records"] >= 36
     assert await _table_digest(pipeline) == before
+    # a damaged live replica is reported
+    assert pipeline.pool is not None
+    await pipeline.pool.execute("UPDATE leads SET name = 'tampered' WHERE lead_id ="
+                                " (SELECT lead_id FROM leads LIMIT 1)")
+    damaged = await replay_and_verify(pipeline.settings)
+    assert not damaged["equal"] and not damaged["tables"]["leads"]["equal"]
+    assert damaged["tables"]["messages"]["equal"]
 
 
 async def _total_messages(p: Pipeline, n: int) -> bool:

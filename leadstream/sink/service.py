@@ -6,8 +6,9 @@ at most one batch, and the version-guarded writes make that harmless.
 
 * Postgres down: the same batch is retried with backoff; the consumer position does not
   move and nothing is committed, so lag grows and catches up once Postgres is back.
-* A record that cannot be decoded or that the database rejects (a constraint) goes to the
-  dead-letter topic and `sync_failures`; the rest of its batch is written.
+* A record that cannot be decoded or that the database rejects as data (SQLSTATE class 22
+  or 23) goes to the dead-letter topic and `sync_failures`; the rest of its batch is
+  written. Any other error is retried in place, never blamed on a record.
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ REQUIRED = {
     "history": ("event_id", "lead_id", "to_status"),
     "notes": ("note_id", "lead_id", "content"),
     "daily": ("lead_id", "day", "version"),
+    "failures": ("event_id", "stage", "reason", "failed_at"),
 }
+#: What a record can be blamed for: bad data (SQLSTATE class 22) or a constraint (class 23).
+#: Everything else (connection loss, shutdown, restart, timeouts, ...) is retried in place.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -58,7 +66,8 @@ class Poison(Exception):
 
 def route(names: TopicNames) -> dict[str, str]:
     return {names.leads: "leads", names.messages: "messages",
-            names.status_history: "history", names.notes: "notes", names.daily: "daily"}
+            names.status_history: "history", names.notes: "notes", names.daily: "daily",
+            names.dlq: "failures"}
 
 
 def decode_records(
@@ -80,6 +89,9 @@ def decode_records(
             if missing:
                 raise ValueError(f"missing {', '.join(missing)}")
         except ValueError as exc:
+            if kind == "failures":  # never dead-letter a dead letter
+                log.error("undecodable dead letter %s@%s: %s", rec.partition, rec.offset, exc)
+                continue
             poison.append(Poison(rec, f"undecodable {kind} record: {exc}"))
             continue
         one = Batch(**{kind: [row]})
@@ -108,7 +120,7 @@ class PostgresSink(Service):
     async def on_start(self) -> None:
         self.pool = await self._connect_pool()
         self.consumer = make_consumer(
-            self.settings, *self.names.derived(), group_id=self.group_id,
+            self.settings, *self.names.derived(), self.names.dlq, group_id=self.group_id,
             max_poll_records=self.settings.sink_batch_max,
         )
         self.producer = make_producer(self.settings)
@@ -168,12 +180,12 @@ class PostgresSink(Service):
             return
         try:
             await self._with_retry(batch)
-        except asyncpg.PostgresError as exc:
+        except DATA_ERRORS as exc:
             log.warning("sink: batch rejected (%s); isolating the bad records", exc)
             for rec, one in singles:
                 try:
                     await self._with_retry(one)
-                except asyncpg.PostgresError as exc1:
+                except DATA_ERRORS as exc1:
                     await self.dead_letter(Poison(rec, f"rejected by Postgres: {exc1}"))
         self.batches += 1
 
@@ -186,7 +198,9 @@ class PostgresSink(Service):
                     await write_batch(conn, batch)
                 self.rows_written += len(batch)
                 return
-            except CONNECTION_ERRORS as exc:
+            except DATA_ERRORS:
+                raise
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 if self.should_stop:
                     raise
                 self.pg_retries += 1

@@ -43,6 +43,12 @@ DAILY_COLUMNS = (
 )
 
 
+FAILURE_COLUMNS = (
+    "event_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
+    "workspace_id", "failed_at", "original_b64",
+)
+
+
 def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
     cols = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
@@ -65,6 +71,7 @@ def _insert_once_sql(table: str, columns: tuple[str, ...], key: str) -> str:
 
 SQL_LEADS = _upsert_sql("leads", LEAD_COLUMNS, "lead_id")
 SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "message_id")
+SQL_FAILURES = _insert_once_sql("sync_failures", FAILURE_COLUMNS, "event_id")
 SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id")
 # notes are append-only; only the daily summary note (version > 0) is rewritten, by its author
 # (records written before notes had a version have none: they are version 0)
@@ -113,10 +120,11 @@ class Batch:
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
     daily: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
-                + len(self.daily))
+                + len(self.daily) + len(self.failures))
 
     def extend(self, other: Batch) -> None:
         self.leads += other.leads
@@ -124,6 +132,7 @@ class Batch:
         self.history += other.history
         self.notes += other.notes
         self.daily += other.daily
+        self.failures += other.failures
 
 
 async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
@@ -136,6 +145,7 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
             ({"version": 0, **r} for r in batch.notes), "note_id")),
         ("lead_daily_activity", SQL_DAILY, newest_by(
             ({**r, "_k": (r["lead_id"], r["day"])} for r in batch.daily), "_k")),
+        ("sync_failures", SQL_FAILURES, first_by(batch.failures, "event_id")),
     )
     counts: dict[str, int] = {}
     async with conn.transaction():

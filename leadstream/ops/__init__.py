@@ -1,0 +1,1 @@
+"""Operator tools: dead-letter listing and re-drive."""

@@ -1,0 +1,64 @@
+"""`leadstream dlq`: list dead letters and re-drive them once the cause is fixed.
+
+Worker and sink dead letters carry their source topic and the original bytes, so re-driving
+publishes the original record again to that topic, with its original key (processing is
+idempotent, so a re-drive of something already applied changes nothing). A webhook dead
+letter holds the raw HTTP body; the sender (or an operator with `curl`) re-sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiokafka.structs import TopicPartition
+
+from leadstream.broker.clients import end_offsets, make_consumer, make_producer
+from leadstream.config import Settings
+from leadstream.streams.records import DeadLetter
+
+
+async def read_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetter]]:
+    """Every dead letter from the start of the topic to its current end."""
+    topic = settings.topic("dlq")
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    out: list[tuple[bytes | None, DeadLetter]] = []
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await end_offsets(settings, consumer, tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            polled = await consumer.getmany(*pending, timeout_ms=200)
+            for tp, recs in polled.items():
+                out += [(r.key, DeadLetter.model_validate_json(r.value))
+                        for r in recs if r.offset < ends[tp] and r.value]
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def redrive(settings: Settings, event_ids: Iterable[str] | None) -> dict[str, list[str]]:
+    """Re-publish the chosen (or all, with None) worker/sink dead letters to their source."""
+    wanted = set(event_ids) if event_ids is not None else None
+    done: list[str] = []
+    skipped: list[str] = []
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for key, dl in await read_dead_letters(settings):
+            if wanted is not None and dl.event_id not in wanted:
+                continue
+            if dl.stage in ("worker", "sink") and dl.source_topic:
+                await producer.send_and_wait(dl.source_topic, dl.original, key=key or None)
+                done.append(dl.event_id)
+            else:
+                skipped.append(dl.event_id)
+    finally:
+        await producer.stop()
+    return {"redriven": done, "skipped": skipped}
