@@ -39,7 +39,7 @@ from leadstream.db.migrate import migrate_url
 from leadstream.db.registry import add_workspace
 from leadstream.domain.identity import lead_key
 from leadstream.domain.model import InboundEvent, MessageInfo
-from leadstream.simulate import kapso_message, phone_for, signed
+from leadstream.simulate import kapso_message, open_loop, phone_for, signed
 from leadstream.streams.records import encode
 
 TRIGGER = """
@@ -179,15 +179,7 @@ async def freshness(settings: Settings, rate: int, seconds: float, leads: int, r
             except aiohttp.ClientError:
                 errors += 1
 
-        start = time.perf_counter()
-        tasks = []
-        for i in range(total):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        send_elapsed = time.perf_counter() - start
+        send_elapsed = await open_loop(rate, total, one)
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline and any(visible_at(k) is None for k in acked):
         await asyncio.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -65,6 +66,21 @@ async def post_kapso(session: aiohttp.ClientSession, base: str, secret: str, eve
         return resp.status
 
 
+async def open_loop(rate: float, total: int,
+                    one: Callable[[int], Coroutine[Any, Any, None]]) -> float:
+    """Start `one(i)` on schedule, `rate` per second, whether or not earlier ones finished;
+    returns the seconds the sending took (open-loop load, as real traffic arrives)."""
+    started = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(total):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - started
+
+
 async def run_simulation(base: str, *, phone_number_id: str, secret: str, leads: int,
                          rate: float, duration: float, seed: int = 7) -> dict[str, Any]:
     """Open-loop: requests leave on schedule whether or not earlier ones were answered."""
@@ -90,11 +106,5 @@ async def run_simulation(base: str, *, phone_number_id: str, secret: str, leads:
                 st = -1
             statuses[st] = statuses.get(st, 0) + 1
 
-        tasks = []
-        for i in range(total):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
+        await open_loop(rate, total, one)
     return {"sent": total, "statuses": statuses, "seconds": round(time.monotonic() - started, 2)}

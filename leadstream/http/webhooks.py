@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,60 +104,67 @@ async def _match_any_secret(request: web.Request, body: bytes, sig: str | None
     return None
 
 
-async def kapso_webhook(request: web.Request) -> web.Response:
+Parse = Callable[[Workspace, Any], list[InboundEvent]]
+
+
+async def _ingest(request: web.Request, *, source: str, signature: str | None,
+                  find: Callable[[Any], Awaitable[NumberEntry | None]], parse: Parse
+                  ) -> web.Response:
+    """What both webhook flavours do: verify, parse, route, publish, answer."""
     body = await _read_body(request)
-    sig = request.headers.get("X-Webhook-Signature")
     try:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
-    pnid = phone_number_id_of(parsed)
-    entry = await request.app[DIRECTORY].number(pnid) if pnid else None
+    entry = await find(parsed)
     if entry is None:
-        if parsed is None and (matched := await _match_any_secret(request, body, sig)):
+        if parsed is None and (matched := await _match_any_secret(request, body, signature)):
             return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,
-                                      "kapso")
-        return _error(401, "unknown phone_number_id" if pnid else "no phone_number_id")
-    if not signature_ok(entry.webhook_secret, body, sig):
+                                      source)
+        return _error(401, "unknown or missing phone_number_id")
+    if not signature_ok(entry.webhook_secret, body, signature):
         return _error(401, "bad signature")
     ws = Workspace(entry.workspace_id, entry.region)
     try:
-        events = parse_kapso(ws, request.headers.get("X-Webhook-Event"), parsed,
-                             datetime.now(UTC), request.headers.get("X-Idempotency-Key"))
+        events = parse(ws, parsed)
     except (ParseError, ValueError) as exc:
-        return await _dead_letter(request, body, str(exc), ws.workspace_id, "kapso")
-    events = await route_known_bsuids(request, events)
-    topic = request.app[TOPICS].events
-    await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
-    return web.json_response({"accepted": len(events)})
-
-
-async def meta_webhook(request: web.Request) -> web.Response:
-    body = await _read_body(request)
-    sig = request.headers.get("X-Hub-Signature-256")
-    try:
-        parsed: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        parsed = None
-    directory = request.app[DIRECTORY]
-    entries = [e for p in sorted(phone_number_ids(parsed)) if (e := await directory.number(p))]
-    if not entries:
-        if parsed is None and (matched := await _match_any_secret(request, body, sig)):
-            return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,
-                                      "meta")
-        return _error(401, "unknown phone_number_id")
-    entry = entries[0]
-    if not signature_ok(entry.webhook_secret, body, sig):
-        return _error(401, "bad signature")
-    try:
-        events = parse_meta(Workspace(entry.workspace_id, entry.region), parsed, datetime.now(UTC))
-    except (ParseError, ValueError) as exc:
-        return await _dead_letter(request, body, str(exc), entry.workspace_id, "meta")
+        return await _dead_letter(request, body, str(exc), ws.workspace_id, source)
     events = await route_known_bsuids(request, events)
     topic = request.app[TOPICS].events
     if events:
         await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
     return web.json_response({"accepted": len(events)})
+
+
+async def kapso_webhook(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+
+    async def find(parsed: Any) -> NumberEntry | None:
+        pnid = phone_number_id_of(parsed)
+        return await directory.number(pnid) if pnid else None
+
+    return await _ingest(
+        request, source="kapso", signature=request.headers.get("X-Webhook-Signature"),
+        find=find,
+        parse=lambda ws, parsed: parse_kapso(
+            ws, request.headers.get("X-Webhook-Event"), parsed, datetime.now(UTC),
+            request.headers.get("X-Idempotency-Key")),
+    )
+
+
+async def meta_webhook(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+
+    async def find(parsed: Any) -> NumberEntry | None:
+        for pnid in sorted(phone_number_ids(parsed)):
+            if entry := await directory.number(pnid):
+                return entry
+        return None
+
+    return await _ingest(
+        request, source="meta", signature=request.headers.get("X-Hub-Signature-256"),
+        find=find, parse=lambda ws, parsed: parse_meta(ws, parsed, datetime.now(UTC)),
+    )
 
 
 async def meta_verify(request: web.Request) -> web.Response:
