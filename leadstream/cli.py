@@ -302,8 +302,11 @@ def up_cmd(demo: bool) -> None:
             "kafka_bootstrap_servers": settings.bootstrap, "kafka_flavor": settings.kafka_flavor,
             "database_url": settings.dsn, "http": base,
         })
+        from leadstream.embedded.procs import die_with_parent
+
         worker = subprocess.Popen([sys.executable, "-m", "leadstream", "worker"],
-                                  env={**os.environ, "LEADSTREAM_DATA_DIR": str(data_dir)})
+                                  env={**os.environ, "LEADSTREAM_DATA_DIR": str(data_dir)},
+                                  preexec_fn=die_with_parent)  # no orphan if `up` is killed
         stack.append(worker)
         click.echo(
             f"\nleadstream is up\n"

@@ -19,6 +19,7 @@ from leadstream.broker.clients import ensure_topics
 from leadstream.config import Settings
 from leadstream.db.migrate import migrate_url
 from leadstream.db.registry import add_workspace
+from leadstream.embedded.procs import die_with_parent
 from leadstream.http.server import make_app
 from leadstream.simulate import kapso_message, post_kapso
 
@@ -51,7 +52,8 @@ class Worker:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "leadstream", "worker"], env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         log.close()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
