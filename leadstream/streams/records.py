@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import TypeVar
 
-import orjson
 from pydantic import BaseModel, Field
 
 from leadstream.domain.model import (
@@ -19,8 +17,6 @@ from leadstream.domain.model import (
     StatusChange,
 )
 
-M = TypeVar("M", bound=BaseModel)
-
 __all__ = [
     "Command",
     "DeadLetter",
@@ -30,7 +26,6 @@ __all__ = [
     "Note",
     "SarahUpdate",
     "StatusChange",
-    "decode",
     "encode",
 ]
 
@@ -61,10 +56,3 @@ class DeadLetter(BaseModel):
 def encode(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model, exclude_none=False)
 
-
-def decode(cls: type[M], raw: bytes) -> M:
-    return cls.model_validate_json(raw)
-
-
-def dumps(obj: object) -> bytes:
-    return orjson.dumps(obj)
