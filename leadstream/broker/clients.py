@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from leadstream.broker import faust_consumer, tansu
 from leadstream.config import Settings
@@ -80,6 +80,40 @@ async def end_offsets(
     if is_tansu(settings):
         return await tansu.true_end_offsets(settings.bootstrap, listed)
     return dict(listed)
+
+
+async def read_to_end(
+    settings: Settings, topics: Iterable[str], *, max_records: int = 20000,
+    **consumer_overrides: Any,
+) -> AsyncIterator[tuple[list[ConsumerRecord[bytes, bytes]], int]]:
+    """Batches of records from the beginning of `topics` up to their log end as of the call
+    (records produced later are not read), with the total record count as the goal.
+
+    Outside any consumer group; used by replay and the dead-letter tools.
+    """
+    consumer = make_consumer(settings, group_id=None, max_poll_records=max_records,
+                             **consumer_overrides)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads metadata
+        tps = [TopicPartition(t, p) for t in topics
+               for p in sorted(consumer.partitions_for_topic(t) or [])]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await end_offsets(settings, consumer, tps)
+        goal = sum(ends.values())
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            polled = await consumer.getmany(*remaining, timeout_ms=200, max_records=max_records)
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            for tp, rs in polled.items():
+                records += [r for r in rs if r.offset < ends[tp]]
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+            if records:
+                yield records, goal
+    finally:
+        await consumer.stop()
 
 
 def topic_configs(name: str) -> dict[str, str]:

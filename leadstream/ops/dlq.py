@@ -10,36 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiokafka.structs import TopicPartition
-
-from leadstream.broker.clients import end_offsets, make_consumer, make_producer
+from leadstream.broker.clients import make_producer, read_to_end
 from leadstream.config import Settings
 from leadstream.streams.records import DeadLetter
 
 
 async def read_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetter]]:
     """Every dead letter from the start of the topic to its current end."""
-    topic = settings.topic("dlq")
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
     out: list[tuple[bytes | None, DeadLetter]] = []
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await end_offsets(settings, consumer, tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            polled = await consumer.getmany(*pending, timeout_ms=200)
-            for tp, recs in polled.items():
-                out += [(r.key, DeadLetter.model_validate_json(r.value))
-                        for r in recs if r.offset < ends[tp] and r.value]
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
+    async for records, _ in read_to_end(settings, [settings.topic("dlq")]):
+        out += [(r.key, DeadLetter.model_validate_json(r.value)) for r in records if r.value]
     return out
 
 

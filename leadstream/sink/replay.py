@@ -11,9 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from aiokafka.structs import TopicPartition
 
-from leadstream.broker.clients import end_offsets, make_consumer
+from leadstream.broker.clients import read_to_end
 from leadstream.config import Settings
 from leadstream.sink.service import decode_records, route
 from leadstream.sink.writer import Batch, write_batch
@@ -76,9 +75,6 @@ async def replay(settings: Settings, *, workspace: str | None = None,
     started = time.monotonic()
     conn = await asyncpg.connect(settings.dsn, server_settings=(
         {"search_path": search_path} if search_path else {}))
-    consumer = make_consumer(settings, group_id=None, max_poll_records=20000,
-                             fetch_max_bytes=64 * 1024 * 1024)
-    await consumer.start()
     total = 0
     try:
         async with conn.transaction():
@@ -87,21 +83,8 @@ async def replay(settings: Settings, *, workspace: str | None = None,
                     await conn.execute(f"DELETE FROM {t} WHERE workspace_id = $1", workspace)
                 else:
                     await conn.execute(f"TRUNCATE {t}")
-        await consumer.topics()  # loads metadata
-        tps = [TopicPartition(topic, p) for topic in names.derived()
-               for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await end_offsets(settings, consumer, tps)
-        goal = sum(ends.values())
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            polled = await consumer.getmany(*remaining, timeout_ms=200, max_records=20000)
-            records = []
-            for tp, rs in polled.items():
-                records += [r for r in rs if r.offset < ends[tp]]
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        async for records, goal in read_to_end(settings, names.derived(),
+                                               fetch_max_bytes=64 * 1024 * 1024):
             batch, _, _ = decode_records(records, routes)
             if workspace:
                 batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
@@ -110,9 +93,8 @@ async def replay(settings: Settings, *, workspace: str | None = None,
             if len(batch):
                 await write_batch(conn, batch)
             total += len(records)
-            if progress and records:
+            if progress:
                 progress(f"replay: {total}/{goal} records")
     finally:
-        await consumer.stop()
         await conn.close()
     return {"records": total, "seconds": time.monotonic() - started}
