@@ -14,13 +14,6 @@ from tests.pipeline import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
-KNOWN_RESTART_STALL = (
-    "known intermittent defect (about 1 run in 3 on the embedded broker): after a SIGKILL and "
-    "restart, one source partition can stop being processed until the next restart; the "
-    "running worker's offsets never show as committed on Tansu, so each restart replays the "
-    "whole topic. README 'Faust on restart', issue 6."
-)
-
 
 @pytest.fixture
 async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
@@ -68,7 +61,6 @@ async def _counts(p: Pipeline) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=KNOWN_RESTART_STALL)
 async def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     pipeline: Pipeline,
 ) -> None:

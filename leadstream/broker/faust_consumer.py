@@ -1,54 +1,162 @@
-"""A fix for Faust's consumer (broker-agnostic): source partitions start at the committed offset.
+"""Fixes for Faust's consumer offset handling (broker-agnostic; used with Kafka and Tansu).
 
-faust-streaming 0.15.3 marks newly assigned partitions active at once, and its recovery
-resumes the flow (to read changelogs) before `perform_seek()` moves the source partitions to
-their committed offsets. Records fetched in between come from wherever the client's position
-is (the earliest offset on a fresh consumer), are processed, and are then processed again
-after the seek; the partition's read-offset/ack bookkeeping is left inconsistent (we saw a
-partition stop being processed after a restart until the next one). This is
-faust-streaming #596 / robinhood/faust #625.
+faust-streaming 0.15.3 can lose a source record after a restart. We reproduced it under
+SIGKILL + restart (about one run in three of 5 kill cycles): the record at the committed
+offset was never processed, yet the group committed past it, so no later restart brought it
+back. Two defects combine:
 
-`SeekFirstConsumerThread` seeks every assigned source partition to its committed offset in
-the consumer thread as soon as it is assigned, before Faust's callbacks run, so whatever is
-fetched early starts where the seek would have put it. Duplicates that remain are harmless:
-the agents are idempotent by content.
+1. **Early processing** (faust-streaming #596 / robinhood/faust #625): Faust resumes the
+   source partitions before `perform_seek()` moves them to the committed offsets, so records
+   are fetched, processed and acked, then the seek and flow-control suspension drop some that
+   were already in flight (a record can be dropped without being processed and without being
+   redelivered).
+2. **Off by one in `Consumer._new_offset`**: the committed offset is the *next* offset to
+   read, yet Faust only refuses to commit when the first acked offset is more than one past
+   it (`min(acked) - committed > 1`), and treats a committed offset of 0 as "none". With
+   acked = [9, 10, 11] and committed 8, it commits 12: offset 8 is skipped for good.
+
+What we do, in one place:
+* `SeekFirstConsumerThread` seeks every newly assigned source partition to its committed
+  offset (or the log start) in the consumer thread, before Faust's callbacks run, so early
+  fetches start where the seek would have put them; it records that position as the
+  partition's floor.
+* `SafeOffsetsConsumer._new_offset` commits only a run of acked offsets that starts exactly
+  at the committed offset (or the floor); see `committable_offset`.
+* When a hole is found (a later record acked, an earlier one never: processing is in order
+  per partition, so the earlier one was dropped), the partition is sought back to the hole
+  and reprocessed. The agents are idempotent by content, so the repeats are harmless.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.utils.functional import consecutive_numbers
 
 log = logging.getLogger(__name__)
 
 SCHEME = "lskafka"
 
 
+def committable_offset(acked: list[int], start: int | None) -> tuple[int | None, int | None]:
+    """(offset to commit, hole) for one partition from its acked offsets (any order, repeats
+    allowed).
+
+    `start` is the next offset that must be processed (the committed offset, or where the
+    partition started); None means unknown, and then the first acked run is trusted, as Faust
+    does. Offsets below `start` are already done. Returns the end of the acked run that
+    begins at `start` (None: nothing new to commit) and, when the first acked offset lies
+    beyond `start`, `start` as a hole: never acked although later records were.
+    """
+    pending = sorted({o for o in acked if start is None or o >= start})
+    if not pending:
+        return None, None
+    if start is not None and pending[0] > start:
+        return None, start
+    run = next(consecutive_numbers(pending))
+    return run[-1] + 1, None
+
+
 class SeekFirstConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         consumer = self._ensure_consumer()
+        owner = self.consumer
+        floors: dict[TP, int] = getattr(owner, "floors", {})
+        fresh: list[TopicPartition] = []
         for tp in assigned:
-            if self.consumer._is_changelog_tp(tp):
+            if owner._is_changelog_tp(tp):
                 continue
             ktp = TopicPartition(tp.topic, tp.partition)
             committed = await consumer.committed(ktp)
             if committed is not None and committed >= 0:
                 consumer.seek(ktp, committed)
+                floors[tp] = committed
+            else:
+                fresh.append(ktp)
+        if fresh:
+            for ktp, start in (await consumer.beginning_offsets(fresh)).items():
+                floors[TP(ktp.topic, ktp.partition)] = start
         await super().on_partitions_assigned(assigned, generation_id)
 
 
-class SeekFirstConsumer(faust_aiokafka.Consumer):
+class SafeOffsetsConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer that never commits past a record it did not process."""
+
+    floors: dict[TP, int]
+    holes: dict[TP, int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.floors = {}  # tp -> where this assignment started (committed offset or log start)
+        self.holes = {}  # tp -> offset never processed although later ones were
+        super().__init__(*args, **kwargs)
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return SeekFirstConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _start_of(self, tp: TP) -> int | None:
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            return int(committed)
+        return self.floors.get(tp)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        self._fold_gaps(tp, acked)
+        offset, hole = committable_offset(acked, self._start_of(tp))
+        if hole is not None:
+            self.holes[tp] = hole
+            return None
+        if offset is not None:
+            # what is below the new offset is done (or was acked before a seek moved back)
+            done = {o for o in acked if o < offset}
+            acked[:] = sorted(o for o in acked if o >= offset)
+            self._acked_index[tp].difference_update(done)
+        return offset
+
+    def _fold_gaps(self, tp: TP, acked: list[int]) -> None:
+        """Offsets Faust saw missing from the log (compaction, transaction markers) count as
+        acked, as in Faust's own `_new_offset`."""
+        gaps = self._gap[tp]
+        if not gaps:
+            return
+        top = max(acked)
+        for entry in sorted(gaps.overlap(0, top), key=lambda e: e.begin):
+            acked.extend(range(entry.begin, entry.end))
+        gaps.chop(0, top + 1)
+
+    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        tps = list(tps)
+        did_commit = await super()._commit_tps(tps, start_new_transaction)
+        await self._reseek_holes()
+        return bool(did_commit)
+
+    async def _reseek_holes(self) -> None:
+        holes, self.holes = self.holes, {}
+        assignment = self.assignment()
+        for tp, offset in holes.items():
+            if tp not in assignment:
+                continue
+            log.warning("offset %s of %s was never processed but later ones were: "
+                        "seeking back to it (the records after it are reprocessed)",
+                        offset, tp)
+            try:
+                await self.seek(tp, offset)
+            except IllegalStateError:  # revoked meanwhile: the next owner starts there
+                pass
+
 
 class SeekFirstTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with `SeekFirstConsumer`; URL scheme `lskafka://`."""
+    """Faust's aiokafka transport with `SafeOffsetsConsumer`; URL scheme `lskafka://`."""
 
-    Consumer = SeekFirstConsumer
+    Consumer = SafeOffsetsConsumer
 
 
 def register_transport() -> None:

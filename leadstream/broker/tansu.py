@@ -34,7 +34,7 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from leadstream.broker.faust_consumer import SeekFirstConsumer, SeekFirstConsumerThread
+from leadstream.broker.faust_consumer import SafeOffsetsConsumer, SeekFirstConsumerThread
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +149,14 @@ class TansuConsumerThread(SeekFirstConsumerThread):
         return {TP(tp.topic, tp.partition): off for tp, off in fixed.items()}
 
 
-class TansuConsumer(SeekFirstConsumer):
+class TansuConsumer(SafeOffsetsConsumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class TansuTransport(faust_aiokafka.Transport):
     """Faust's aiokafka transport with the Tansu fixes (and the broker-agnostic
-    `SeekFirstConsumer`); selected by `tansu://` broker URLs."""
+    `SafeOffsetsConsumer`); selected by `tansu://` broker URLs."""
 
     Consumer = TansuConsumer
 

@@ -124,7 +124,6 @@ class PostgresSink(Service):
             max_poll_records=self.settings.sink_batch_max,
         )
         self.producer = make_producer(self.settings)
-        await self.consumer.start()
         await self.producer.start()
 
     async def _connect_pool(self) -> asyncpg.Pool:
@@ -151,6 +150,9 @@ class PostgresSink(Service):
     @Service.task
     async def _run(self) -> None:
         assert self.consumer is not None
+        # joined here, not in on_start: a join can take seconds (a killed predecessor's
+        # session must expire) and the worker's other services start meanwhile
+        await self.consumer.start()
         while not self.should_stop:
             polled = await self.consumer.getmany(
                 timeout_ms=self.settings.sink_linger_ms * 20,

@@ -49,7 +49,6 @@ class SummaryService(Service):
                                       group_id=self.settings.app_id + "-summaries",
                                       max_poll_records=2000)
         self.producer = make_producer(self.settings, linger_ms=5)
-        await self.consumer.start()
         await self.producer.start()
 
     async def on_stop(self) -> None:
@@ -85,6 +84,9 @@ class SummaryService(Service):
     @Service.task
     async def _run(self) -> None:
         assert self.consumer is not None
+        # joined here, not in on_start: a join can take seconds (a killed predecessor's
+        # session must expire) and the worker's other services start meanwhile
+        await self.consumer.start()
         while not self.should_stop:
             polled = await self.consumer.getmany(timeout_ms=200, max_records=2000)
             aggs = []
