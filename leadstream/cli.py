@@ -172,23 +172,35 @@ def sink_cmd() -> None:
 @click.option("--verify", is_flag=True,
               help="rebuild into a scratch schema, compare with the live replica (row counts "
                    "and checksums per table), exit 1 on any difference; the live one is kept")
-def replay_cmd(workspace: str | None, verify: bool) -> None:
-    """Rebuild the Postgres replica from the derived topics."""
+@click.option("--fresh", is_flag=True,
+              help="start over even if an earlier replay of this target was interrupted "
+                   "(by default it resumes where it stopped)")
+def replay_cmd(workspace: str | None, verify: bool, fresh: bool) -> None:
+    """Rebuild the Postgres replica from the derived topics (resumable, with progress)."""
+    from leadstream.ops.progress import ProgressBar
     from leadstream.sink.replay import replay, replay_and_verify
 
     settings = get_settings()
     _logging(settings.log_level)
+    bar = ProgressBar("replay")
+    try:
+        if verify:
+            result = asyncio.run(replay_and_verify(settings, workspace=workspace, progress=bar))
+        else:
+            stats = asyncio.run(replay(settings, workspace=workspace, progress=bar,
+                                       fresh=fresh))
+    finally:
+        bar.close()
     if verify:
-        result = asyncio.run(replay_and_verify(settings, workspace=workspace))
         for table, v in result["tables"].items():
             mark = "equal" if v["equal"] else "DIFFERENT"
             click.echo(f"{table:22} live {v['live'][0]:>9} rows {v['live'][1][:12]}  "
                        f"rebuilt {v['rebuilt'][0]:>9} rows {v['rebuilt'][1][:12]}  {mark}")
         click.echo("replica equal to the log" if result["equal"] else "replica DIFFERS")
         sys.exit(0 if result["equal"] else 1)
-    stats = asyncio.run(replay(settings, workspace=workspace, progress=click.echo))
-    click.echo(f"replayed {stats['records']} records in {stats['seconds']:.1f}s "
-               f"({stats['records'] / max(stats['seconds'], 1e-9):,.0f} records/s)")
+    how = "resumed, " if stats["resumed"] else ""
+    click.echo(f"replayed {stats['records']} records ({how}{stats['seconds']:.1f}s, "
+               f"{stats['records'] / max(stats['seconds'], 1e-9):,.0f} records/s)")
 
 
 @main.group()

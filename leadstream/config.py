@@ -48,6 +48,11 @@ class Settings(BaseSettings):
 
     #: Prefix of every topic name; tests use their own to stay isolated on one broker.
     topic_prefix: str = Field(default="leadstream", validation_alias="LEADSTREAM_TOPIC_PREFIX")
+    #: Prefix of the topics a worker fleet derives (leads, messages, history, notes, daily and
+    #: its internal ones); defaults to `topic_prefix`. A reprocessing fleet sets its own so it
+    #: can rebuild a fresh replica from the sources while the old one keeps serving (README).
+    derived_prefix: str | None = Field(default=None,
+                                       validation_alias="LEADSTREAM_DERIVED_PREFIX")
     topic_partitions: int = Field(default=8, validation_alias="LEADSTREAM_TOPIC_PARTITIONS")
     topic_replication: int = Field(default=1, validation_alias="LEADSTREAM_TOPIC_REPLICATION")
     #: Faust application id = consumer group of the workers.
@@ -87,8 +92,10 @@ class Settings(BaseSettings):
                 env[key] = str(value)
         return env
 
-    def topic(self, name: str) -> str:
-        return f"{self.topic_prefix}.{name}"
+    def topic(self, name: str, derived: bool = False) -> str:
+        """Full topic name; `derived` topics take `derived_prefix` when it is set."""
+        prefix = (self.derived_prefix or self.topic_prefix) if derived else self.topic_prefix
+        return f"{prefix}.{name}"
 
     @property
     def bootstrap(self) -> str:

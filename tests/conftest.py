@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -72,3 +73,18 @@ def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings
         LEADSTREAM_TOPIC_PARTITIONS=4,
         LEADSTREAM_LOG_LEVEL="info",
     )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's figures (events sent, faults injected, lost, duplicated, recovery)."""
+    from tests.faults import FIGURES
+
+    if not FIGURES:
+        return
+    w = terminalreporter
+    w.section("fault suite figures")
+    w.write_line(f"{'scenario':34} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} "
+                 f"{'recover s':>9}  faults")
+    for f in FIGURES:
+        w.write_line(f"{f['scenario']:34} {f['sent']:>6} {f['acked']:>6} {f['lost']:>5} "
+                     f"{f['duplicated']:>4} {f['recover_s']:>9}  {f['faults']}")

@@ -215,6 +215,30 @@ async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
     assert not damaged["equal"] and not damaged["tables"]["leads"]["equal"]
     assert damaged["tables"]["messages"]["equal"]
 
+    # interrupted after its first batch, a replay resumes where it stopped (nothing re-read
+    # before that point) and still ends equal
+    class Interrupted(Exception):
+        pass
+
+    seen: list[tuple[int, int]] = []
+
+    def stop_after_first(done: int, goal: int) -> None:
+        seen.append((done, goal))
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await replay(pipeline.settings, progress=stop_after_first, batch_records=10)
+    first_done, goal = seen[0]
+    assert 0 < first_done < goal
+    resumed_progress: list[tuple[int, int]] = []
+    stats = await replay(pipeline.settings, batch_records=10,
+                         progress=lambda d, g: resumed_progress.append((d, g)))
+    assert stats["resumed"] and resumed_progress[-1] == (goal, goal)
+    assert stats["records"] == goal
+    assert await _table_digest(pipeline) == before
+    again = await replay(pipeline.settings)  # the run finished: the next one starts over
+    assert not again["resumed"] and again["records"] == goal
+
 
 async def _total_messages(p: Pipeline, n: int) -> bool:
     row = await p.fetchrow("SELECT coalesce(sum(message_count), 0) AS n FROM leads")

@@ -1,16 +1,129 @@
-"""Faults: Postgres stopped mid-run. Bounded in time; runs in CI."""
+"""The fault suite: every scenario compares the final replica with the oracle (the expected
+replica computed by the pure domain rules over the same acknowledged deliveries) and
+reports lost and duplicated events. Bounded in time; runs in CI (marked slow)."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from pathlib import Path
 
 import pytest
 
 from leadstream.config import Settings
 from leadstream.embedded.postgres import EmbeddedPostgres
-from tests.pipeline import Pipeline, eventually
+from tests.faults import Delivery, converge, oracle, redeliveries, report, workload
+from tests.pipeline import Pipeline, Worker, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def _send(p: Pipeline, deliveries: list[Delivery], rate: float | None = None
+                ) -> list[Delivery]:
+    """Open-loop at `rate` per second (or as fast as answered); the acknowledged ones."""
+    acked = []
+    start = time.monotonic()
+    for n, d in enumerate(deliveries):
+        if rate:
+            await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+        status = await p.kapso(d.event, d.body)
+        assert status == 200, status
+        acked.append(d)
+    return acked
+
+
+async def _message_rows(p: Pipeline) -> int:
+    try:
+        row = await p.fetchrow("SELECT count(*) AS n FROM messages")
+    except Exception:
+        return -1
+    return int(row["n"]) if row else 0
+
+
+async def test_duplicates_reordering_and_random_worker_kills(settings: Settings,
+                                                             tmp_path: Path) -> None:
+    """30% of deliveries sent twice, order shuffled across retries, and the worker SIGKILLed
+    at random points three times while traffic flows."""
+    rng = random.Random(20261122)
+    base = workload(leads=30, per_lead=16, seed=1)
+    deliveries, dups = redeliveries(base, rate=0.3, window=25, rng=rng)
+    p = await Pipeline(settings, str(tmp_path)).start()
+    kills = 0
+    resumed_after: list[float] = []  # kill -> the replica grows again
+
+    async def killer() -> None:
+        nonlocal kills
+        for i in range(3):
+            # once the worker holds state (so its successor must recover it) ...
+            goal = (i + 1) * len(base) // 5
+            await eventually(lambda g=goal: _at_least(p, g), timeout=120)  # type: ignore[misc]
+            await asyncio.sleep(rng.uniform(0.0, 0.5))  # ... at a random point after that
+            p.worker.kill()
+            t_kill = time.monotonic()
+            rows = await _message_rows(p)
+            kills += 1
+            p.worker.start()
+            await eventually(lambda r=min(rows + 1, len(base)): _at_least(p, r),  # type: ignore[misc]
+                             timeout=90)
+            resumed_after.append(time.monotonic() - t_kill)
+
+    try:
+        killing = asyncio.create_task(killer())
+        acked = await _send(p, deliveries, rate=25)
+        await killing
+        result = await converge(p, *oracle(acked), timeout=150)
+        report("duplicates 30% + reorder + SIGKILL", sent=len(deliveries), acked=len(acked),
+               faults=f"{dups} duplicates, {kills} worker SIGKILLs", result=result,
+               recover_s=max(resumed_after))
+        assert result.equal, result
+        assert kills == 3
+    finally:
+        await p.stop()
+
+
+async def _at_least(p: Pipeline, n: int) -> bool:
+    return await _message_rows(p) >= n
+
+
+async def test_two_workers_one_killed_the_other_takes_over_with_its_state(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two workers share 8 partitions; one is SIGKILLed; the survivor takes all partitions
+    and continues the killed one's leads from their recovered table state (counts go on
+    from where they were, not from zero)."""
+    s = settings.model_copy(update={"topic_partitions": 8})
+    first, second = workload(leads=24, per_lead=6, seed=2), workload(leads=24, per_lead=6,
+                                                                       seed=3)
+    p = await Pipeline(s, str(tmp_path)).start()
+    other = Worker(s, str(tmp_path / "worker-b.log"))
+    other.start()
+    try:
+        for w in (p.worker, other):
+            await eventually(lambda w=w: _ready(w), timeout=90)  # type: ignore[misc]
+        acked = await _send(p, first)
+        result = await converge(p, *oracle(acked), timeout=90)
+        assert result.equal, result
+        assert _owned(p.worker) and _owned(other), "both workers should own partitions"
+        p.worker.kill()
+        t0 = time.monotonic()
+        acked += await _send(p, second)
+        result = await converge(p, *oracle(acked), timeout=120)
+        report("two workers, one SIGKILLed", sent=len(acked), acked=len(acked),
+               faults="1 of 2 workers SIGKILLed (8 partitions)", result=result,
+               recover_s=time.monotonic() - t0)
+        assert result.equal, result
+    finally:
+        other.stop()
+        await p.stop()
+
+
+async def _ready(w: Worker) -> bool:
+    return "[^Worker]: Ready" in w.log_tail(400)
+
+
+def _owned(w: Worker) -> bool:
+    return ".events" in w.log_tail(2000).split("Setting newly assigned partitions")[-1]
 
 
 async def test_postgres_outage_webhook_keeps_answering_and_sink_catches_up(
@@ -20,42 +133,25 @@ async def test_postgres_outage_webhook_keeps_answering_and_sink_catches_up(
     # server that loses committed transactions on SIGKILL (fsync off) would lose rows
     pg = EmbeddedPostgres(tmp_path / "own-pg", fsync=True).start()
     s = settings.model_copy(update={"database_url": pg.url})
+    before, during = workload(10, 3, seed=4), workload(10, 3, seed=5)
     p = await Pipeline(s, str(tmp_path)).start()
     try:
-        for i in range(10):
-            assert await p.message(f"62812{40000000 + i:08d}", f"wamid.pg.{i}") == 200
-        await eventually(lambda: _total(p, 10), timeout=60)
+        acked = await _send(p, before)
+        assert (await converge(p, *oracle(acked), timeout=60)).equal
         pg.kill()
         # Postgres is down: webhooks of known workspaces still go to the broker
-        for i in range(10, 30):
-            assert await p.message(f"62812{40000000 + i % 10:08d}", f"wamid.pg.{i}") == 200
-        import asyncio
+        acked += await _send(p, during)
         await asyncio.sleep(3)  # the outage lasts: the sink retries and keeps its place
         pg.start()  # same data directory and port
-        await eventually(lambda: _total(p, 30), timeout=90)
-        # leads and messages come from different topics: their rows land in their own time
-        try:
-            await eventually(lambda: _messages(p, 30), timeout=30)
-        except AssertionError:
-            have = {r["message_id"] for r in await p.fetch("SELECT message_id FROM messages")}
-            missing = sorted({f"wamid.pg.{i}" for i in range(30)} - have)
-            raise AssertionError(f"message rows missing after the outage: {missing}") from None
+        t0 = time.monotonic()
+        result = await converge(p, *oracle(acked), timeout=120)
+        report("Postgres SIGKILLed and restarted", sent=len(acked), acked=len(acked),
+               faults="Postgres down ~3 s mid-run", result=result,
+               recover_s=time.monotonic() - t0)
+        assert result.equal, result
     finally:
         await p.stop()
         pg.stop()
-
-
-async def _messages(p: Pipeline, n: int) -> bool:
-    row = await p.fetchrow("SELECT count(*) AS n FROM messages")
-    return row is not None and row["n"] == n
-
-
-async def _total(p: Pipeline, n: int) -> bool:
-    try:
-        row = await p.fetchrow("SELECT coalesce(sum(message_count), 0) AS n FROM leads")
-    except Exception:  # the test's own pool sees the outage too
-        return False
-    return row is not None and row["n"] == n
 
 
 async def test_poison_records_are_dead_lettered_listed_and_redriven(settings: Settings,

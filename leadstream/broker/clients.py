@@ -84,10 +84,13 @@ async def end_offsets(
 
 async def read_to_end(
     settings: Settings, topics: Iterable[str], *, max_records: int = 20000,
+    start: Mapping[TopicPartition, int] | None = None,
+    ends: Mapping[TopicPartition, int] | None = None,
     **consumer_overrides: Any,
 ) -> AsyncIterator[tuple[list[ConsumerRecord[bytes, bytes]], int]]:
-    """Batches of records from the beginning of `topics` up to their log end as of the call
-    (records produced later are not read), with the total record count as the goal.
+    """Batches of records from the beginning of `topics` (or from `start`) up to their log
+    end as of the call, or `ends` (records produced later are not read), with the total
+    record count to the end as the goal.
 
     Outside any consumer group; used by replay and the dead-letter tools.
     """
@@ -100,9 +103,15 @@ async def read_to_end(
                for p in sorted(consumer.partitions_for_topic(t) or [])]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await end_offsets(settings, consumer, tps)
+        for tp, offset in (start or {}).items():
+            if tp in tps:
+                consumer.seek(tp, offset)
+        if ends is None:
+            ends = await end_offsets(settings, consumer, tps)
+        else:
+            ends = {tp: ends.get(tp, 0) for tp in tps}
         goal = sum(ends.values())
-        remaining = {tp for tp in tps if ends[tp] > 0}
+        remaining = {tp for tp in tps if ends[tp] > (start or {}).get(tp, 0)}
         while remaining:
             polled = await consumer.getmany(*remaining, timeout_ms=200, max_records=max_records)
             records: list[ConsumerRecord[bytes, bytes]] = []

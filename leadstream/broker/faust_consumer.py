@@ -25,6 +25,7 @@ What we do, in one place:
 * When a hole is found (a later record acked, an earlier one never: processing is in order
   per partition, so the earlier one was dropped), the partition is sought back to the hole
   and reprocessed. The agents are idempotent by content, so the repeats are harmless.
+* Faust's read-offset filter is switched off (`_NoReadOffsets`): it races with seeks.
 """
 
 from __future__ import annotations
@@ -63,6 +64,26 @@ def committable_offset(acked: list[int], start: int | None) -> tuple[int | None,
     return run[-1] + 1, None
 
 
+class _NoReadOffsets(dict[TP, int | None]):
+    """Stands in for Faust's per-partition read offsets, which drop every fetched record
+    below the last one read. Faust's drain loop keeps raising that mark for the rest of a
+    batch already fetched while a seek moves the partition back, so the records the seek
+    was meant to bring back are dropped (we saw a hole re-seek lose 7 records that way).
+    Without it every fetched record is delivered; repeats are harmless (idempotent agents,
+    acks of an offset counted once). Faust also derives offset gaps from it (compacted or
+    transactional topics); our source topics are neither, so their offsets are contiguous.
+    """
+
+    def __getitem__(self, tp: TP) -> int | None:
+        return None
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        pass
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 class SeekFirstConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         consumer = self._ensure_consumer()
@@ -95,6 +116,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         self.floors = {}  # tp -> where this assignment started (committed offset or log start)
         self.holes = {}  # tp -> offset never processed although later ones were
         super().__init__(*args, **kwargs)
+        self._read_offset = _NoReadOffsets()
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return SeekFirstConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -109,7 +131,6 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         acked = self._acked[tp]
         if not acked:
             return None
-        self._fold_gaps(tp, acked)
         offset, hole = committable_offset(acked, self._start_of(tp))
         if hole is not None:
             self.holes[tp] = hole
@@ -120,17 +141,6 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             acked[:] = sorted(o for o in acked if o >= offset)
             self._acked_index[tp].difference_update(done)
         return offset
-
-    def _fold_gaps(self, tp: TP, acked: list[int]) -> None:
-        """Offsets Faust saw missing from the log (compaction, transaction markers) count as
-        acked, as in Faust's own `_new_offset`."""
-        gaps = self._gap[tp]
-        if not gaps:
-            return
-        top = max(acked)
-        for entry in sorted(gaps.overlap(0, top), key=lambda e: e.begin):
-            acked.extend(range(entry.begin, entry.end))
-        gaps.chop(0, top + 1)
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
         tps = list(tps)

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import orjson
+from aiokafka.structs import TopicPartition
 
-from leadstream.broker.clients import read_to_end
+from leadstream.broker.clients import end_offsets, make_consumer, read_to_end
 from leadstream.config import Settings
 from leadstream.sink.service import decode_records, route
 from leadstream.sink.writer import Batch, write_batch
@@ -41,7 +43,7 @@ async def digest(conn: asyncpg.Connection, schema: str = "public",
 
 
 async def replay_and_verify(settings: Settings, *, workspace: str | None = None,
-                            progress: Callable[[str], Any] | None = None,
+                            progress: Callable[[int, int], Any] | None = None,
                             schema: str = "leadstream_verify") -> dict[str, Any]:
     """Rebuild into a scratch schema and compare it with the live replica."""
     from leadstream.db.migrate import migrate
@@ -53,7 +55,8 @@ async def replay_and_verify(settings: Settings, *, workspace: str | None = None,
         await migrate(conn)
     finally:
         await conn.close()
-    stats = await replay(settings, workspace=workspace, progress=progress, search_path=schema)
+    stats = await replay(settings, workspace=workspace, progress=progress, search_path=schema,
+                         fresh=True)
     conn = await asyncpg.connect(settings.dsn)
     try:
         live = await digest(conn, "public", workspace)
@@ -67,34 +70,93 @@ async def replay_and_verify(settings: Settings, *, workspace: str | None = None,
     return stats
 
 
+def _tp_key(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+def _tp_of(key: str) -> TopicPartition:
+    topic, _, partition = key.rpartition(":")
+    return TopicPartition(topic, int(partition))
+
+
 async def replay(settings: Settings, *, workspace: str | None = None,
-                 progress: Callable[[str], Any] | None = None,
-                 search_path: str | None = None) -> dict[str, Any]:
+                 progress: Callable[[int, int], Any] | None = None,
+                 search_path: str | None = None, fresh: bool = False,
+                 batch_records: int = 20000) -> dict[str, Any]:
+    """Rebuild the replica (or one workspace of it) from the derived topics.
+
+    Resumable: the target's `replay_runs` row holds the log end this run rebuilds to and the
+    position reached per partition, updated in the same transaction as each batch, so an
+    interrupted replay continues where it stopped (unless `fresh`). `progress(done, goal)`
+    is called after each batch with record counts.
+    """
     names = TopicNames.from_settings(settings)
     routes = route(names)
     started = time.monotonic()
+    scope = f"{search_path or 'public'}/{workspace or '*'}"
     conn = await asyncpg.connect(settings.dsn, server_settings=(
         {"search_path": search_path} if search_path else {}))
     total = 0
     try:
-        async with conn.transaction():
-            for t in TABLES:
-                if workspace:
-                    await conn.execute(f"DELETE FROM {t} WHERE workspace_id = $1", workspace)
-                else:
-                    await conn.execute(f"TRUNCATE {t}")
-        async for records, goal in read_to_end(settings, names.derived(),
+        run = await conn.fetchrow(
+            "SELECT goal, positions, records FROM replay_runs WHERE scope = $1"
+            " AND finished_at IS NULL", scope)
+        resumed = run is not None and not fresh
+        if resumed:
+            assert run is not None
+            ends = {_tp_of(k): v for k, v in orjson.loads(run["goal"]).items()}
+            positions = {_tp_of(k): v for k, v in orjson.loads(run["positions"]).items()}
+            total = int(run["records"])
+        else:
+            ends = await _log_ends(settings, names.derived())
+            positions = {}
+            async with conn.transaction():
+                for t in TABLES:
+                    if workspace:
+                        await conn.execute(f"DELETE FROM {t} WHERE workspace_id = $1",
+                                           workspace)
+                    else:
+                        await conn.execute(f"TRUNCATE {t}")
+                await conn.execute(
+                    "INSERT INTO replay_runs (scope, goal) VALUES ($1, $2::jsonb)"
+                    " ON CONFLICT (scope) DO UPDATE SET goal = EXCLUDED.goal, positions = '{}',"
+                    " records = 0, started_at = now(), finished_at = NULL",
+                    scope, orjson.dumps({_tp_key(tp): o for tp, o in ends.items()}).decode())
+        async for records, goal in read_to_end(settings, names.derived(), start=positions,
+                                               ends=ends, max_records=batch_records,
                                                fetch_max_bytes=64 * 1024 * 1024):
             batch, _, _ = decode_records(records, routes)
             if workspace:
                 batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
                                 for rows in (batch.leads, batch.messages, batch.history,
                                              batch.notes, batch.daily)])
-            if len(batch):
-                await write_batch(conn, batch)
+            for r in records:
+                tp = TopicPartition(r.topic, r.partition)
+                positions[tp] = max(positions.get(tp, 0), r.offset + 1)
             total += len(records)
+            async with conn.transaction():
+                if len(batch):
+                    await write_batch(conn, batch)
+                await conn.execute(
+                    "UPDATE replay_runs SET positions = $2::jsonb, records = $3"
+                    " WHERE scope = $1", scope,
+                    orjson.dumps({_tp_key(tp): o for tp, o in positions.items()}).decode(),
+                    total)
             if progress:
-                progress(f"replay: {total}/{goal} records")
+                progress(sum(positions.values()), goal)
+        await conn.execute("UPDATE replay_runs SET finished_at = now() WHERE scope = $1", scope)
     finally:
         await conn.close()
-    return {"records": total, "seconds": time.monotonic() - started}
+    return {"records": total, "seconds": time.monotonic() - started, "resumed": resumed}
+
+
+async def _log_ends(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(t, p) for t in topics
+               for p in sorted(consumer.partitions_for_topic(t) or [])]
+        return dict(await end_offsets(settings, consumer, tps))
+    finally:
+        await consumer.stop()

@@ -46,7 +46,8 @@ class TopicNames:
 
     @classmethod
     def from_settings(cls, s: Settings) -> TopicNames:
-        return cls(**{n.replace("-", "_"): s.topic(n) for n in ALL})
+        return cls(**{n.replace("-", "_"): s.topic(n, derived=n in (*DERIVED, *INTERNAL))
+                      for n in ALL})
 
     def all(self) -> list[str]:
         return [self.events, self.sarah, self.commands, self.leads, self.messages,
