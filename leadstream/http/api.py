@@ -189,62 +189,153 @@ async def set_status(request: web.Request) -> web.Response:
     return await _command(request, "status", StatusIn)
 
 
+#: sort name -> (SQL expression, its type); every one has an index led by workspace_id
 LIST_SORTS = {
     "last_activity_at": ("last_activity_at", "timestamptz"),
-    "lead_score": ("lead_score", "integer"),
+    "lead_score": ("coalesce(lead_score, -1)", "integer"),  # no score sorts last
     "created_at": ("created_at", "timestamptz"),
 }
+SEARCH_EXPR = ("(coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' "
+               "|| coalesce(business_type, ''))")
 
 
-async def list_leads(request: web.Request) -> web.Response:
-    """Filters, sort and keyset pagination (`cursor` = last row's sort value and lead_id)."""
-    tok = await _auth(request)
-    q = request.query
+def _csv(v: Any) -> Any:
+    return [x for x in v.split(",") if x] if isinstance(v, str) else v
+
+
+class LeadQuery(BaseModel):
+    """`GET /api/leads` query parameters (lists are comma-separated)."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: list[LeadStatus] | None = None
+    temperature: list[Temperature] | None = None
+    urgency: list[str] | None = Field(default=None, description="urgency_level values")
+    domisili: str | None = Field(default=None, max_length=200,
+                                 description="exact, case-insensitive")
+    business_type: str | None = Field(default=None, max_length=200,
+                                      description="exact, case-insensitive")
+    min_score: int | None = Field(default=None, ge=0, le=100)
+    max_score: int | None = Field(default=None, ge=0, le=100)
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    active_from: datetime | None = Field(default=None, description="last activity at or after")
+    active_to: datetime | None = Field(default=None, description="last activity before")
+    q: str | None = Field(default=None, min_length=1, max_length=200,
+                          description="substring of name, phone or business type")
+    sort: Literal["last_activity_at", "lead_score", "created_at"] = "last_activity_at"
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+    limit: int = Field(default=50, ge=1, le=200)
+
+    _split = field_validator("status", "temperature", "urgency", mode="before")(_csv)
+
+
+class LeadPage(BaseModel):
+    leads: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class StatusCounts(BaseModel):
+    counts: dict[str, int]
+    total: int
+
+
+class Accepted(BaseModel):
+    accepted: bool
+    event_id: str
+    lead_key: str | None = Field(default=None, description="POST /api/sarah/state only")
+
+
+class LeadDetail(BaseModel):
+    lead: dict[str, Any]
+    notes: list[dict[str, Any]] = Field(description="newest first")
+    status_history: list[dict[str, Any]] = Field(description="newest first")
+    daily_summaries: list[dict[str, Any]] = Field(description="newest day first")
+    messages: list[dict[str, Any]] = Field(description="the 50 newest")
+
+
+def _query_errors(exc: ValidationError) -> web.Response:
+    return _unprocessable([{"loc": ("query", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                           for e in exc.errors(include_url=False, include_context=False)])
+
+
+def lead_list_sql(workspace_id: str, lq: LeadQuery) -> tuple[str, list[Any]]:
+    """The list query: filters, then keyset pagination on (sort key, lead_id), both desc.
+
+    A page walk never repeats a lead; a lead that gets new activity meanwhile moves to the
+    top (the next refresh shows it), and new leads appear at the top, not in later pages.
+    """
     where = ["workspace_id = $1"]
-    args: list[Any] = [tok.workspace_id]
+    args: list[Any] = [workspace_id]
 
     def arg(v: Any) -> str:
         args.append(v)
         return f"${len(args)}"
 
-    if q.get("status"):
-        where.append(f"lead_status = ANY({arg(q['status'].split(','))}::text[])")
-    if q.get("temperature"):
-        where.append(f"lead_temperature = ANY({arg(q['temperature'].split(','))}::text[])")
+    if lq.status:
+        where.append(f"lead_status = ANY({arg(list(lq.status))}::text[])")
+    if lq.temperature:
+        where.append(f"lead_temperature = ANY({arg(list(lq.temperature))}::text[])")
+    if lq.urgency:
+        where.append(f"urgency_level = ANY({arg(lq.urgency)}::text[])")
+    if lq.domisili:
+        where.append(f"lower(domisili) = lower({arg(lq.domisili)})")
+    if lq.business_type:
+        where.append(f"lower(business_type) = lower({arg(lq.business_type)})")
+    if lq.min_score is not None:
+        where.append(f"lead_score >= {arg(lq.min_score)}")
+    if lq.max_score is not None:
+        where.append(f"lead_score <= {arg(lq.max_score)}")
+    for col, op, v in (("created_at", ">=", lq.created_from), ("created_at", "<", lq.created_to),
+                       ("last_activity_at", ">=", lq.active_from),
+                       ("last_activity_at", "<", lq.active_to)):
+        if v is not None:
+            where.append(f"{col} {op} {arg(v)}")
+    if lq.q:
+        pat = "%" + lq.q.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+        where.append(f"{SEARCH_EXPR} ILIKE {arg(pat)}")
+    col, typ = LIST_SORTS[lq.sort]
+    if lq.cursor:
+        cur = orjson.loads(bytes.fromhex(lq.cursor))
+        value = datetime.fromisoformat(cur[0]) if typ == "timestamptz" else int(cur[0])
+        where.append(f"({col}, lead_id) < ({arg(value)}::{typ}, {arg(uuid.UUID(cur[1]))})")
+    sql = (f"SELECT *, {col} AS _sort FROM leads WHERE {' AND '.join(where)}"
+           f" ORDER BY {col} DESC, lead_id DESC LIMIT {lq.limit + 1}")
+    return sql, args
+
+
+async def list_leads(request: web.Request) -> web.Response:
+    """Filters, sort and keyset pagination (`cursor` = last row's sort value and lead_id)."""
+    tok = await _auth(request)
     try:
-        if q.get("min_score"):
-            where.append(f"lead_score >= {arg(int(q['min_score']))}")
-        limit = min(max(int(q.get("limit", 50)), 1), 200)
-    except ValueError:
-        return _unprocessable([{"loc": ("query",), "msg": "min_score/limit must be integers",
-                                "type": "int_parsing"}])
-    if q.get("q"):
-        pat = "%" + q["q"].replace("%", r"\%").replace("_", r"\_") + "%"
-        p = arg(pat)
-        where.append(f"(name ILIKE {p} OR phone_e164 ILIKE {p} OR business_type ILIKE {p})")
-    sort = q.get("sort", "last_activity_at")
-    if sort not in LIST_SORTS:
-        return _unprocessable([{"loc": ("sort",), "msg": f"one of {sorted(LIST_SORTS)}",
-                                "type": "enum"}])
-    col, typ = LIST_SORTS[sort]
-    if q.get("cursor"):
-        try:
-            cur = orjson.loads(bytes.fromhex(q["cursor"]))
-            where.append(f"({col}, lead_id) < ({arg(cur[0])}::{typ}, {arg(cur[1])}::uuid)")
-        except (ValueError, IndexError, TypeError):
-            return _unprocessable([{"loc": ("cursor",), "msg": "bad cursor", "type": "value"}])
-    sql = (f"SELECT * FROM leads WHERE {' AND '.join(where)}"
-           f" ORDER BY {col} DESC NULLS LAST, lead_id DESC LIMIT {limit + 1}")
+        lq = LeadQuery.model_validate(dict(request.query))
+        sql, args = lead_list_sql(tok.workspace_id, lq)
+    except ValidationError as exc:
+        return _query_errors(exc)
+    except (ValueError, IndexError, TypeError):
+        return _unprocessable([{"loc": ("query", "cursor"), "msg": "bad cursor",
+                                "type": "value_error"}])
     rows = [dict(r) for r in await request.app[POOL].fetch(sql, *args)]
-    more = len(rows) > limit
-    rows = rows[:limit]
+    more = len(rows) > lq.limit
+    rows = rows[:lq.limit]
     next_cursor = None
     if more and rows:
-        last = rows[-1]
-        v = last[col]
+        v = rows[-1]["_sort"]
         next_cursor = orjson.dumps([v.isoformat() if hasattr(v, "isoformat") else v,
-                                    str(last["lead_id"])]).hex()
+                                    str(rows[-1]["lead_id"])]).hex()
+    for r in rows:
+        r.pop("_sort", None)
     return _json({"leads": [_row(r) for r in rows], "next_cursor": next_cursor})
+
+
+async def status_counts(request: web.Request) -> web.Response:
+    """Leads per status for the pipeline header (every status present, zeros included)."""
+    tok = await _auth(request)
+    rows = await request.app[POOL].fetch(
+        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1 GROUP BY 1",
+        tok.workspace_id)
+    counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
+    counts.update({r["lead_status"]: int(r["n"]) for r in rows})
+    return _json({"counts": counts, "total": sum(counts.values())})
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -276,9 +367,26 @@ async def get_lead(request: web.Request) -> web.Response:
                   "messages": [_row(dict(m)) for m in messages]})
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    from leadstream.http.openapi import document
+
+    return _json(document())
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """The lead dashboard: one static page; it logs in with an API token and reads the API."""
+    from importlib.resources import files
+
+    page = files("leadstream.http").joinpath("static/dashboard.html").read_bytes()
+    return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", dashboard)
     app.router.add_post("/api/sarah/state", sarah_state)
+    app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/api/leads", list_leads)
+    app.router.add_get("/api/leads/counts", status_counts)
     app.router.add_get("/api/leads/{lead_id}", get_lead)
     app.router.add_patch("/api/leads/{lead_id}", edit_lead)
     app.router.add_post("/api/leads/{lead_id}/notes", add_note)

@@ -51,7 +51,7 @@ async def replay_and_verify(settings: Settings, *, workspace: str | None = None,
     conn = await asyncpg.connect(settings.dsn)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-        await conn.execute(f"SET search_path TO {schema}")
+        await conn.execute(f"SET search_path TO {schema}, public")  # public: extensions
         await migrate(conn)
     finally:
         await conn.close()

@@ -1,0 +1,109 @@
+"""The OpenAPI document of the bot and operator API, generated from the same pydantic models
+the handlers validate with (so it cannot drift from what the server accepts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from leadstream.http.api import (
+    Accepted,
+    LeadDetail,
+    LeadEditIn,
+    LeadPage,
+    LeadQuery,
+    NoteIn,
+    SarahStateIn,
+    StatusCounts,
+    StatusIn,
+)
+
+REF = "#/components/schemas/{model}"
+
+
+def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in models:
+        schema = m.model_json_schema(ref_template=REF)
+        out.update(schema.pop("$defs", {}))
+        out[m.__name__] = schema
+    return out
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(model)}}}
+
+
+ERRORS: dict[str, Any] = {
+    "401": {"description": "missing or invalid bearer token"},
+    "422": {"description": "invalid input: `fields` lists each error (loc, msg, type)"},
+}
+
+
+def _query_parameters() -> list[dict[str, Any]]:
+    schema = LeadQuery.model_json_schema()
+    params = []
+    for name, prop in schema["properties"].items():
+        if "anyOf" in prop:  # Optional[X]: the non-null branch
+            prop = {**next(p for p in prop["anyOf"] if p.get("type") != "null"),
+                    **{k: v for k, v in prop.items() if k not in ("anyOf", "default")}}
+        if prop.get("type") == "array":  # sent comma-separated
+            prop = {"type": "string", "description": "comma-separated: " + ", ".join(
+                prop["items"].get("enum", [])) if "enum" in prop.get("items", {})
+                else prop.get("description", "comma-separated")}
+        params.append({"name": name, "in": "query", "required": False,
+                       "schema": {k: v for k, v in prop.items() if k != "title"}})
+    return params
+
+
+def document() -> dict[str, Any]:
+    lead_id = {"name": "lead_id", "in": "path", "required": True,
+               "schema": {"type": "string", "format": "uuid"}}
+    not_found = {"404": {"description": "no such lead in the token's workspace"}}
+    accepted = {"202": _json(Accepted, "the command is durably on the broker"),
+                "503": {"description": "broker unavailable; nothing was written"}}
+
+    def write(model: type[BaseModel], summary: str, path_id: bool = True) -> dict[str, Any]:
+        return {"summary": summary, "security": [{"bearer": []}],
+                "parameters": [lead_id] if path_id else [],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref(model)}}},
+                "responses": {**accepted, **ERRORS, **(not_found if path_id else {})}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "leadstream API", "version": "1",
+                 "description": "Reads from the Postgres replica; writes are commands on "
+                                "the broker (202). A token sees only its workspace."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _schemas(LeadQuery, LeadPage, LeadDetail, StatusCounts, Accepted,
+                                SarahStateIn, LeadEditIn, NoteIn, StatusIn),
+        },
+        "paths": {
+            "/api/leads": {"get": {
+                "summary": "list leads: filters, sort, cursor pagination",
+                "security": [{"bearer": []}], "parameters": _query_parameters(),
+                "responses": {"200": _json(LeadPage, "one page"), **ERRORS}}},
+            "/api/leads/counts": {"get": {
+                "summary": "leads per status", "security": [{"bearer": []}],
+                "responses": {"200": _json(StatusCounts, "counts"), "401": ERRORS["401"]}}},
+            "/api/leads/{lead_id}": {
+                "get": {"summary": "one lead with notes, status history, daily summaries",
+                        "security": [{"bearer": []}], "parameters": [lead_id],
+                        "responses": {"200": _json(LeadDetail, "the lead"),
+                                      "401": ERRORS["401"], **not_found}},
+                "patch": write(LeadEditIn, "human edit of name / phone"),
+            },
+            "/api/leads/{lead_id}/notes": {"post": write(NoteIn, "add a note")},
+            "/api/leads/{lead_id}/status": {"post": write(StatusIn, "change the status")},
+            "/api/sarah/state": {"post": write(SarahStateIn, "Sarah's extraction",
+                                               path_id=False)},
+        },
+    }
