@@ -82,6 +82,23 @@ async def end_offsets(
     return dict(listed)
 
 
+async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topics: Iterable[str]
+                      ) -> list[TopicPartition]:
+    await consumer.topics()  # loads metadata
+    return [TopicPartition(t, p) for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or [])]
+
+
+async def log_ends(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """Log-end offset of every partition of `topics`, now."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        return await end_offsets(settings, consumer, await _partitions(consumer, topics))
+    finally:
+        await consumer.stop()
+
+
 async def read_to_end(
     settings: Settings, topics: Iterable[str], *, max_records: int = 20000,
     start: Mapping[TopicPartition, int] | None = None,
@@ -98,9 +115,7 @@ async def read_to_end(
                              **consumer_overrides)
     await consumer.start()
     try:
-        await consumer.topics()  # loads metadata
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(consumer.partitions_for_topic(t) or [])]
+        tps = await _partitions(consumer, topics)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         for tp, offset in (start or {}).items():

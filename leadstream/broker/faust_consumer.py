@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
@@ -87,8 +87,8 @@ class _NoReadOffsets(dict[TP, int | None]):
 class SeekFirstConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         consumer = self._ensure_consumer()
-        owner = self.consumer
-        floors: dict[TP, int] = getattr(owner, "floors", {})
+        owner = cast(SafeOffsetsConsumer, self.consumer)
+        floors = owner.floors
         fresh: list[TopicPartition] = []
         for tp in assigned:
             if owner._is_changelog_tp(tp):
@@ -143,7 +143,6 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         return offset
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
-        tps = list(tps)
         did_commit = await super()._commit_tps(tps, start_new_transaction)
         await self._reseek_holes()
         return bool(did_commit)

@@ -14,7 +14,7 @@ import asyncpg
 import orjson
 from aiokafka.structs import TopicPartition
 
-from leadstream.broker.clients import end_offsets, make_consumer, read_to_end
+from leadstream.broker.clients import log_ends, read_to_end
 from leadstream.config import Settings
 from leadstream.sink.service import decode_records, route
 from leadstream.sink.writer import Batch, write_batch
@@ -108,7 +108,7 @@ async def replay(settings: Settings, *, workspace: str | None = None,
             positions = {_tp_of(k): v for k, v in orjson.loads(run["positions"]).items()}
             total = int(run["records"])
         else:
-            ends = await _log_ends(settings, names.derived())
+            ends = await log_ends(settings, names.derived())
             positions = {}
             async with conn.transaction():
                 for t in TABLES:
@@ -148,15 +148,3 @@ async def replay(settings: Settings, *, workspace: str | None = None,
     finally:
         await conn.close()
     return {"records": total, "seconds": time.monotonic() - started, "resumed": resumed}
-
-
-async def _log_ends(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(consumer.partitions_for_topic(t) or [])]
-        return dict(await end_offsets(settings, consumer, tps))
-    finally:
-        await consumer.stop()
