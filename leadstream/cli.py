@@ -151,6 +151,10 @@ def worker_cmd(sink: bool) -> None:
         services.append(PostgresSink(settings))
     worker = faust.Worker(app, *services, loglevel=settings.log_level.upper(), quiet=True,
                           override_logging=True)
+    # Faust's progress spinner sets the root logger to DEBUG whenever the level is WARN or
+    # above, so every aiokafka/faust debug call built a LogRecord: ~8% of the worker's CPU
+    # (py-spy, bench/suite.py). Without a spinner the root logger keeps the asked level.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

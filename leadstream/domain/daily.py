@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field
 
 from leadstream.domain.identity import stable_id
-from leadstream.domain.model import LeadState, Note
+from leadstream.domain.model import LeadState, Note, working_copy
 from leadstream.domain.rules import Applied
 
 MAX_TEXTS = 5
@@ -118,7 +118,7 @@ def fold(agg: DayAggregate | None, lead: LeadState, day: date, c: dict[str, Any]
     Parts already folded (by id) are skipped: after a crash the lead and its day aggregate
     may have been stored at different points, and the input is processed again.
     """
-    a = (agg.model_copy(deep=True) if agg is not None else
+    a = (working_copy(agg) if agg is not None else
          DayAggregate(lead_id=lead.lead_id, lead_key=lead.lead_key,
                       workspace_id=lead.workspace_id, day=day))
     a.lead_name = lead.name

@@ -23,6 +23,8 @@ from leadstream.domain.model import (
     Role,
     SarahUpdate,
     StatusChange,
+    same_fields,
+    working_copy,
 )
 
 # --------------------------------------------------------------------------- status policy
@@ -170,9 +172,7 @@ def _touch(lead: LeadState, at: datetime) -> None:
 def _finish(before: LeadState | None, after: LeadState) -> bool:
     """Recompute derived fields, bump the version if anything changed; True if it did."""
     after.name = display_name(after)
-    if before is not None and before.model_dump(exclude={"version"}) == after.model_dump(
-        exclude={"version"}
-    ):
+    if before is not None and same_fields(before, after, but="version"):
         after.version = before.version
         return False
     after.version = (before.version if before is not None else 0) + 1
@@ -262,8 +262,7 @@ def apply_message(
             version=1,
         )
         return msg, True, is_message
-    before = message.model_dump()
-    msg = message.model_copy(deep=True)
+    msg = working_copy(message)
     first_seen = is_message and not msg.seen
     if is_message:
         msg.seen = True
@@ -281,7 +280,7 @@ def apply_message(
         msg.status_rank = rank
         if info.error:
             msg.error = info.error
-    changed = msg.model_dump() != before
+    changed = not same_fields(msg, message)
     if changed:
         msg.version = message.version + 1
     return msg, changed, first_seen
@@ -309,7 +308,7 @@ def apply_inbound(
     """Apply one inbound event (message, status, conversation, identity) to a lead."""
     before = lead
     cur = (
-        lead.model_copy(deep=True)
+        working_copy(lead)
         if lead is not None
         else new_lead(ev.lead_key, ev.occurred_at, phone_e164=ev.phone_e164, bsuid=ev.bsuid)
     )
@@ -368,7 +367,7 @@ def apply_sarah(lead: LeadState | None, up: SarahUpdate) -> Applied:
     """Merge Sarah's extraction: only non-null fields; pain points accumulate; phase -> status."""
     before = lead
     cur = (
-        lead.model_copy(deep=True)
+        working_copy(lead)
         if lead is not None
         else new_lead(up.lead_key, up.occurred_at, phone_e164=up.phone_e164)
     )
@@ -395,7 +394,7 @@ def apply_sarah(lead: LeadState | None, up: SarahUpdate) -> Applied:
                                 source_event_id=up.event_id)
             if ch is not None:
                 changes.append(ch)
-    changed_fields = before is None or before.model_dump() != cur.model_dump()
+    changed_fields = before is None or not same_fields(before, cur)
     if changed_fields:
         _touch(cur, up.occurred_at)
     changed = _finish(before, cur)
@@ -412,7 +411,7 @@ def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
     unknown key still creates the lead so that nothing a user wrote is lost.
     """
     before = lead
-    cur = lead.model_copy(deep=True) if lead is not None else new_lead(cmd.lead_key, cmd.occurred_at)
+    cur = working_copy(lead) if lead is not None else new_lead(cmd.lead_key, cmd.occurred_at)
     notes: list[Note] = []
     changes: list[StatusChange] = []
     if cmd.kind == "edit":
@@ -438,7 +437,7 @@ def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
                             reason=cmd.reason, at=cmd.occurred_at, source_event_id=cmd.event_id)
         if ch is not None:
             changes.append(ch)
-    if notes or (before is None) or before.model_dump() != cur.model_dump():
+    if notes or (before is None) or not same_fields(before, cur):
         _touch(cur, cmd.occurred_at)
     changed = _finish(before, cur)
     return Applied(lead=cur, lead_changed=changed, status_changes=changes, notes=notes)
