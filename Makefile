@@ -36,7 +36,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/freshness.py
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/suite.py --profile --json bench/last-run.json
 
 clean:
 	rm -rf $(VENV) .leadstream

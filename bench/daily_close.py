@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from freshness import Stack
+from stack import Stack
 
 from leadstream.broker.clients import ensure_topics, make_producer
 from leadstream.db.migrate import migrate_url
@@ -80,7 +80,7 @@ async def main_async(args: argparse.Namespace) -> None:
         # today closes `close_after` seconds from now: grace = close moment - end of today
         close_at = datetime.now(UTC) + timedelta(seconds=args.close_after)
         grace = int((close_at - end_of_day.astimezone(UTC)).total_seconds())
-        worker = stack.spawn(settings.model_copy(update={
+        worker = stack.spawn("worker", settings.model_copy(update={
             "daily_close_grace_seconds": grace, "daily_tick_seconds": 1.0}), "worker")
         conn = await asyncpg.connect(settings.dsn)
         while True:

@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_request_timeout=max(40.0, settings.session_timeout_seconds + 5),
         broker_commit_interval=1.0,
         producer_acks=-1,
-        producer_linger=0.002,
+        producer_linger=settings.producer_linger_ms / 1000,
         table_standby_replicas=0,
         table_cleanup_interval=5.0,
         web_enabled=False,

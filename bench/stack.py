@@ -1,0 +1,174 @@
+"""What the benchmarks share: the stack (embedded broker and Postgres, webhook and worker
+processes), percentiles, and CPU time per process from /proc (to say where the time goes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from leadstream.config import Settings
+from leadstream.embedded.procs import free_port
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if ppid == pid:
+            out.append(int(d))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds per named process; Postgres's backends (its children) count towards it."""
+
+    def __init__(self, pids: dict[str, int], with_children: tuple[str, ...] = ("postgres",)
+                 ) -> None:
+        self.pids = pids
+        self.with_children = with_children
+        self.before: dict[str, float] = {}
+        self.started = 0.0
+
+    def _now(self) -> dict[str, float]:
+        return {name: _cpu_seconds(pid) + (sum(_cpu_seconds(c) for c in _children(pid))
+                                           if name in self.with_children else 0.0)
+                for name, pid in self.pids.items()}
+
+    def start(self) -> None:
+        self.before = self._now()
+        self.started = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        """Share of one core each process used since `start` (1.0 = a whole core)."""
+        wall = time.perf_counter() - self.started
+        now = self._now()
+        return {n: (now[n] - self.before.get(n, 0.0)) / wall for n in now}
+
+
+def cpu_line(shares: dict[str, float]) -> str:
+    return ", ".join(f"{n} {v:.2f}" for n, v in shares.items())
+
+
+class Stack:
+    """Embedded broker + Postgres (unless given), and leadstream processes as children."""
+
+    def __init__(self, tmp: Path, partitions: int = 8) -> None:
+        self.tmp = tmp
+        self.partitions = partitions
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.embedded: list[Any] = []
+        self.pids: dict[str, int] = {}
+        self.base_env: dict[str, Any] = {}
+
+    def start(self, **extra: Any) -> Settings:
+        env: dict[str, Any] = {}
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            from leadstream.embedded.broker import EmbeddedBroker
+
+            b = EmbeddedBroker(self.tmp).start()
+            self.embedded.append(b)
+            self.pids["broker"] = b.proc.pid
+            env.update(KAFKA_BOOTSTRAP_SERVERS=b.bootstrap, LEADSTREAM_KAFKA_FLAVOR="tansu")
+        if not os.environ.get("DATABASE_URL"):
+            from leadstream.embedded.postgres import EmbeddedPostgres
+
+            pg = EmbeddedPostgres(self.tmp / "pg").start()
+            self.embedded.append(pg)
+            self.pids["postgres"] = pg.proc.pid
+            env["DATABASE_URL"] = pg.url
+        self.base_env = env
+        return self.settings(**extra)
+
+    def settings(self, **env: Any) -> Settings:
+        """Fresh topic prefix, app id and groups, so one stack holds several experiments."""
+        tag = uuid.uuid4().hex[:6]
+        values: dict[str, Any] = {
+            **self.base_env,
+            "LEADSTREAM_TOPIC_PREFIX": f"bench{tag}", "LEADSTREAM_APP_ID": f"bench-{tag}",
+            "LEADSTREAM_SINK_GROUP": f"bsink-{tag}", "LEADSTREAM_DATA_DIR": self.tmp / "data",
+            "LEADSTREAM_TOPIC_PARTITIONS": self.partitions, "LEADSTREAM_HTTP_PORT": free_port(),
+            "LEADSTREAM_LOG_LEVEL": "warning", **env,
+        }
+        return Settings(**values)  # through __init__, so LEADSTREAM_* in the environment apply
+
+    def spawn(self, name: str, settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")
+        p = subprocess.Popen([sys.executable, "-m", "leadstream", *args],
+                             env={**os.environ, **settings.to_env()}, stdout=log,
+                             stderr=subprocess.STDOUT)
+        self.procs[name] = p
+        self.pids[name] = p.pid
+        return p
+
+    def spawn_py(self, name: str, settings: Settings, script: Path, *args: str
+                 ) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")
+        p = subprocess.Popen([sys.executable, str(script), *args],
+                             env={**os.environ, **settings.to_env()}, stdout=log,
+                             stderr=subprocess.STDOUT)
+        self.procs[name] = p
+        self.pids[name] = p.pid
+        return p
+
+    def halt(self, name: str) -> None:
+        p = self.procs.pop(name)
+        self.pids.pop(name, None)
+        p.terminate()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.halt(name)
+        for e in reversed(self.embedded):
+            e.stop()
+
+
+async def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(url)
