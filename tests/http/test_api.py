@@ -206,3 +206,29 @@ def _example(schema: dict[str, Any]) -> str:
     if "comma-separated:" in schema.get("description", ""):
         return schema["description"].split(": ")[1].split(", ")[0]
     return "x"
+
+
+async def test_api_pool_plans_each_list_query_for_its_own_pattern(settings: Settings) -> None:
+    """asyncpg prepares statements; a generic plan cannot use the trigram index for `q`
+    (a scan of the whole workspace at 100k leads: bench/api_list.py), so the pool forces
+    custom plans: after many executions a `q` query is still planned for its own pattern."""
+    from leadstream.db.migrate import migrate_url
+    from leadstream.http.server import _connect_pool
+
+    await migrate_url(settings.dsn)
+    pool = await _connect_pool(settings.dsn)
+    try:
+        assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        from leadstream.http.api import lead_list_sql
+
+        await pool.execute(SEED.replace(f"% {N})", "% 20000)"), "a", "ws1", 0, T0, 20_000)
+        await pool.execute("ANALYZE leads")
+        sql, args = lead_list_sql("ws1", LeadQuery.model_validate({"q": "lead a4242"}))
+        async with pool.acquire() as conn:
+            stmt = await conn.prepare("EXPLAIN " + sql)
+            for _ in range(8):  # past Postgres's five custom plans before it may go generic
+                plan = "\n".join(r[0] for r in await stmt.fetch(*args))
+            # a custom plan carries the pattern itself; a generic one only "$n"
+            assert "'%lead a4242%'" in plan and "$" not in plan, plan
+    finally:
+        await pool.close()
