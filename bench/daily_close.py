@@ -26,7 +26,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import Stack
 
-from leadstream.broker.clients import ensure_topics, make_producer
+from leadstream.broker.clients import ensure_topics, log_ends, make_producer
 from leadstream.db.migrate import migrate_url
 from leadstream.domain.daily import day_bounds
 from leadstream.domain.identity import lead_key
@@ -101,6 +101,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.sleep(max(0.0, (close_at - datetime.now(UTC)).total_seconds()))
         t_close = time.perf_counter()
         rows = notes = 0
+        next_report = t_close + 5
         while time.perf_counter() - t_close < args.timeout:
             rows = await conn.fetchval("SELECT count(*) FROM lead_daily_activity"
                                        " WHERE workspace_id = 'daily'")
@@ -108,6 +109,11 @@ async def main_async(args: argparse.Namespace) -> None:
                                         " 'daily' AND author = 'system-daily-summary'")
             if rows >= args.leads and notes >= args.leads:
                 break
+            if time.perf_counter() >= next_report:  # where the time goes: close, summary, sink
+                ends = await log_ends(settings, [settings.topic("daily-closed")])
+                print(f"  +{time.perf_counter() - t_close:5.1f}s windows closed"
+                      f" {sum(ends.values())}, rows {rows}, notes {notes}", flush=True)
+                next_report += 5
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - t_close
         print(f"\nleads={args.leads} partitions={args.partitions}: {rows} rows and {notes} notes "
