@@ -100,6 +100,11 @@ async def main_async(args: argparse.Namespace) -> None:
               flush=True)
         await asyncio.sleep(max(0.0, (close_at - datetime.now(UTC)).total_seconds()))
         t_close = time.perf_counter()
+        prof = None
+        if args.profile:
+            from suite import py_spy
+
+            prof = py_spy(worker.pid, 25, tmp / "close.prof")
         rows = notes = 0
         next_report = t_close + 5
         while time.perf_counter() - t_close < args.timeout:
@@ -120,6 +125,12 @@ async def main_async(args: argparse.Namespace) -> None:
               f"stored {elapsed:.1f}s after the close; worker peak RSS {rss_mb(worker.pid):.0f}"
               " MB", flush=True)
         await conn.close()
+        if prof is not None:
+            from suite import summarize_profile
+
+            prof.wait()
+            print("\nworker profile during the close (py-spy, 25 s)\n"
+                  + summarize_profile(tmp / "close.prof", top=25))
     finally:
         stack.stop()
 
@@ -128,6 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--leads", type=int, default=100_000)
+    ap.add_argument("--profile", action="store_true", help="py-spy the worker in the close")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--close-after", type=float, default=240.0,
                     help="seconds from the worker's start to today's close")

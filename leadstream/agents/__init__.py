@@ -223,9 +223,11 @@ processor = LeadProcessor(lead_state, message_state, _send, names, windows)
 
 
 @app.on_partitions_assigned.connect
-async def _relearn_daily_windows(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    """A partition that comes (back) to this worker may have been changed by another one."""
-    windows.forget({tp.partition for tp in assigned})
+async def _relearn_daily_windows(sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+                                 ) -> None:
+    """A partition that comes (back) to this worker may have been changed by another one
+    (`args[0]` is the set of assigned TopicPartitions)."""
+    windows.forget({tp.partition for tp in args[0]})
 
 # re-exported for callers that only want the type
 __all__ = ["LeadProcessor", "Note", "processor"]

@@ -68,7 +68,9 @@ def make_consumer(
     kw.update(overrides)
     consumer = aiokafka.AIOKafkaConsumer(*topics, **kw)
     if is_tansu(settings):
-        tansu.tune_consumer(consumer)
+        # a caller that asks for a longer fetch wait (latency does not matter to it) keeps
+        # it: every idle poll costs the broker CPU the pipeline shares
+        tansu.tune_consumer(consumer, max_wait_ms=overrides.get("fetch_max_wait_ms"))
     return consumer
 
 

@@ -122,9 +122,11 @@ def install_leave_group_fix(consumer: aiokafka.AIOKafkaConsumer) -> aiokafka.AIO
     return consumer
 
 
-def tune_consumer(consumer: aiokafka.AIOKafkaConsumer) -> aiokafka.AIOKafkaConsumer:
-    """All consumer-side fixes for a plain aiokafka consumer (call before `start`)."""
-    consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+def tune_consumer(consumer: aiokafka.AIOKafkaConsumer, max_wait_ms: int | None = None
+                  ) -> aiokafka.AIOKafkaConsumer:
+    """All consumer-side fixes for a plain aiokafka consumer (call before `start`);
+    `max_wait_ms` for a consumer that trades latency for fewer idle polls."""
+    consumer._fetch_max_wait_ms = max_wait_ms or FETCH_MAX_WAIT_MS
     return install_leave_group_fix(consumer)
 
 

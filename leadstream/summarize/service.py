@@ -47,7 +47,9 @@ class SummaryService(Service):
     async def on_start(self) -> None:
         self.consumer = make_consumer(self.settings, self.names.daily_closed,
                                       group_id=self.settings.app_id + "-summaries",
-                                      max_poll_records=2000)
+                                      max_poll_records=2000,
+                                      # closed days are not latency-sensitive: poll less
+                                      fetch_max_wait_ms=500)
         self.producer = make_producer(self.settings, linger_ms=5)
         await self.producer.start()
 
