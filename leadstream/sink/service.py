@@ -70,12 +70,16 @@ def route(names: TopicNames) -> dict[str, str]:
             names.dlq: "failures"}
 
 
+Decoded = tuple[ConsumerRecord[Any, Any], str, dict[str, Any]]
+
+
 def decode_records(
     records: Sequence[ConsumerRecord[Any, Any]], routes: Mapping[str, str]
-) -> tuple[Batch, list[tuple[ConsumerRecord[Any, Any], Batch]], list[Poison]]:
-    """The batch, each record's own one-row batch (for isolation), and undecodable records."""
+) -> tuple[Batch, list[Decoded], list[Poison]]:
+    """The batch, each record with its table and row (to isolate a bad one), and the
+    undecodable records."""
     batch = Batch()
-    singles: list[tuple[ConsumerRecord[Any, Any], Batch]] = []
+    decoded: list[Decoded] = []
     poison: list[Poison] = []
     for rec in records:
         kind = routes.get(rec.topic)
@@ -94,10 +98,9 @@ def decode_records(
                 continue
             poison.append(Poison(rec, f"undecodable {kind} record: {exc}"))
             continue
-        one = Batch(**{kind: [row]})
-        batch.extend(one)
-        singles.append((rec, one))
-    return batch, singles, poison
+        getattr(batch, kind).append(row)
+        decoded.append((rec, kind, row))
+    return batch, decoded, poison
 
 
 class PostgresSink(Service):
@@ -184,7 +187,8 @@ class PostgresSink(Service):
             await self._with_retry(batch)
         except DATA_ERRORS as exc:
             log.warning("sink: batch rejected (%s); isolating the bad records", exc)
-            for rec, one in singles:
+            for rec, kind, row in singles:
+                one = Batch(**{kind: [row]})
                 try:
                     await self._with_retry(one)
                 except DATA_ERRORS as exc1:
