@@ -73,7 +73,7 @@ DROP TRIGGER IF EXISTS bench_notify ON naive_leads;
 CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE ON naive_leads
   FOR EACH ROW EXECUTE FUNCTION bench_notify('bench_naive');
 """
-PARTS = ("freshness", "backlog", "sustained", "naive", "ingest", "replay", "limits")
+PARTS = ("freshness", "backlog", "split", "sustained", "naive", "ingest", "replay", "limits")
 HEADERS = {"X-Webhook-Event": "whatsapp.message.received", "Content-Type": "application/json"}
 
 
@@ -368,6 +368,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 prof.wait()
                 R["worker_profile"] = summarize_profile(tmp / "worker.prof")
 
+        # 2 (a'): the same backlog with the sink in its own process (`worker --no-sink` +
+        # `sink`): how much of the worker's core the in-process sink takes
+        if "split" in args.parts:
+            s4 = stack.settings()
+            await ensure_topics(s4)
+            stack.spawn("worker-nosink", s4, "worker", "--no-sink")
+            stack.spawn("sink", s4, "sink")
+            warm_recs = [inbound_record("splitwarm", i, 950_000 + i) for i in range(10)]
+            await produce(s4, s4.topic("events"), warm_recs)
+            await wait_count(s4.dsn, "leads", "splitwarm", 10, 120)
+            recs = [inbound_record("split", i, 960_000 + i % args.leads)
+                    for i in range(args.backlog)]
+            meter = CpuMeter({"worker": stack.pids["worker-nosink"], "sink": stack.pids["sink"],
+                              **{k: stack.pids[k] for k in ("broker", "postgres")
+                                 if k in stack.pids}})
+            await produce(s4, s4.topic("events"), recs)
+            started = time.perf_counter()
+            meter.start()
+            got, done = await wait_count(s4.dsn, "leads", "split", args.backlog, 900)
+            R["split"] = {"events": args.backlog, "visible": got, "seconds": done - started,
+                          "eps": got / (done - started), "cpu": meter.stop()}
+            print(f"# backlog drain, sink in its own process: {R['split']['eps']:.0f} ev/s;"
+                  f" cpu {cpu_line(R['split']['cpu'])}", flush=True)
+            stack.halt("worker-nosink")
+            stack.halt("sink")
+
         # 2 (b): end to end through the webhook, as fast as it answers; single, batch of 50
         if "sustained" in args.parts:
             R["sustained"] = {}
@@ -541,6 +567,11 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
             "| what | events | seconds | events/s | CPU (cores) |", "|---|---|---|---|---|",
             f"| backlog on the events topic, worker alone | {b['events']} | {b['seconds']:.1f} |"
             f" {b['eps']:.0f} | {cpu_line(b['cpu'])} |"]
+    if "split" in R:
+        sp = R["split"]
+        out.append(f"| same, sink in its own process (`worker --no-sink` + `sink`) |"
+                   f" {sp['events']} | {sp['seconds']:.1f} | {sp['eps']:.0f} |"
+                   f" {cpu_line(sp['cpu'])} |")
     for kind, r in R["sustained"].items():
         out.append(f"| through the webhook, {kind} (pushed at {r['push_eps']:.0f} ev/s) |"
                    f" {r['events']} | {r['seconds']:.1f} | {r['eps']:.0f} | {cpu_line(r['cpu'])} |")

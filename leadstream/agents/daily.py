@@ -173,7 +173,11 @@ class DailyWindows:
         return closed
 
     def _learn(self, partition: int) -> None:
-        """Index every partition not yet learned, in one scan of the table."""
+        """Index every partition not yet learned, in one scan of the table's keys.
+
+        Keys only, no `get`: a RocksDB-backed table answers a `get` from the current event's
+        partition alone, so values of other partitions look missing here (that once left
+        whole partitions unclosed); `on_tick` reads each value in its own partition."""
         todo = {p for p in range(self.partitions) if p not in self.index} | {partition}
         found: dict[int, dict[date, set[bytes]]] = {p: {} for p in todo}
         for k in list(self.table.keys()):
@@ -181,6 +185,6 @@ class DailyWindows:
                 continue
             lead, _, day = k.rpartition(b"|")
             p = partition_of(lead, self.partitions)
-            if p in found and self.table.get(k):
+            if p in found:
                 found[p].setdefault(date.fromisoformat(day.decode()), set()).add(k)
         self.index.update(found)

@@ -33,6 +33,21 @@ class Sent(list[tuple[str, bytes, bytes]]):
         return [DayAggregate.model_validate_json(v) for _, _, v in self]
 
 
+class PartitionedTable(dict[bytes, bytes]):
+    """A table like Faust's RocksDB store: `get` sees only the current event's partition."""
+
+    current: int | None = None
+
+    def get(self, key: bytes, default: Any = None) -> Any:  # type: ignore[override]
+        if key.startswith(b"__closed__|"):
+            owner = int(key.rsplit(b"|", 1)[1])
+        else:
+            owner = partition_of(key.rsplit(b"|", 1)[0], P)
+        if self.current is not None and owner != self.current:
+            return default
+        return super().get(key, default)
+
+
 class Leads:
     """The lead side: applies inbound messages and feeds the windows, as the agent does."""
 
@@ -53,6 +68,8 @@ class Leads:
         applied = apply_inbound(before, None, ev)
         self.state[key] = applied.lead
         p = partition_of(key.encode(), P)
+        if isinstance(self.windows.table, PartitionedTable):
+            self.windows.table.current = p
         await self.windows.on_applied(before, applied, p)
         return p
 
@@ -63,7 +80,12 @@ def windows(table: dict[bytes, bytes], sent: Sent) -> DailyWindows:
 
 
 async def tick_all(w: DailyWindows, now: datetime) -> int:
-    return sum([await w.on_tick(p, now) for p in range(P)])
+    closed = 0
+    for p in range(P):
+        if isinstance(w.table, PartitionedTable):
+            w.table.current = p
+        closed += await w.on_tick(p, now)
+    return closed
 
 
 async def test_each_lead_day_is_published_once_when_the_day_closes() -> None:
@@ -170,3 +192,17 @@ async def test_forget_relearns_windows_written_elsewhere() -> None:
         await other.message(n, f"a{n}", T1)
     w.forget(range(P))
     assert await tick_all(w, CLOSE1) == 6
+
+
+async def test_partition_scoped_reads_still_close_every_partition() -> None:
+    """RocksDB answers a `get` from the current partition only; learning the windows of all
+    partitions during one partition's tick must not miss the others."""
+    table = PartitionedTable()
+    sent = Sent()
+    w = windows(table, sent)
+    leads = Leads(w)
+    for n in range(40):
+        await leads.message(n, f"a{n}", T1)
+    assert len({partition_of(k.rsplit(b"|", 1)[0], P) for k in table}) == P
+    w2 = windows(table, sent)  # a restart: learns from the table on its first tick
+    assert await tick_all(w2, CLOSE1) == 40
