@@ -28,13 +28,18 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """utime + stime; with `reaped_children` also the CPU of children that have exited
+    (Postgres backends come and go)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime + cstime
+    return ticks / CLOCK_TICKS
 
 
 def _children(pid: int) -> list[int]:
@@ -63,9 +68,13 @@ class CpuMeter:
         self.started = 0.0
 
     def _now(self) -> dict[str, float]:
-        return {name: _cpu_seconds(pid) + (sum(_cpu_seconds(c) for c in _children(pid))
-                                           if name in self.with_children else 0.0)
-                for name, pid in self.pids.items()}
+        out = {}
+        for name, pid in self.pids.items():
+            if name in self.with_children:
+                out[name] = _cpu_seconds(pid, True) + sum(_cpu_seconds(c) for c in _children(pid))
+            else:
+                out[name] = _cpu_seconds(pid)
+        return out
 
     def start(self) -> None:
         self.before = self._now()

@@ -393,6 +393,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                   f" cpu {cpu_line(R['split']['cpu'])}", flush=True)
             stack.halt("worker-nosink")
             stack.halt("sink")
+            # same database, other topics: drop its rows so the replay below compares like
+            # with like
+            conn = await asyncpg.connect(s.dsn)
+            for t in ("leads", "messages", "lead_status_history", "lead_notes",
+                      "lead_daily_activity"):
+                await conn.execute(f"DELETE FROM {t} WHERE workspace_id IN"
+                                   " ('split', 'splitwarm')")
+            await conn.close()
 
         # 2 (b): end to end through the webhook, as fast as it answers; single, batch of 50
         if "sustained" in args.parts:
