@@ -14,34 +14,23 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from leadstream.agents.daily import DailyWindows
 from leadstream.config import Settings
-from leadstream.domain.identity import lead_key
-from leadstream.domain.model import InboundEvent, MessageInfo
-from leadstream.simulate import phone_for
-from leadstream.streams.records import encode
 from leadstream.streams.topics import TopicNames
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import inbound_record
 
 
 def backlog(n: int, leads: int) -> list[tuple[bytes, bytes]]:
     now = datetime.now(UTC)
-    out = []
-    for i in range(n):
-        phone = "+" + phone_for(i % leads + 700_000)
-        key = lead_key("cpu", phone)
-        ev = InboundEvent(
-            event_id=f"cpu:{i}", kind="message", event_type="whatsapp.message.received",
-            workspace_id="cpu", lead_key=key, identity=phone, phone_e164=phone,
-            occurred_at=now, received_at=now, contact_name=f"Lead {i % leads}",
-            message=MessageInfo(wamid=f"wamid.cpu.{i}", direction="inbound",
-                                text="Halo kak, mau tanya harga paket", status="received",
-                                timestamp=now))
-        out.append((key.encode(), encode(ev)))
-    return out
+    return [inbound_record("cpu", i, i % leads + 700_000, now) for i in range(n)]
 
 
 async def run(records: list[tuple[bytes, bytes]]) -> tuple[float, int]:

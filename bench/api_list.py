@@ -20,6 +20,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -55,7 +56,7 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ls-bench-api-"))
-    procs = []
+    procs: list[Any] = []
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         from leadstream.embedded.broker import EmbeddedBroker
         b = EmbeddedBroker(tmp / "broker").start()
@@ -72,8 +73,8 @@ async def main() -> None:
     conn = await asyncpg.connect(base_url)
     await conn.execute(f'CREATE DATABASE "{db}"')
     await conn.close()
-    settings = Settings(DATABASE_URL=base_url.rsplit("/", 1)[0] + "/" + db,
-                        LEADSTREAM_DATA_DIR=tmp / "data")
+    settings = Settings.model_validate({"DATABASE_URL": base_url.rsplit("/", 1)[0] + "/" + db,
+                                        "LEADSTREAM_DATA_DIR": tmp / "data"})
     try:
         await migrate_url(settings.dsn)
         conn = await asyncpg.connect(settings.dsn)

@@ -24,15 +24,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import Stack
+from stack import Stack, inbound_record
 
 from leadstream.broker.clients import ensure_topics, log_ends, make_producer
 from leadstream.db.migrate import migrate_url
 from leadstream.domain.daily import day_bounds
-from leadstream.domain.identity import lead_key
-from leadstream.domain.model import InboundEvent, MessageInfo
-from leadstream.simulate import phone_for
-from leadstream.streams.records import encode
 
 
 def rss_mb(pid: int) -> float:
@@ -63,17 +59,8 @@ async def main_async(args: argparse.Namespace) -> None:
         futures = []
         at = max(start_of_day.astimezone(UTC), now - timedelta(hours=1))
         for i in range(args.leads):
-            phone = "+" + phone_for(i)
-            key = lead_key("daily", phone)
-            ev = InboundEvent(
-                event_id=f"d:{i}", kind="message", event_type="whatsapp.message.received",
-                workspace_id="daily", lead_key=key, identity=phone, phone_e164=phone,
-                occurred_at=at, received_at=at, contact_name=f"Lead {i}",
-                message=MessageInfo(wamid=f"wamid.daily.{i}", direction="inbound",
-                                    text="Berapa harga paket bulanannya?", status="received",
-                                    timestamp=at))
-            futures.append(await producer.send(settings.topic("events"), encode(ev),
-                                               key=key.encode()))
+            key, value = inbound_record("daily", i, i, at, text="Berapa harga paket bulanannya?")
+            futures.append(await producer.send(settings.topic("events"), value, key=key))
         await asyncio.gather(*futures)
         await producer.stop()
         print(f"produced {args.leads} events in {time.perf_counter() - t0:.1f}s", flush=True)

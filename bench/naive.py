@@ -73,6 +73,10 @@ async def handle(request: web.Request) -> web.Response:
     return web.json_response({"accepted": len(events)})
 
 
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
 async def main() -> None:
     pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=4, max_size=10)
     assert pool is not None
@@ -80,7 +84,7 @@ async def main() -> None:
     app = web.Application(client_max_size=3 * 1024 * 1024)
     app[POOL] = pool
     app.router.add_post("/webhooks/kapso", handle)
-    app.router.add_get("/healthz", lambda r: web.json_response({"ok": True}))
+    app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", int(os.environ["LEADSTREAM_HTTP_PORT"])).start()

@@ -1,5 +1,6 @@
 """What the benchmarks share: the stack (embedded broker and Postgres, webhook and worker
-processes), percentiles, and CPU time per process from /proc (to say where the time goes).
+processes), percentiles, CPU time per process from /proc (to say where the time goes), and
+inbound records to produce straight to the events topic.
 """
 
 from __future__ import annotations
@@ -10,15 +11,36 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from leadstream.config import Settings
+from leadstream.domain.identity import lead_key
+from leadstream.domain.model import InboundEvent, MessageInfo
 from leadstream.embedded.procs import free_port
+from leadstream.simulate import phone_for
+from leadstream.streams.records import encode
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def inbound_record(workspace: str, i: int, lead: int, at: datetime | None = None,
+                   text: str = "Halo kak, mau tanya harga paket bulanan") -> tuple[bytes, bytes]:
+    """(key, value) of the i-th inbound message, from lead number `lead`, as the webhook
+    would have produced it."""
+    at = at or datetime.now(UTC)
+    phone = "+" + phone_for(lead)
+    key = lead_key(workspace, phone)
+    ev = InboundEvent(
+        event_id=f"{workspace}:{i}", kind="message", event_type="whatsapp.message.received",
+        workspace_id=workspace, lead_key=key, identity=phone, phone_e164=phone,
+        occurred_at=at, received_at=at, contact_name=f"Lead {lead}",
+        message=MessageInfo(wamid=f"wamid.{workspace}.{i}", direction="inbound", text=text,
+                            status="received", timestamp=at))
+    return key.encode(), encode(ev)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -109,6 +131,7 @@ class Stack:
 
             b = EmbeddedBroker(self.tmp).start()
             self.embedded.append(b)
+            assert b.proc is not None
             self.pids["broker"] = b.proc.pid
             env.update(KAFKA_BOOTSTRAP_SERVERS=b.bootstrap, LEADSTREAM_KAFKA_FLAVOR="tansu")
         if not os.environ.get("DATABASE_URL"):
@@ -116,6 +139,7 @@ class Stack:
 
             pg = EmbeddedPostgres(self.tmp / "pg").start()
             self.embedded.append(pg)
+            assert pg.proc is not None
             self.pids["postgres"] = pg.proc.pid
             env["DATABASE_URL"] = pg.url
         self.base_env = env

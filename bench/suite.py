@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -46,17 +46,14 @@ from leadstream.broker.clients import ensure_topics, make_consumer, make_produce
 from leadstream.config import Settings
 from leadstream.db.migrate import migrate_url
 from leadstream.db.registry import add_workspace
-from leadstream.domain.identity import lead_key
-from leadstream.domain.model import InboundEvent, MessageInfo
 from leadstream.embedded.procs import free_port
 from leadstream.simulate import kapso_message, open_loop, phone_for, signed
 from leadstream.sink.replay import replay_and_verify
 from leadstream.sink.writer import LEAD_COLUMNS, Batch, write_batch
-from leadstream.streams.records import encode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import SCHEMA as NAIVE_SCHEMA
-from stack import CpuMeter, Stack, cpu_line, pct, wait_http
+from stack import CpuMeter, Stack, cpu_line, inbound_record, pct, wait_http
 
 SECRET = "bench-secret"
 PNID = "bench-pnid"
@@ -218,20 +215,6 @@ async def wait_count(dsn: str, table: str, workspace: str, want: int, timeout: f
     return got, time.perf_counter()
 
 
-def inbound_record(workspace: str, i: int, lead: int) -> tuple[bytes, bytes]:
-    now = datetime.now(UTC)
-    phone = "+" + phone_for(lead)
-    key = lead_key(workspace, phone)
-    ev = InboundEvent(
-        event_id=f"{workspace}:{i}", kind="message", event_type="whatsapp.message.received",
-        workspace_id=workspace, lead_key=key, identity=phone, phone_e164=phone,
-        occurred_at=now, received_at=now, contact_name=f"Backlog {lead}",
-        message=MessageInfo(wamid=f"wamid.{workspace}.{i}", direction="inbound",
-                            text="Halo kak, mau tanya harga paket bulanan", status="received",
-                            timestamp=now))
-    return key.encode(), encode(ev)
-
-
 async def produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]
                   ) -> float:
     producer = make_producer(settings, linger_ms=5)
@@ -322,7 +305,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         naive = f"http://127.0.0.1:{naive_port}/webhooks/kapso"
         await wait_http(f"http://{s.http_host}:{s.http_port}/healthz")
         await wait_http(f"http://127.0.0.1:{naive_port}/healthz")
-        pids = {"worker": stack.pids["worker"], "webhook": stack.pids["webhook"],
+        pids: dict[str, int] = {"worker": stack.pids["worker"], "webhook": stack.pids["webhook"],
                 "naive": stack.pids["naive"], "loadgen": os.getpid(),
                 **{k: stack.pids[k] for k in ("broker", "postgres") if k in stack.pids}}
         warm = await freshness(ours, s.dsn, "bench_leads", 20, 3, 10, "warm", 0, 60)

@@ -53,12 +53,6 @@ sources = app.topic(
     *names.sources(), key_type=bytes, value_type=bytes,
     key_serializer="raw", value_serializer="raw",
 )
-out = {
-    n: app.topic(n, key_type=bytes, value_type=bytes, key_serializer="raw",
-                 value_serializer="raw")
-    for n in (names.leads, names.messages, names.status_history, names.notes, names.dlq,
-              names.daily_closed)
-}
 ticks = app.topic(names.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
                   value_serializer="raw")
 

@@ -178,7 +178,7 @@ class PostgresSink(Service):
 
     async def flush(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Write the records; returns only when they are in Postgres (or dead-lettered)."""
-        batch, singles, poison = decode_records(records, self.routes)
+        batch, decoded, poison = decode_records(records, self.routes)
         for p in poison:
             await self.dead_letter(p)
         if not len(batch):
@@ -187,7 +187,7 @@ class PostgresSink(Service):
             await self._with_retry(batch)
         except DATA_ERRORS as exc:
             log.warning("sink: batch rejected (%s); isolating the bad records", exc)
-            for rec, kind, row in singles:
+            for rec, kind, row in decoded:
                 one = Batch(**{kind: [row]})
                 try:
                     await self._with_retry(one)

@@ -28,6 +28,8 @@ class Summarizer:
     """Built-in only (no network)."""
 
     name = "builtin"
+    #: whether a call waits on I/O (worth running several at once) or returns at once
+    waits = False
 
     def __init__(self, tz: str) -> None:
         self.tz = tz
@@ -40,6 +42,8 @@ class Summarizer:
 
 
 class LLMSummarizer(Summarizer):
+    waits = True
+
     def __init__(self, tz: str, *, base_url: str, model: str, api_key: str | None,
                  concurrency: int = 8, timeout: float = 20.0, retries: int = 3,
                  backoff: float = 0.5) -> None:

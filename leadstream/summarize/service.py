@@ -78,9 +78,8 @@ class SummaryService(Service):
             return [await producer.send(self.names.daily, encode(row), key=key),
                     await producer.send(self.names.notes, encode(note), key=key)]
 
-        if type(self.summarizer) is Summarizer:
-            # the built-in one never waits: a plain loop, not a task per window (the close
-            # of 100k windows runs through here)
+        if not self.summarizer.waits:
+            # a plain loop, not a task per window (the close of 100k windows runs through here)
             futures = [f for a in newest.values() for f in await one(a)]
         else:
             futures = [f for fs in await asyncio.gather(*(one(a) for a in newest.values()))

@@ -79,6 +79,18 @@ def windows(table: dict[bytes, bytes], sent: Sent) -> DailyWindows:
                         partitions=P)
 
 
+async def with_messages(n: int, table: dict[bytes, bytes] | None = None
+                        ) -> tuple[dict[bytes, bytes], Sent, DailyWindows]:
+    """A table, the sends and the windows after one message from each of `n` leads on DAY1."""
+    table = {} if table is None else table
+    sent = Sent()
+    w = windows(table, sent)
+    leads = Leads(w)
+    for n_ in range(n):
+        await leads.message(n_, f"a{n_}", T1)
+    return table, sent, w
+
+
 async def tick_all(w: DailyWindows, now: datetime) -> int:
     closed = 0
     for p in range(P):
@@ -149,12 +161,7 @@ async def test_an_event_folded_during_the_close_is_published() -> None:
 
 
 async def test_a_restart_before_the_marker_moved_publishes_again_and_after_does_not() -> None:
-    table: dict[bytes, bytes] = {}
-    sent = Sent()
-    w = windows(table, sent)
-    leads = Leads(w)
-    for n in range(10):
-        await leads.message(n, f"a{n}", T1)
+    table, sent, _ = await with_messages(10)
     # crash before the close: a new instance learns the windows from the table
     w2 = windows(table, sent)
     assert await tick_all(w2, CLOSE1) == 10
@@ -171,11 +178,7 @@ async def test_a_restart_before_the_marker_moved_publishes_again_and_after_does_
 
 
 async def test_closed_days_past_retention_are_purged() -> None:
-    table: dict[bytes, bytes] = {}
-    w = windows(table, Sent())
-    leads = Leads(w)
-    for n in range(5):
-        await leads.message(n, f"a{n}", T1)
+    table, _, w = await with_messages(5)
     await tick_all(w, CLOSE1)
     assert sum(1 for k in table if not k.startswith(b"__closed__")) == 5
     await tick_all(w, CLOSE1 + timedelta(days=9))
@@ -197,12 +200,7 @@ async def test_forget_relearns_windows_written_elsewhere() -> None:
 async def test_partition_scoped_reads_still_close_every_partition() -> None:
     """RocksDB answers a `get` from the current partition only; learning the windows of all
     partitions during one partition's tick must not miss the others."""
-    table = PartitionedTable()
-    sent = Sent()
-    w = windows(table, sent)
-    leads = Leads(w)
-    for n in range(40):
-        await leads.message(n, f"a{n}", T1)
+    table, sent, _ = await with_messages(40, PartitionedTable())
     assert len({partition_of(k.rsplit(b"|", 1)[0], P) for k in table}) == P
     w2 = windows(table, sent)  # a restart: learns from the table on its first tick
     assert await tick_all(w2, CLOSE1) == 40
