@@ -42,7 +42,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from leadstream.broker.clients import ensure_topics, make_consumer, make_producer
+from leadstream.broker.clients import ensure_topics, log_ends, make_consumer, make_producer
 from leadstream.config import Settings
 from leadstream.db.migrate import migrate_url
 from leadstream.db.registry import add_workspace
@@ -50,6 +50,7 @@ from leadstream.embedded.procs import free_port
 from leadstream.simulate import kapso_message, open_loop, phone_for, signed
 from leadstream.sink.replay import replay_and_verify
 from leadstream.sink.writer import LEAD_COLUMNS, Batch, write_batch
+from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import SCHEMA as NAIVE_SCHEMA
@@ -434,8 +435,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 meter = CpuMeter({"webhook": stack.pids["ingest"], "loadgen": os.getpid(),
                                   **{k: stack.pids[k] for k in ("broker",) if k in stack.pids}})
                 meter.start()
-                if args.profile and kind == "single":
-                    prof = py_spy(stack.pids["ingest"], args.push_seconds - 1, tmp / "webhook.prof")
+                prof = None
+                if args.profile:
+                    prof = py_spy(stack.pids["ingest"], args.push_seconds - 1,
+                                  tmp / f"webhook-{kind}.prof")
                 r = await closed_loop(ingest_url, make(f"ingest{kind}", base, args.leads),
                                       concurrency=64, seconds=args.push_seconds)
                 r["eps"] = r["rps"] * per
@@ -443,20 +446,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 R["ingest"][kind] = r
                 print(f"# ingest {kind}: {r['rps']:.0f} req/s = {r['eps']:.0f} ev/s, p99"
                       f" {r['p99']:.0f} ms; cpu {cpu_line(r['cpu'])}", flush=True)
-            if args.profile and prof is not None:
-                prof.wait()
-                R["webhook_profile"] = summarize_profile(tmp / "webhook.prof")
+                if prof is not None:
+                    prof.wait()
+                    R[f"webhook_{kind}_profile"] = summarize_profile(tmp / f"webhook-{kind}.prof")
             stack.halt("ingest")
 
         # 4: replay: rebuild the replica from the derived topics into a scratch schema
         if "replay" in args.parts:
-            started = time.perf_counter()
+            meter = CpuMeter({"replay": os.getpid(), **{k: pids[k] for k in ("broker", "postgres")
+                                                        if k in pids}})
+            prof = None
+            if args.profile:
+                # the replay runs in this process: sample ourselves (the verify digest after
+                # it is outside the window only roughly)
+                expected = await _derived_records(s) / 10_000
+                prof = py_spy(os.getpid(), max(2, min(30, expected)), tmp / "replay.prof")
+            meter.start()
             rep = await replay_and_verify(s, schema="bench_replay")
             R["replay"] = {"records": rep["records"], "seconds": rep["seconds"],
-                           "rps": rep["records"] / rep["seconds"], "equal": rep["equal"]}
+                           "rps": rep["records"] / rep["seconds"], "equal": rep["equal"],
+                           "cpu": meter.stop()}
+            if prof is not None:
+                prof.wait()
+                R["replay_profile"] = summarize_profile(tmp / "replay.prof")
             print(f"# replay: {R['replay']['records']} records in {rep['seconds']:.1f}s ="
                   f" {R['replay']['rps']:.0f} records/s, equal to the live replica:"
-                  f" {rep['equal']}", flush=True)
+                  f" {rep['equal']}; cpu {cpu_line(R['replay']['cpu'])}", flush=True)
 
         # 5: limits: raw aiokafka produce/consume with the same records, raw COPY
         if "limits" in args.parts:
@@ -466,6 +481,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         stack.stop()
     return R
+
+
+async def _derived_records(s: Settings) -> int:
+    names = TopicNames.from_settings(s)
+    return sum((await log_ends(s, names.derived())).values())
 
 
 async def _count(dsn: str, workspace: str) -> int:
@@ -575,7 +595,8 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
     rp = R["replay"]
     out += ["", "### 4. Replay", "",
             f"{rp['records']} derived records rebuilt into a scratch schema in {rp['seconds']:.1f} s"
-            f" = **{rp['rps']:.0f} records/s**; equal to the live replica: {rp['equal']}", ""]
+            f" = **{rp['rps']:.0f} records/s**; equal to the live replica: {rp['equal']};"
+            f" CPU {cpu_line(rp.get('cpu', {}))}", ""]
     best = max(b["eps"], *(r["eps"] for r in R["sustained"].values()))
     out += ["### 5. Limits on the same broker and database", "",
             "| limit | rate | ours | ours as a fraction |", "|---|---|---|---|",
@@ -600,9 +621,12 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
     if plot is not None:
         draw(R, plot)
         out += ["", f"plot: {plot}"]
-    for name in ("worker_profile", "webhook_profile"):
+    for name, title in (("worker_profile", "worker, backlog drain"),
+                        ("webhook_single_profile", "webhook, single events"),
+                        ("webhook_batch50_profile", "webhook, batches of 50"),
+                        ("replay_profile", "replay (the suite's own process)")):
         if name in R:
-            out += ["", f"### profile: {name.split('_')[0]} (py-spy)", "", R[name]]
+            out += ["", f"### profile: {title} (py-spy)", "", R[name]]
     return "\n".join(out)
 
 

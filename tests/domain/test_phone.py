@@ -75,3 +75,19 @@ def test_invalid_numbers_raise_with_a_reason(raw: str) -> None:
 def test_invalid_wa_ids_raise(wa_id: str) -> None:
     with pytest.raises(InvalidPhone):
         from_wa_id(wa_id)
+
+
+def test_remembered_numbers_answer_the_same_and_failures_are_never_remembered() -> None:
+    """The cache in front of `phonenumbers` changes nothing but speed."""
+    first = [normalize_phone("0812-3456-7890"), from_wa_id("6281234567890")]
+    assert [normalize_phone("0812-3456-7890"), from_wa_id("6281234567890")] == first
+    assert first == ["+6281234567890", "+6281234567890"]
+    for _ in range(2):  # raises every time, not only the first
+        with pytest.raises(InvalidPhone):
+            normalize_phone("0812")
+        with pytest.raises(InvalidPhone):
+            from_wa_id("12ab")
+    # the region is part of what is remembered
+    assert normalize_phone("0412 345 678", "AU") == "+61412345678"
+    with pytest.raises(InvalidPhone):
+        normalize_phone("0412 345 678", "ID")
