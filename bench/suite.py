@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -318,6 +319,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             R["freshness"] = []
             for design, url, channel in (("leadstream", ours, "bench_leads"),
                                          ("naive", naive, "bench_naive")):
+                if design == "naive":
+                    await pause_ours(stack, True)
                 for rate in args.rates:
                     base += 100_000
                     meter = CpuMeter(pids)
@@ -331,6 +334,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                           f" visible {r['visible']}/{r['acked']}, 200->visible p99"
                           f" {r['fresh'][99]:.0f} ms, sent->visible p99 {r['e2e'][99]:.0f} ms;"
                           f" cpu {cpu_line(r['cpu'])}", flush=True)
+            await pause_ours(stack, False)
+            warm = await freshness(ours, s.dsn, "bench_leads", 20, 3, 10, "rewarm", 50, 60)
+            print(f"# resumed: {warm['visible']}/{warm['acked']} visible", flush=True)
 
         # 2: sustained throughput. (a) a backlog straight to the topic, the worker alone
         if "backlog" in args.parts:
@@ -409,6 +415,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # 6b: the naive design's maximum rate, same pushes
         if "naive" in args.parts:
+            await pause_ours(stack, True)
             R["naive_max"] = {}
             for kind, make, per in (("single", single, 1), ("batch50", batch50, 50)):
                 base += 100_000
@@ -420,6 +427,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 r["cpu"] = meter.stop()
                 R["naive_max"][kind] = r
                 print(f"# naive max {kind}: {r['eps']:.0f} ev/s, p99 {r['p99']:.0f} ms", flush=True)
+            await pause_ours(stack, False)
 
         # 3: webhook ingest alone (own topics, nobody consuming them): single and batch of 50
         if "ingest" in args.parts:
@@ -481,6 +489,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         stack.stop()
     return R
+
+
+async def pause_ours(stack: Stack, stop: bool) -> None:
+    """Stop (SIGSTOP) or resume our worker and webhook while the naive design is measured:
+    idle, they still cost ~0.3 core (the worker's fetches and the broker answering them,
+    EMBEDDED-BROKER #5), which would be the naive design's handicap, not its cost. A resumed
+    worker rejoins its groups; the next part waits for it."""
+    for name in ("worker", "webhook"):
+        if name in stack.procs:
+            os.kill(stack.pids[name], signal.SIGSTOP if stop else signal.SIGCONT)
+    if not stop:
+        await asyncio.sleep(1)
 
 
 async def _derived_records(s: Settings) -> int:

@@ -70,7 +70,8 @@ def make_consumer(
     if is_tansu(settings):
         # a caller that asks for a longer fetch wait (latency does not matter to it) keeps
         # it: every idle poll costs the broker CPU the pipeline shares
-        tansu.tune_consumer(consumer, max_wait_ms=overrides.get("fetch_max_wait_ms"))
+        tansu.tune_consumer(consumer, max_wait_ms=overrides.get("fetch_max_wait_ms",
+                                                                settings.fetch_max_wait_ms))
     return consumer
 
 

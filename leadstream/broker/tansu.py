@@ -11,7 +11,9 @@ Measured differences from Apache Kafka (see shared/EMBEDDED-BROKER.md) and what 
    so the first member of a new group never leaves and the next start waits for its
    eviction. Fix: `install_leave_group_fix` sends LeaveGroup for any known generation >= 0.
 3. An empty Fetch sleeps half of the remaining `fetch_max_wait_ms` before looking again,
-   so Faust's 1500 ms wait adds up to ~750 ms per hop. Fix: `FETCH_MAX_WAIT_MS` (20 ms).
+   so Faust's 1500 ms wait adds up to ~750 ms per hop, and a short wait means many idle
+   fetches (CPU). Fix: consumers wait `LEADSTREAM_FETCH_MAX_WAIT_MS` (60 ms; see config);
+   `FETCH_MAX_WAIT_MS` (20 ms) is the floor for callers that name none.
 4. InitProducerId is rejected: no idempotent/transactional producer. Not patched: the whole
    pipeline is at-least-once with idempotent state and sinks (see agents, sink).
 
@@ -137,7 +139,10 @@ class TansuConsumerThread(SeekFirstConsumerThread):
     def _create_worker_consumer(
         self, transport: faust_aiokafka.Transport
     ) -> aiokafka.AIOKafkaConsumer:
-        return tune_consumer(super()._create_worker_consumer(transport))
+        from leadstream.config import get_settings  # the settings the app was made from
+
+        return tune_consumer(super()._create_worker_consumer(transport),
+                             get_settings().fetch_max_wait_ms)
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         listed = await super()._highwaters(partitions)

@@ -139,5 +139,9 @@ async def test_idempotent_producer_is_rejected_so_ours_is_plain_acks_all(
 async def test_consumers_get_the_short_fetch_wait_only_on_tansu(settings: Settings) -> None:
     on_tansu = make_consumer(settings.model_copy(update={"kafka_flavor": "tansu"}), group_id=None)
     on_kafka = make_consumer(settings.model_copy(update={"kafka_flavor": "kafka"}), group_id=None)
-    assert on_tansu._fetch_max_wait_ms == tansu.FETCH_MAX_WAIT_MS
+    assert on_tansu._fetch_max_wait_ms == settings.fetch_max_wait_ms < 1500  # Faust's 1500
     assert on_kafka._fetch_max_wait_ms == 100
+    # the operator's trade of latency per hop against idle fetches, and a caller's own wait
+    tuned = settings.model_copy(update={"kafka_flavor": "tansu", "fetch_max_wait_ms": 45})
+    assert make_consumer(tuned, group_id=None)._fetch_max_wait_ms == 45
+    assert make_consumer(tuned, group_id=None, fetch_max_wait_ms=500)._fetch_max_wait_ms == 500
