@@ -288,7 +288,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": {p: version(p) for p in ("faust-streaming", "aiokafka", "asyncpg",
                                               "aiohttp", "pydantic", "orjson")},
         "broker": s.kafka_flavor, "partitions": args.partitions,
-        "producer_linger_ms": s.producer_linger_ms, "sink_batch_max": s.sink_batch_max}}
+        "producer_linger_ms": s.producer_linger_ms, "sink_batch_max": s.sink_batch_max,
+        "fetch_max_wait_ms": s.fetch_max_wait_ms}}
     try:
         await ensure_topics(s)
         await migrate_url(s.dsn)
@@ -582,7 +583,8 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
     out = [f"machine: {m['platform']}, {m['cores']} cores, {m['memory_gib']} GiB, Python"
            f" {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
            + f"; broker {m['broker']}, {m['partitions']} partitions, producer linger"
-           f" {m['producer_linger_ms']} ms, sink batch max {m['sink_batch_max']}", ""]
+           f" {m['producer_linger_ms']} ms, sink batch max {m['sink_batch_max']}, fetch wait"
+           f" {m.get('fetch_max_wait_ms', '?')} ms", ""]
     out += ["### 1 + 6. Freshness against rate (open loop), leadstream and the naive design", "",
             "| design | rate | achieved | sent | 200 | visible | 200->visible p50/p95/p99 ms |"
             " sent->visible p50/p95/p99 ms | request p99 ms | CPU (cores) |",
