@@ -79,10 +79,10 @@ class Settings(BaseSettings):
 
     #: how long a consumer's fetch may wait for records on the embedded broker (Tansu answers
     #: an empty fetch only after half the remaining wait, again and again: EMBEDDED-BROKER
-    #: #5). Shorter: less latency per hop; longer: fewer idle fetches, which cost the worker
-    #: and the broker CPU the whole box shares (bench/suite.py, BENCHMARKS.md)
-    #: 60: idle, the worker and broker took 0.41 core at 20 ms and 0.24 at 60 ms; p99 per hop
-    #: is ~16 ms at 20 and ~58 ms at 100 (EMBEDDED-BROKER), far inside the 1 s goal
+    #: #5). Shorter is less latency per hop, longer is fewer idle fetches, which cost CPU the
+    #: whole box shares. 60: idle, worker + broker took 0.41 core at 20 ms and 0.24 at 60 ms,
+    #: while p99 per hop is ~16 ms at 20 and ~58 ms at 100: far inside the 1 s goal
+    #: (BENCHMARKS.md, session 4)
     fetch_max_wait_ms: int = Field(default=60, ge=1, validation_alias="LEADSTREAM_FETCH_MAX_WAIT_MS")
     #: how long the worker's producer waits to fill a batch: fewer, larger produce requests
     #: cost the broker (and the shared CPU) less per event; bench/suite.py measures the trade

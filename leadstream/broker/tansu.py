@@ -37,6 +37,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from leadstream.broker.faust_consumer import SafeOffsetsConsumer, SeekFirstConsumerThread
+from leadstream.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,7 @@ class TansuConsumerThread(SeekFirstConsumerThread):
     def _create_worker_consumer(
         self, transport: faust_aiokafka.Transport
     ) -> aiokafka.AIOKafkaConsumer:
-        from leadstream.config import get_settings  # the settings the app was made from
-
+        # the settings the app was made from (leadstream.app)
         return tune_consumer(super()._create_worker_consumer(transport),
                              get_settings().fetch_max_wait_ms)
 

@@ -42,13 +42,9 @@ def _parse_international(digits: str) -> phonenumbers.PhoneNumber | None:
     return num if phonenumbers.is_valid_number(num) else None
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def from_wa_id(wa_id: str) -> str:
     """E.164 of a WhatsApp id (international digits, optionally with '+')."""
-    return _from_wa_id(wa_id) if isinstance(wa_id, str) else _from_wa_id.__wrapped__(wa_id)
-
-
-@lru_cache(maxsize=CACHE_SIZE)
-def _from_wa_id(wa_id: str) -> str:
     digits = _STRIP.sub("", wa_id).lstrip("+")
     if not digits.isdigit():
         raise InvalidPhone(f"wa_id {wa_id!r} is not all digits")
