@@ -58,11 +58,11 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ls-bench-api-"))
     procs: list[Any] = []
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        from leadstream.embedded.broker import EmbeddedBroker
-        b = EmbeddedBroker(tmp / "broker").start()
+        from leadstream.embedded.broker import start_broker
+        b = start_broker(os.environ.get("LEADSTREAM_EMBEDDED_BROKER", "auto"), tmp / "broker")
         procs.append(b)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = b.bootstrap
-        os.environ["LEADSTREAM_KAFKA_FLAVOR"] = "tansu"
+        os.environ["LEADSTREAM_KAFKA_FLAVOR"] = b.flavor
     if not os.environ.get("DATABASE_URL"):
         from leadstream.embedded.postgres import EmbeddedPostgres
         pg = EmbeddedPostgres(tmp / "pg", fsync=False).start()

@@ -116,9 +116,12 @@ def cpu_line(shares: dict[str, float]) -> str:
 class Stack:
     """Embedded broker + Postgres (unless given), and leadstream processes as children."""
 
-    def __init__(self, tmp: Path, partitions: int = 8) -> None:
+    def __init__(self, tmp: Path, partitions: int = 8, broker: str | None = None) -> None:
         self.tmp = tmp
         self.partitions = partitions
+        #: auto|kafka|tansu (LEADSTREAM_EMBEDDED_BROKER when not given)
+        self.broker_kind = broker or os.environ.get("LEADSTREAM_EMBEDDED_BROKER", "auto")
+        self.broker_name = "external"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.embedded: list[Any] = []
         self.pids: dict[str, int] = {}
@@ -127,13 +130,13 @@ class Stack:
     def start(self, **extra: Any) -> Settings:
         env: dict[str, Any] = {}
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            from leadstream.embedded.broker import EmbeddedBroker
+            from leadstream.embedded.broker import start_broker
 
-            b = EmbeddedBroker(self.tmp).start()
+            b = start_broker(self.broker_kind, self.tmp / "broker")
             self.embedded.append(b)
-            assert b.proc is not None
-            self.pids["broker"] = b.proc.pid
-            env.update(KAFKA_BOOTSTRAP_SERVERS=b.bootstrap, LEADSTREAM_KAFKA_FLAVOR="tansu")
+            self.broker_name = b.name
+            self.pids["broker"] = b.pids()[0]
+            env.update(KAFKA_BOOTSTRAP_SERVERS=b.bootstrap, LEADSTREAM_KAFKA_FLAVOR=b.flavor)
         if not os.environ.get("DATABASE_URL"):
             from leadstream.embedded.postgres import EmbeddedPostgres
 

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import shutil
 import signal
-import subprocess
 import sys
-import time
 from typing import Any
 
 import click
@@ -270,72 +265,26 @@ def simulate_cmd(url: str | None, workspace_id: str, phone_number_id: str, secre
 def up_cmd(demo: bool) -> None:
     """The whole pipeline on one machine, in the foreground until Ctrl-C.
 
-    Starts an embedded broker and Postgres unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are
-    set. The embedded broker keeps data in memory, so the embedded stack starts empty each
-    time (its Postgres data and worker state are reset with it, to stay consistent).
+    Starts an embedded broker (Apache Kafka where Java 17+ and Maven are, else Tansu;
+    LEADSTREAM_EMBEDDED_BROKER) and Postgres unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
+    are set. With Apache Kafka the data persists in LEADSTREAM_DATA_DIR; Tansu keeps its log
+    in memory, so that stack starts empty each time (Postgres and worker state reset with it).
     """
-    from leadstream.embedded.runtime import read_runtime, remove_runtime, write_runtime
+    from leadstream.embedded.stack import Stack
 
     settings = Settings()
     _logging(settings.log_level)
-    if read_runtime(settings.data_dir):
-        raise click.ClickException(f"a `leadstream up` is already running for {settings.data_dir}")
-    data_dir = settings.data_dir.absolute()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    stack: list[Any] = []
-    env_updates: dict[str, str] = {}
+    stack = Stack(settings, demo=demo, notice=click.echo)
     try:
-        if not settings.kafka_bootstrap_servers:
-            from leadstream.embedded.broker import EmbeddedBroker
-
-            shutil.rmtree(data_dir / "worker-state", ignore_errors=True)
-            broker = EmbeddedBroker(data_dir).start()
-            stack.append(broker)
-            env_updates.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
-                               LEADSTREAM_KAFKA_FLAVOR="tansu")
-        if not settings.database_url:
-            from leadstream.embedded.postgres import EmbeddedPostgres
-
-            if not settings.kafka_bootstrap_servers:
-                shutil.rmtree(data_dir / "pg", ignore_errors=True)
-            pg = EmbeddedPostgres(data_dir / "pg").start()
-            stack.append(pg)
-            env_updates["DATABASE_URL"] = pg.url
-        os.environ.update(env_updates)
-        settings = Settings()
-        from leadstream.broker.clients import ensure_topics
-        from leadstream.db.migrate import migrate_url
-
-        asyncio.run(ensure_topics(settings))
-        asyncio.run(migrate_url(settings.dsn))
-        if demo:
-            ctx = click.get_current_context()
-            ctx.invoke(workspace_add, workspace_id="demo", phone_number_id="demo-pnid",
-                       webhook_secret="demo-secret", api_token="demo-token", role="human",
-                       region=None, verify_token="demo-verify")
-        base = f"http://{settings.http_host}:{settings.http_port}"
-        write_runtime(data_dir, {
-            "kafka_bootstrap_servers": settings.bootstrap, "kafka_flavor": settings.kafka_flavor,
-            "database_url": settings.dsn, "http": base,
-        })
-        from leadstream.embedded.procs import die_with_parent
-
-        worker = subprocess.Popen([sys.executable, "-m", "leadstream", "worker"],
-                                  env={**os.environ, "LEADSTREAM_DATA_DIR": str(data_dir)},
-                                  preexec_fn=die_with_parent)  # no orphan if `up` is killed
-        stack.append(worker)
-        click.echo(
-            f"\nleadstream is up\n"
-            f"  webhooks        {base}/webhooks/kapso   {base}/webhooks/whatsapp\n"
-            f"  API             {base}/api/leads\n"
-            f"  metrics         {base}/metrics\n"
-            f"  broker          {settings.bootstrap} ({settings.kafka_flavor})\n"
-            f"  DATABASE_URL    {settings.dsn}\n"
-            + ("  demo workspace  id=demo phone_number_id=demo-pnid secret=demo-secret "
-               "token=demo-token\n" if demo else "")
-            + "Ctrl-C stops everything.\n"
-        )
+        try:
+            settings = stack.start()
+        except RuntimeError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo("\n" + "\n".join(stack.summary()) + "\n")
         from leadstream.http.server import serve
+
+        worker = stack.worker
+        assert worker is not None
 
         async def serve_and_watch(stop: asyncio.Event) -> None:
             async def watch() -> None:
@@ -352,18 +301,7 @@ def up_cmd(demo: bool) -> None:
         _run_until_signal(serve_and_watch)
     finally:
         click.echo("stopping...")
-        for item in reversed(stack):
-            if isinstance(item, subprocess.Popen):
-                with contextlib.suppress(ProcessLookupError):
-                    item.send_signal(signal.SIGTERM)
-                try:
-                    item.wait(20)
-                except subprocess.TimeoutExpired:
-                    item.kill()
-            else:
-                item.stop()
-        remove_runtime(data_dir)
-        time.sleep(0.05)
+        stack.stop()
         click.echo("stopped.")
 
 

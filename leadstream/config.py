@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from leadstream.embedded.runtime import read_runtime
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
@@ -26,6 +28,10 @@ class Settings(BaseSettings):
     kafka_flavor: Literal["kafka", "tansu"] = Field(
         default="kafka", validation_alias=AliasChoices("LEADSTREAM_KAFKA_FLAVOR")
     )
+    #: with no KAFKA_BOOTSTRAP_SERVERS, which broker `up` (and the tests) start: `auto` is
+    #: Apache Kafka where Java 17+ and Maven are found, else Tansu (embedded.broker)
+    embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto", validation_alias="LEADSTREAM_EMBEDDED_BROKER")
 
     http_host: str = Field(default="127.0.0.1", validation_alias="LEADSTREAM_HTTP_HOST")
     http_port: int = Field(default=8080, validation_alias="LEADSTREAM_HTTP_PORT")
@@ -54,7 +60,11 @@ class Settings(BaseSettings):
     derived_prefix: str | None = Field(default=None,
                                        validation_alias="LEADSTREAM_DERIVED_PREFIX")
     topic_partitions: int = Field(default=8, validation_alias="LEADSTREAM_TOPIC_PARTITIONS")
-    topic_replication: int = Field(default=1, validation_alias="LEADSTREAM_TOPIC_REPLICATION")
+    topic_replication: int = Field(default=1, ge=1, validation_alias="LEADSTREAM_TOPIC_REPLICATION")
+    #: `min.insync.replicas` of every topic we create (Faust's changelogs too); default
+    #: min(2, replication): with acks=all a write then survives the loss of one broker
+    topic_min_insync: int | None = Field(default=None, ge=1,
+                                         validation_alias="LEADSTREAM_TOPIC_MIN_INSYNC")
     #: Faust application id = consumer group of the workers.
     app_id: str = Field(default="leadstream-worker", validation_alias="LEADSTREAM_APP_ID")
     sink_group: str = Field(default="leadstream-sink", validation_alias="LEADSTREAM_SINK_GROUP")
@@ -102,6 +112,10 @@ class Settings(BaseSettings):
                 env[key] = str(value)
         return env
 
+    @property
+    def min_insync(self) -> int:
+        return min(self.topic_min_insync or 2, self.topic_replication)
+
     def topic(self, name: str, derived: bool = False) -> str:
         """Full topic name; `derived` topics take `derived_prefix` when it is set."""
         prefix = (self.derived_prefix or self.topic_prefix) if derived else self.topic_prefix
@@ -126,9 +140,23 @@ class Settings(BaseSettings):
         return self.database_url
 
 
+def complete_from_runtime(settings: Settings) -> Settings:
+    """Fill broker/database from a running `up` when the environment does not name them."""
+    if settings.kafka_bootstrap_servers and settings.database_url:
+        return settings
+    info = read_runtime(settings.data_dir)
+    if not info:
+        return settings
+    update: dict[str, object] = {}
+    if not settings.kafka_bootstrap_servers:
+        update["kafka_bootstrap_servers"] = info.get("kafka_bootstrap_servers")
+        update["kafka_flavor"] = info.get("kafka_flavor", "kafka")
+    if not settings.database_url:
+        update["database_url"] = info.get("database_url")
+    return settings.model_copy(update=update)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Settings from the environment, completed from a running `leadstream up` if any."""
-    from leadstream.embedded.runtime import complete_from_runtime
-
     return complete_from_runtime(Settings())

@@ -14,18 +14,27 @@ import pytest
 
 from leadstream.config import Settings
 
+#: Apache Kafka in tests: the log cleaner looks for work every second (default 15 s), so the
+#: compaction test waits seconds, not minutes
+TEST_BROKER_PROPS = {"log.cleaner.backoff.ms": "1000"}
+#: the embedded broker the session runs on, for the figures at the end
+BROKER_NAME: list[str] = []
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(bootstrap, flavor)."""
+    """(bootstrap, flavor): KAFKA_BOOTSTRAP_SERVERS if set, else the embedded broker that
+    LEADSTREAM_EMBEDDED_BROKER picks (auto: Apache Kafka where Java 17+ and Maven are)."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ.get(
             "LEADSTREAM_KAFKA_FLAVOR", "kafka")
         return
-    from leadstream.embedded.broker import EmbeddedBroker
+    from leadstream.embedded.broker import start_broker
 
-    b = EmbeddedBroker(tmp_path_factory.mktemp("broker")).start()
-    yield b.bootstrap, "tansu"
+    b = start_broker(os.environ.get("LEADSTREAM_EMBEDDED_BROKER", "auto"),
+                     tmp_path_factory.mktemp("broker"), server_props=TEST_BROKER_PROPS)
+    BROKER_NAME.append(b.name)
+    yield b.bootstrap, b.flavor
     b.stop()
 
 
@@ -82,7 +91,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FIGURES:
         return
     w = terminalreporter
-    w.section("fault suite figures")
+    w.section(f"fault suite figures ({', '.join(BROKER_NAME) or 'external broker'})")
     w.write_line(f"{'scenario':34} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} "
                  f"{'recover s':>9}  faults")
     for f in FIGURES:

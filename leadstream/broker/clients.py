@@ -37,7 +37,8 @@ def faust_broker_url(settings: Settings) -> str:
 
 
 def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProducer:
-    """acks=all, not idempotent (Tansu rejects InitProducerId; we are at-least-once anyway)."""
+    """acks=all; idempotent on Apache Kafka (a retried send is never written twice), plain on
+    Tansu, which rejects InitProducerId (the pipeline is idempotent downstream anyway)."""
     kw: dict[str, Any] = dict(
         bootstrap_servers=settings.bootstrap,
         acks="all",
@@ -45,7 +46,7 @@ def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProd
         max_batch_size=256 * 1024,
         max_request_size=8 * 1024 * 1024,
         request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
-        enable_idempotence=False,
+        enable_idempotence=not is_tansu(settings),
     )
     kw.update(overrides)
     return aiokafka.AIOKafkaProducer(**kw)
@@ -87,9 +88,12 @@ async def end_offsets(
 
 async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topics: Iterable[str]
                       ) -> list[TopicPartition]:
-    await consumer.topics()  # loads metadata
+    # `consumer.topics()` fetches the metadata but does not keep it in the client's cluster
+    # view on Apache Kafka (it did on Tansu, which lists every topic on bootstrap): read the
+    # partitions from the fetched metadata itself
+    cluster = await consumer._client.fetch_all_metadata()
     return [TopicPartition(t, p) for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or [])]
+            for p in sorted(cluster.partitions_for_topic(t) or [])]
 
 
 async def log_ends(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, int]:
@@ -143,12 +147,34 @@ async def read_to_end(
         await consumer.stop()
 
 
-def topic_configs(name: str) -> dict[str, str]:
+#: Every topic's cleanup, chosen per topic (README "Topics"). Compacted only where the key is
+#: the record's own entity, so compaction keeps what a replay needs:
+#: * sources (events, sarah, commands): kept forever, the truth a reprocessing fleet reads;
+#: * leads: compacted; key = lead_key and each record is that lead's whole snapshot;
+#: * messages: NOT compacted; keyed by lead (so a lead's records share a partition) while a
+#:   record is one message, so compaction would keep one message per lead; kept forever;
+#: * status-history, notes, daily: events/rows keyed by lead: kept forever (replay);
+#: * dlq: 30 days (sync_failures in Postgres keeps the record for the dashboard);
+#: * ticks: 1 hour (timer ticks, worthless once handled); daily-closed: 7 days (the
+#:   summarizer's input, re-derivable from the worker's table within the retention);
+#: * Faust's table changelogs: compacted (Faust's own choice; key = table key).
+RETENTION_MS: dict[str, str] = {
+    T.DLQ: str(30 * 24 * 3600 * 1000),
+    T.TICKS: str(3600 * 1000),
+    T.DAILY_CLOSED: str(7 * 24 * 3600 * 1000),
+}
+
+
+def topic_configs(name: str, settings: Settings | None = None) -> dict[str, str]:
+    """The configs a topic is created with (`name` is the short name, e.g. `leads`)."""
+    configs: dict[str, str]
     if name in T.COMPACTED:
-        return {"cleanup.policy": "compact"}
-    if name == T.DLQ:
-        return {"retention.ms": str(30 * 24 * 3600 * 1000)}
-    return {"retention.ms": "-1"}  # the sources are the truth: keep them for replay
+        configs = {"cleanup.policy": "compact"}
+    else:
+        configs = {"cleanup.policy": "delete", "retention.ms": RETENTION_MS.get(name, "-1")}
+    if settings is not None:
+        configs["min.insync.replicas"] = str(settings.min_insync)
+    return configs
 
 
 async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[str]:
@@ -175,7 +201,8 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[st
             full = settings.topic(short)
             if full not in existing:
                 wanted.append(NewTopic(full, settings.topic_partitions,
-                                       settings.topic_replication, topic_configs=topic_configs(short)))
+                                       settings.topic_replication,
+                                       topic_configs=topic_configs(short, settings)))
         created = []
         for nt in wanted:
             try:

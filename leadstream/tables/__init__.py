@@ -13,18 +13,24 @@ from __future__ import annotations
 
 from leadstream.app import app, settings
 
+#: changelogs are compacted by Faust; ours also get the cluster's durability floor
+_CHANGELOG = {"min.insync.replicas": str(settings.min_insync)}
+
 lead_state = app.Table(
     "lead-state", default=None, partitions=settings.topic_partitions,
     key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
+    extra_topic_configs=_CHANGELOG,
     help="per-lead state with the source offsets already applied",
 )
 daily_windows = app.Table(
     "daily-windows", default=None, partitions=settings.topic_partitions,
     key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
+    extra_topic_configs=_CHANGELOG,
     help="per lead-day activity aggregate (see agents.daily)",
 )
 message_state = app.Table(
     "message-state", default=None, partitions=settings.topic_partitions,
     key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
+    extra_topic_configs=_CHANGELOG,
     help="per-message state (wamid) for de-duplication and delivery status",
 )
