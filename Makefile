@@ -23,6 +23,8 @@ test: $(STAMP) browser
 	$(BIN)/ruff check leadstream tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
+	@echo "--- the Tansu subset (embedded-broker workarounds, end-to-end smoke, fault suite)"
+	LEADSTREAM_EMBEDDED_BROKER=tansu $(BIN)/pytest -q -p no:cacheprovider -m tansu
 
 # Debian's Chromium for the dashboard browser test; where it cannot be installed (no apt-get,
 # not root, no network) the test skips and says why

@@ -92,8 +92,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     w = terminalreporter
     w.section(f"fault suite figures ({', '.join(BROKER_NAME) or 'external broker'})")
-    w.write_line(f"{'scenario':34} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} "
+    w.write_line(f"{'scenario':40} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} "
                  f"{'recover s':>9}  faults")
     for f in FIGURES:
-        w.write_line(f"{f['scenario']:34} {f['sent']:>6} {f['acked']:>6} {f['lost']:>5} "
+        w.write_line(f"{f['scenario']:40} {f['sent']:>6} {f['acked']:>6} {f['lost']:>5} "
                      f"{f['duplicated']:>4} {f['recover_s']:>9}  {f['faults']}")

@@ -27,6 +27,7 @@ async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline
         await p.stop()
 
 
+@pytest.mark.tansu  # also in the Tansu smoke run (make test)
 async def test_signed_message_becomes_lead_and_message_rows(pipeline: Pipeline) -> None:
     assert await pipeline.message("6281312345678", "wamid.A1", text="Halo kak") == 200
     lead = await eventually(lambda: pipeline.fetchrow(
@@ -191,6 +192,7 @@ async def _table_digest(p: Pipeline) -> dict[str, str]:
     return out
 
 
+@pytest.mark.tansu  # also in the Tansu smoke run (make test)
 async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
     from leadstream.sink.replay import replay
     for i in range(30):

@@ -16,7 +16,7 @@ from leadstream.embedded.postgres import EmbeddedPostgres
 from tests.faults import Delivery, converge, oracle, redeliveries, report, workload
 from tests.pipeline import Pipeline, Worker, eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.tansu]
 
 
 async def _send(p: Pipeline, deliveries: list[Delivery], rate: float | None = None

@@ -19,7 +19,7 @@ from leadstream.broker import tansu
 from leadstream.broker.clients import make_consumer, make_producer
 from leadstream.config import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tansu]
 
 
 @pytest.fixture
