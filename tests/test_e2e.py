@@ -250,13 +250,13 @@ async def _total_messages(p: Pipeline, n: int) -> bool:
 async def test_bsuid_is_the_identity_until_a_phone_is_seen(pipeline: Pipeline) -> None:
     from leadstream.simulate import kapso_message
     # first contact: phone and business-scoped id together
-    first = kapso_message("pnid-1", wa_id="6281377776666", wamid="wamid.B1", text="halo", ts=1)
+    first = kapso_message("pnid-1", wa_id="6281377776666", wamid="wamid.B1", text="halo", ts=1_760_000_001)
     first["conversation"]["business_scoped_user_id"] = "ID.777"
     assert await pipeline.kapso("whatsapp.message.received", first) == 200
     await eventually(lambda: pipeline.fetchrow(
         "SELECT 1 FROM leads WHERE bsuid = 'ID.777' AND phone_e164 = '+6281377776666'"))
     # later: Meta sends only the business-scoped id
-    later = kapso_message("pnid-1", wa_id="", wamid="wamid.B2", text="lagi", ts=2)
+    later = kapso_message("pnid-1", wa_id="", wamid="wamid.B2", text="lagi", ts=1_760_000_002)
     later["conversation"].pop("phone_number")
     later["message"].pop("from")
     later["conversation"]["business_scoped_user_id"] = "ID.777"
@@ -266,7 +266,7 @@ async def test_bsuid_is_the_identity_until_a_phone_is_seen(pipeline: Pipeline) -
     assert lead["bsuid"] == "ID.777"
     assert await pipeline.fetch("SELECT 1 FROM leads WHERE phone_e164 IS NULL") == []
     # a bsuid never seen with a phone stays its own lead
-    other = kapso_message("pnid-1", wa_id="", wamid="wamid.B3", text="siapa", ts=3)
+    other = kapso_message("pnid-1", wa_id="", wamid="wamid.B3", text="siapa", ts=1_760_000_003)
     other["conversation"].pop("phone_number")
     other["message"].pop("from")
     other["conversation"]["business_scoped_user_id"] = "ID.888"

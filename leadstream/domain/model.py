@@ -11,6 +11,8 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadstream.domain.limits import MAX_LIST, FieldText, Id, LongId, Name, NoteText, Text
+
 LeadStatus = Literal["new", "qualified", "contacted", "converted", "archived"]
 LEAD_STATUSES: tuple[LeadStatus, ...] = ("new", "qualified", "contacted", "converted", "archived")
 Temperature = Literal["hot", "warm", "lukewarm", "cold"]
@@ -58,31 +60,31 @@ def same_fields(a: BaseModel, b: BaseModel, *, but: str | None = None) -> bool:
 class MessageInfo(_Model):
     """One WhatsApp message as seen in a Kapso/Meta event (message or status)."""
 
-    wamid: str
+    wamid: Id
     direction: Direction
-    type: str = "text"
-    text: str | None = None
-    origin: str | None = None
-    status: str | None = None
-    error: str | None = None
+    type: Name = "text"
+    text: Text | None = None
+    origin: Name | None = None
+    status: Name | None = None
+    error: FieldText | None = None
     timestamp: datetime
 
 
 class InboundEvent(_Model):
     """A validated inbound event on `leadstream.events`, one per Kapso/Meta item."""
 
-    event_id: str
+    event_id: LongId
     kind: Literal["message", "status", "conversation", "identity"]
-    event_type: str
-    workspace_id: str
-    lead_key: str
-    identity: str
-    phone_e164: str | None = None
-    wa_id: str | None = None
-    bsuid: str | None = None
-    contact_name: str | None = None
-    conversation_id: str | None = None
-    conversation_state: str | None = None
+    event_type: Name
+    workspace_id: Id
+    lead_key: LongId
+    identity: Id
+    phone_e164: Name | None = None
+    wa_id: Name | None = None
+    bsuid: Id | None = None
+    contact_name: Name | None = None
+    conversation_id: Id | None = None
+    conversation_state: Name | None = None
     occurred_at: datetime
     received_at: datetime
     message: MessageInfo | None = None
@@ -91,14 +93,14 @@ class InboundEvent(_Model):
 class SarahFields(_Model):
     """What Sarah extracted; every field optional, only non-null ones are merged."""
 
-    name: str | None = None
-    business_type: str | None = None
-    domisili: str | None = None
-    business_duration: str | None = None
-    pain_points: list[str] | None = None
-    priority: str | None = None
-    urgency_level: str | None = None
-    next_step: str | None = None
+    name: Name | None = None
+    business_type: FieldText | None = None
+    domisili: FieldText | None = None
+    business_duration: FieldText | None = None
+    pain_points: list[FieldText] | None = Field(default=None, max_length=MAX_LIST)
+    priority: FieldText | None = None
+    urgency_level: FieldText | None = None
+    next_step: FieldText | None = None
 
 
 class SarahUpdate(_Model):
@@ -110,7 +112,7 @@ class SarahUpdate(_Model):
     identity: str
     phone_e164: str | None = None
     occurred_at: datetime
-    chat_phase: str | None = None
+    chat_phase: Name | None = None
     extracted: SarahFields = Field(default_factory=SarahFields)
     lead_score: int | None = Field(default=None, ge=0, le=100)
     lead_temperature: Temperature | None = None
@@ -125,16 +127,16 @@ class Command(_Model):
     occurred_at: datetime
     kind: Literal["edit", "note", "status"]
     actor_role: Role
-    author: str
+    author: Name
     # edit: only the fields present in `edit_fields` are applied (null clears the override)
     edit_fields: list[Literal["name", "phone"]] = Field(default_factory=list)
-    name: str | None = None
-    phone: str | None = None
+    name: Name | None = None
+    phone: Name | None = None
     # note
-    content: str | None = None
+    content: NoteText | None = None
     # status
     status: LeadStatus | None = None
-    reason: str | None = None
+    reason: FieldText | None = None
 
 
 class LeadState(_Model):

@@ -68,6 +68,10 @@ class Stack:
             env["DATABASE_URL"] = self.postgres.url
         os.environ.update(env)
         self.settings = Settings()
+        if self.demo and not self.demo_is_safe():
+            self.notice("no demo workspace: its credentials are public, so it is registered "
+                        "only with the embedded Postgres and a loopback bind")
+            self.demo = False
         asyncio.run(self._prepare())
         write_runtime(self.data_dir, {
             "kafka_bootstrap_servers": self.settings.bootstrap,
@@ -95,6 +99,18 @@ class Stack:
                 await add_workspace(conn, region=self.settings.default_region, **DEMO)
         finally:
             await conn.close()
+
+    def demo_is_safe(self) -> bool:
+        """The demo's well-known secret and token only where nobody else can reach them
+        and no real data lives: our own embedded Postgres, served on a loopback address."""
+        import ipaddress
+
+        try:
+            loopback = (self.settings.http_host == "localhost"
+                        or ipaddress.ip_address(self.settings.http_host).is_loopback)
+        except ValueError:
+            loopback = False
+        return self.postgres is not None and loopback
 
     @property
     def base_url(self) -> str:

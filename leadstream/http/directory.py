@@ -19,9 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class Directory:
-    def __init__(self, pool: asyncpg.Pool, min_refresh: float = 0.5) -> None:
+    def __init__(self, pool: asyncpg.Pool, min_refresh: float = 0.5,
+                 negative_ttl: float = 5.0) -> None:
         self.pool = pool
         self.min_refresh = min_refresh
+        #: an id a reload did not find is not looked for again for this long (the background
+        #: reload every 5 s still picks it up once it is added)
+        self.negative_ttl = negative_ttl
+        self._missed: dict[str, float] = {}
         self.numbers: dict[str, NumberEntry] = {}
         self.tokens: dict[str, TokenEntry] = {}
         self._loaded_at = 0.0
@@ -53,9 +58,24 @@ class Directory:
             self._loaded_at = time.monotonic()
 
     async def number(self, phone_number_id: str) -> NumberEntry | None:
-        if phone_number_id not in self.numbers:
+        return (await self.numbers_for({phone_number_id}))[phone_number_id]
+
+    async def numbers_for(self, phone_number_ids: set[str]) -> dict[str, NumberEntry | None]:
+        """Each id's number, with at most one reload for all of them, and none for an id a
+        reload already missed in the last `negative_ttl` seconds (a body naming many unknown
+        ids, or a flood of them, costs one reload, not one per id)."""
+        now = time.monotonic()
+        unknown = [p for p in phone_number_ids if p not in self.numbers
+                   and now - self._missed.get(p, -1e9) > self.negative_ttl]
+        if unknown:
             await self.refresh()
-        return self.numbers.get(phone_number_id)
+            at = time.monotonic()
+            for p in unknown:
+                if p not in self.numbers:
+                    if len(self._missed) > 10_000:
+                        self._missed.clear()
+                    self._missed[p] = at
+        return {p: self.numbers.get(p) for p in phone_number_ids}
 
     async def token(self, token: str) -> TokenEntry | None:
         h = token_hash(token)

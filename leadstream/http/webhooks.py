@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +23,14 @@ from aiohttp import web
 
 from leadstream.db.registry import NumberEntry
 from leadstream.domain.identity import lead_key
+from leadstream.domain.limits import MAX_FIELD, MAX_ID, MAX_ITEMS
 from leadstream.domain.model import InboundEvent
 from leadstream.http.directory import Directory
 from leadstream.http.publisher import BrokerUnavailable, Publisher
 from leadstream.ingest.common import ParseError, Workspace, content_id
-from leadstream.ingest.kapso import parse_kapso, phone_number_id_of
-from leadstream.ingest.meta import parse_meta, phone_number_ids
+from leadstream.ingest.kapso import parse_one, route_items
+from leadstream.ingest.meta import parse_one as parse_meta_value
+from leadstream.ingest.meta import route_values
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
 
@@ -47,12 +49,14 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def signature_ok(secret: str, body: bytes, given: str | None) -> bool:
+    """Constant-time check of a hex HMAC; any header text (non-ASCII too) is just wrong."""
     if not given:
         return False
     given = given.strip()
     if given.startswith("sha256="):
         given = given[len("sha256="):]
-    return hmac.compare_digest(sign(secret, body), given.lower())
+    return hmac.compare_digest(sign(secret, body).encode(),
+                               given.lower().encode("utf-8", "replace"))
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -78,92 +82,121 @@ async def _publish_or_503(request: web.Request,
         ) from exc
 
 
-async def _dead_letter(request: web.Request, body: bytes, reason: str, workspace_id: str | None,
-                       source: str) -> web.Response:
+def _dead_letter_record(request: web.Request, original: bytes, reason: str,
+                        workspace_id: str | None, source: str
+                        ) -> tuple[str, bytes | None, bytes]:
     headers = {k: v for k, v in request.headers.items()
                if k.lower().startswith(("x-webhook", "x-idempotency", "content-type"))}
     dl = DeadLetter(
-        event_id=f"{source}:dlq:{content_id(body.decode('utf-8', 'replace'))}",
-        reason=reason, stage="webhook", source_topic=source, workspace_id=workspace_id,
-        headers=headers, original_b64=DeadLetter.b64(body),
+        event_id=f"{source}:dlq:{content_id(original.decode('utf-8', 'replace'), reason)}",
+        reason=reason[:MAX_FIELD], stage="webhook", source_topic=source,
+        workspace_id=workspace_id, headers=headers, original_b64=DeadLetter.b64(original),
     )
-    topics = request.app[TOPICS]
-    await _publish_or_503(request, [(topics.dlq, (workspace_id or "").encode(), encode(dl))])
-    log.warning("webhook body dead-lettered: %s", reason)
-    return web.json_response({"accepted": 0, "dead_lettered": True, "reason": reason})
+    log.warning("webhook %s dead-lettered: %s", source, reason[:200])
+    return request.app[TOPICS].dlq, (workspace_id or "").encode(), encode(dl)
+
+
+async def _dead_letter(request: web.Request, body: bytes, reason: str, workspace_id: str | None,
+                       source: str) -> web.Response:
+    await _publish_or_503(request, [_dead_letter_record(request, body, reason, workspace_id,
+                                                        source)])
+    return web.json_response({"accepted": 0, "dead_lettered": 1, "reasons": [reason]})
 
 
 async def _match_any_secret(request: web.Request, body: bytes, sig: str | None
                             ) -> NumberEntry | None:
     """For a body we cannot read the phone_number_id from: is it signed by any workspace?"""
     directory = request.app[DIRECTORY]
-    await directory.refresh()
     for entry in directory.numbers.values():
         if signature_ok(entry.webhook_secret, body, sig):
             return entry
     return None
 
 
-Parse = Callable[[Workspace, Any], list[InboundEvent]]
+#: (workspace, one routed unit, its index) -> its events; raises on a unit it cannot read
+ParseUnit = Callable[[Workspace, Any, int], list[InboundEvent]]
+#: what a signed unit that cannot be read raises (the parsers are defensive, but any JSON
+#: shape can come in: a wrong type deep inside is a dead letter, never a 500)
+UNREADABLE = (ParseError, ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
 async def _ingest(request: web.Request, *, source: str, signature: str | None,
-                  find: Callable[[Any], Awaitable[NumberEntry | None]], parse: Parse
+                  split: Callable[[Any], list[tuple[str | None, Any]]], parse: ParseUnit
                   ) -> web.Response:
-    """What both webhook flavours do: verify, parse, route, publish, answer."""
+    """What both webhook flavours do: verify, parse, route, publish, answer.
+
+    Each unit (a Kapso batch item, a Meta change value) is filed under the workspace of its
+    own phone_number_id, and only if the request's signature verifies with that number's
+    secret; a unit that fails this, or cannot be read, is dead-lettered with the reason
+    (under the signer's workspace) while the others are accepted. A body signed by none of
+    the numbers it names is refused (401) before anything else is read from it.
+    """
     body = await _read_body(request)
     try:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
-    entry = await find(parsed)
-    if entry is None:
+    units = split(parsed) if parsed is not None else []
+    directory = request.app[DIRECTORY]
+    entries = await directory.numbers_for({p for p, _ in units if p})
+    signed = {p: e for p, e in entries.items()
+              if e is not None and signature_ok(e.webhook_secret, body, signature)}
+    if not signed:
         if parsed is None and (matched := await _match_any_secret(request, body, signature)):
             return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,
                                       source)
+        if any(e is not None for e in entries.values()):
+            return _error(401, "bad signature")
         return _error(401, "unknown or missing phone_number_id")
-    if not signature_ok(entry.webhook_secret, body, signature):
-        return _error(401, "bad signature")
-    ws = Workspace(entry.workspace_id, entry.region)
-    try:
-        events = parse(ws, parsed)
-    except (ParseError, ValueError) as exc:
-        return await _dead_letter(request, body, str(exc), ws.workspace_id, source)
+    signer = signed[min(signed)]
+    if len(units) > MAX_ITEMS:
+        return await _dead_letter(request, body, f"more than {MAX_ITEMS} items in one body",
+                                  signer.workspace_id, source)
+    events: list[InboundEvent] = []
+    letters: list[tuple[str, bytes | None, bytes]] = []
+    reasons: list[str] = []
+    for i, (pnid, unit) in enumerate(units):
+        entry = signed.get(pnid) if pnid else None
+        if entry is None:
+            reason = (f"item names phone_number_id {pnid[:MAX_ID]!r}, whose secret did not "
+                      "sign this request" if pnid else "item names no phone_number_id")
+        else:
+            try:
+                events += parse(Workspace(entry.workspace_id, entry.region), unit, i)
+                continue
+            except UNREADABLE as exc:
+                reason = str(exc) or type(exc).__name__
+        reasons.append(reason)
+        original = body if len(units) == 1 else orjson.dumps(unit)
+        letters.append(_dead_letter_record(
+            request, original, reason, (entry or signer).workspace_id, source))
     events = await route_known_bsuids(request, events)
     topic = request.app[TOPICS].events
-    if events:
-        await _publish_or_503(request, [(topic, e.lead_key.encode(), encode(e)) for e in events])
-    return web.json_response({"accepted": len(events)})
+    records = [(topic, e.lead_key.encode(), encode(e)) for e in events] + letters
+    if records:
+        await _publish_or_503(request, records)
+    answer: dict[str, Any] = {"accepted": len(events)}
+    if letters:
+        answer.update(dead_lettered=len(letters), reasons=reasons[:20])
+    return web.json_response(answer)
 
 
 async def kapso_webhook(request: web.Request) -> web.Response:
-    directory = request.app[DIRECTORY]
-
-    async def find(parsed: Any) -> NumberEntry | None:
-        pnid = phone_number_id_of(parsed)
-        return await directory.number(pnid) if pnid else None
-
+    event = request.headers.get("X-Webhook-Event")
+    idem = request.headers.get("X-Idempotency-Key")
+    now = datetime.now(UTC)
     return await _ingest(
         request, source="kapso", signature=request.headers.get("X-Webhook-Signature"),
-        find=find,
-        parse=lambda ws, parsed: parse_kapso(
-            ws, request.headers.get("X-Webhook-Event"), parsed, datetime.now(UTC),
-            request.headers.get("X-Idempotency-Key")),
+        split=route_items,
+        parse=lambda ws, item, i: [parse_one(ws, event, item, now, idem, i)],
     )
 
 
 async def meta_webhook(request: web.Request) -> web.Response:
-    directory = request.app[DIRECTORY]
-
-    async def find(parsed: Any) -> NumberEntry | None:
-        for pnid in sorted(phone_number_ids(parsed)):
-            if entry := await directory.number(pnid):
-                return entry
-        return None
-
+    now = datetime.now(UTC)
     return await _ingest(
         request, source="meta", signature=request.headers.get("X-Hub-Signature-256"),
-        find=find, parse=lambda ws, parsed: parse_meta(ws, parsed, datetime.now(UTC)),
+        split=route_values, parse=lambda ws, value, i: parse_meta_value(ws, value, now),
     )
 
 
@@ -175,7 +208,8 @@ async def meta_verify(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     token = q["hub.verify_token"]
     for attempt in range(2):
-        if any(e.verify_token and hmac.compare_digest(e.verify_token, token)
+        if any(e.verify_token and hmac.compare_digest(
+                e.verify_token.encode(), token.encode("utf-8", "replace"))
                for e in directory.numbers.values()):
             return web.Response(text=q.get("hub.challenge", ""))
         if attempt == 0:

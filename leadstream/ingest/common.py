@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from leadstream.domain.identity import lead_key
+from leadstream.domain.limits import timestamp_problem
 from leadstream.domain.phone import InvalidPhone, from_wa_id, normalize_phone
 
 
@@ -24,18 +25,26 @@ class Workspace:
 
 
 def parse_ts(value: Any, default: datetime) -> datetime:
-    """Unix seconds (str/int, Meta style) or ISO 8601 -> aware UTC datetime."""
+    """Unix seconds (str/int, Meta style) or ISO 8601 -> aware UTC datetime, within the
+    accepted window around `default` (the arrival time; `domain.limits`)."""
     if value is None or value == "":
         return default
-    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    if isinstance(value, str):
-        try:
+    shown = repr(value)[:40]
+    try:
+        if isinstance(value, bool):
+            raise ValueError("a boolean")
+        if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+            dt = datetime.fromtimestamp(float(value), tz=UTC)
+        elif isinstance(value, str) and len(value) <= 64:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ParseError(f"bad timestamp {value!r}") from exc
-        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    raise ParseError(f"bad timestamp {value!r}")
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        else:
+            raise ValueError("not a time")
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ParseError(f"bad timestamp {shown}") from exc
+    if problem := timestamp_problem(dt, default):
+        raise ParseError(problem)
+    return dt
 
 
 def content_id(*parts: Any) -> str:

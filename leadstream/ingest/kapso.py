@@ -37,18 +37,43 @@ IDENTITY_EVENTS = {"whatsapp.contact.identity_changed"}
 KNOWN_EVENTS = set(MESSAGE_EVENTS) | set(CONVERSATION_EVENTS) | IDENTITY_EVENTS
 
 
-def items_of(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, dict) and body.get("batch") is True:
-        data = body.get("data")
-        if not isinstance(data, list):
-            raise ParseError("batch body without a `data` list")
-        items = data
-    else:
-        items = [body]
-    for it in items:
-        if not isinstance(it, dict):
-            raise ParseError("every event must be a JSON object")
-    return items
+def _pnid(obj: Any) -> str | None:
+    """An object's own phone_number_id (top level, or in its conversation), if it names one."""
+    if not isinstance(obj, dict):
+        return None
+    conv = obj.get("conversation")
+    for v in (obj.get("phone_number_id"), conv.get("phone_number_id")
+              if isinstance(conv, dict) else None):
+        if isinstance(v, str | int) and not isinstance(v, bool) and str(v):
+            return str(v)
+    return None
+
+
+def route_items(body: Any) -> list[tuple[str | None, Any]]:
+    """Each item of a delivery with the phone_number_id it is filed under: its own, else the
+    body's (contract §2: every batch item under the workspace of its own number).
+
+    Never raises, whatever the JSON: a body that is not a proper batch is one item, which
+    the parser then refuses with the reason.
+    """
+    top = _pnid(body)
+    if isinstance(body, dict) and body.get("batch") is True and isinstance(body.get("data"),
+                                                                           list):
+        return [(_pnid(item) or top, item) for item in body["data"]]
+    return [(top, body)]
+
+
+def parse_one(ws: Workspace, event_type: str | None, item: Any, received_at: datetime,
+              idempotency_key: str | None = None, index: int = 0) -> InboundEvent:
+    """One routed item (see `route_items`) -> its event; ParseError says why not."""
+    if not isinstance(item, dict):
+        raise ParseError("every event must be a JSON object")
+    if item.get("batch") is True:
+        raise ParseError("batch body without a `data` list")
+    et = event_type or item.get("event") or item.get("type")
+    if not et or not isinstance(et, str):
+        raise ParseError("no event type: X-Webhook-Event header missing")
+    return parse_item(ws, et, item, received_at, idempotency_key, index)
 
 
 def phone_number_id_of(body: Any) -> str | None:
@@ -158,12 +183,7 @@ def parse_kapso(
     ws: Workspace, event_type: str | None, body: Any, received_at: datetime,
     idempotency_key: str | None = None,
 ) -> list[InboundEvent]:
-    """All events of one Kapso delivery; raises ParseError for the whole delivery."""
-    items = items_of(body)
-    out: list[InboundEvent] = []
-    for i, item in enumerate(items):
-        et = event_type or item.get("event") or item.get("type")
-        if not et:
-            raise ParseError("no event type: X-Webhook-Event header missing")
-        out.append(parse_item(ws, str(et), item, received_at, idempotency_key, i))
-    return out
+    """All events of one Kapso delivery of one workspace; raises ParseError for the whole
+    delivery (the webhook routes and parses item by item instead: `route_items`)."""
+    return [parse_one(ws, event_type, item, received_at, idempotency_key, i)
+            for i, (_, item) in enumerate(route_items(body))]

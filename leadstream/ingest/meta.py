@@ -25,6 +25,31 @@ def values_of(body: Any) -> list[dict[str, Any]]:
     return out
 
 
+def route_values(body: Any) -> list[tuple[str | None, Any]]:
+    """Each `entry[].changes[].value` with the phone_number_id of its own metadata (contract
+    §2: every entry under the workspace of its own number). Never raises."""
+    if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
+        return [(None, body)]
+    out: list[tuple[str | None, Any]] = []
+    entries = body.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        for change in changes if isinstance(changes, list) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            meta = value.get("metadata") if isinstance(value, dict) else None
+            pnid = meta.get("phone_number_id") if isinstance(meta, dict) else None
+            ok = isinstance(pnid, str | int) and not isinstance(pnid, bool) and str(pnid)
+            out.append((str(pnid) if ok else None, value))
+    return out
+
+
+def parse_one(ws: Workspace, value: Any, received_at: datetime) -> list[InboundEvent]:
+    """One routed value (see `route_values`) -> its events; ParseError says why not."""
+    if not isinstance(value, dict):
+        raise ParseError("not a whatsapp_business_account change value")
+    return parse_value(ws, value, received_at)
+
+
 def phone_number_ids(body: Any) -> set[str]:
     try:
         values = values_of(body)

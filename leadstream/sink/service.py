@@ -42,9 +42,13 @@ REQUIRED = {
 }
 #: What a record can be blamed for: bad data (SQLSTATE class 22) or a constraint (class 23).
 #: Everything else (connection loss, shutdown, restart, timeouts, ...) is retried in place.
+#: errors caused by a row's data (SQLSTATE classes 22, 23 and 54: e.g. an index row over
+#: Postgres' size limit); the row is dead-lettered, the rest of its batch written. Any
+#: other error retries the whole batch (availability)
 DATA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
 )
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -187,13 +191,28 @@ class PostgresSink(Service):
             await self._with_retry(batch)
         except DATA_ERRORS as exc:
             log.warning("sink: batch rejected (%s); isolating the bad records", exc)
-            for rec, kind, row in decoded:
-                one = Batch(**{kind: [row]})
-                try:
-                    await self._with_retry(one)
-                except DATA_ERRORS as exc1:
-                    await self.dead_letter(Poison(rec, f"rejected by Postgres: {exc1}"))
+            await self._isolate(decoded)
         self.batches += 1
+
+    async def _isolate(self, decoded: Sequence[Decoded]) -> None:
+        """Write what Postgres accepts, dead-letter what it refuses: halves are retried
+        until the refused rows stand alone (log2(n) rounds for one bad row in n)."""
+        if len(decoded) == 1:
+            rec, kind, row = decoded[0]
+            try:
+                await self._with_retry(Batch(**{kind: [row]}))
+            except DATA_ERRORS as exc:
+                await self.dead_letter(Poison(rec, f"rejected by Postgres: {exc}"))
+            return
+        mid = len(decoded) // 2
+        for half in (decoded[:mid], decoded[mid:]):
+            batch = Batch()
+            for _, kind, row in half:
+                getattr(batch, kind).append(row)
+            try:
+                await self._with_retry(batch)
+            except DATA_ERRORS:
+                await self._isolate(half)
 
     async def _with_retry(self, batch: Batch) -> None:
         assert self.pool is not None

@@ -12,7 +12,7 @@ import pytest
 
 from leadstream.config import Settings
 from leadstream.db.registry import add_workspace
-from leadstream.embedded.broker import EmbeddedBroker
+from leadstream.embedded.tansu import TansuBroker
 from leadstream.simulate import kapso_message
 from leadstream.streams.records import DeadLetter, InboundEvent
 from tests.pipeline import PNID, SECRET, TOKEN, Pipeline
@@ -112,7 +112,7 @@ async def test_signed_non_json_goes_to_dlq(web: Pipeline) -> None:
 
 
 async def test_broker_down_is_503_never_200(settings: Settings, tmp_path: Path) -> None:
-    own = EmbeddedBroker(tmp_path).start()
+    own = TansuBroker(tmp_path).start()
     s = settings.model_copy(update={"kafka_bootstrap_servers": own.bootstrap,
                                     "kafka_flavor": "tansu", "publish_timeout_seconds": 2.0})
     p = await Pipeline(s, str(tmp_path)).start(worker=False)

@@ -28,7 +28,8 @@ def test_received_message() -> None:
 
 
 def test_batch_and_routing_key() -> None:
-    items = [kapso_message("p1", wa_id=f"62812000000{i}", wamid=f"w{i}", text="x", ts=1) for i in range(3)]
+    items = [kapso_message("p1", wa_id=f"62812000000{i}", wamid=f"w{i}", text="x",
+                           ts=1_760_000_000 + i) for i in range(3)]
     body = {"type": "whatsapp.message.received", "batch": True, "data": items}
     assert phone_number_id_of(body) == "p1"
     evs = parse_kapso(WS, "whatsapp.message.received", body, NOW)
@@ -36,7 +37,7 @@ def test_batch_and_routing_key() -> None:
 
 
 def test_outbound_sent_and_statuses() -> None:
-    body = kapso_message("p1", wa_id="6281312345678", wamid="w9", text="Promo", ts=5,
+    body = kapso_message("p1", wa_id="6281312345678", wamid="w9", text="Promo", ts=1_760_000_005,
                          direction="outbound", origin="business_app")
     (sent,) = parse_kapso(WS, "whatsapp.message.sent", body, NOW)
     assert sent.kind == "message" and sent.message and sent.message.origin == "business_app"
@@ -47,7 +48,7 @@ def test_outbound_sent_and_statuses() -> None:
 
 
 def test_bsuid_only_contact_uses_business_scoped_id() -> None:
-    body = kapso_message("p1", wa_id="", wamid="w1", text="hi", ts=1)
+    body = kapso_message("p1", wa_id="", wamid="w1", text="hi", ts=1_760_000_001)
     body["conversation"].pop("phone_number")
     body["message"].pop("from")
     body["conversation"]["business_scoped_user_id"] = "ID.123456"
