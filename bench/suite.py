@@ -279,7 +279,7 @@ def summarize_profile(path: Path, top: int = 12) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="lssuite-"))
-    stack = Stack(tmp, args.partitions)
+    stack = Stack(tmp, args.partitions, broker=args.broker)
     s = stack.start()
     R: dict[str, Any] = {"machine": {
         "platform": platform.platform(), "cores": os.cpu_count(),
@@ -287,7 +287,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {p: version(p) for p in ("faust-streaming", "aiokafka", "asyncpg",
                                               "aiohttp", "pydantic", "orjson")},
-        "broker": s.kafka_flavor, "partitions": args.partitions,
+        "broker": stack.broker_name, "partitions": args.partitions,
         "producer_linger_ms": s.producer_linger_ms, "sink_batch_max": s.sink_batch_max,
         "fetch_max_wait_ms": s.fetch_max_wait_ms}}
     try:
@@ -729,19 +729,63 @@ def main() -> None:
                     help="a subset of " + ",".join(PARTS) + " (then only JSON is printed)")
     ap.add_argument("--plot", type=Path, default=Path("docs/bench-freshness.png"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--brokers", default=os.environ.get("LEADSTREAM_EMBEDDED_BROKER", "auto"),
+                    type=lambda s: s.split(","),
+                    help="embedded brokers to run on, back to back (kafka,tansu: side by side)")
     args = ap.parse_args()
     if args.quick:
         args.rates, args.seconds, args.drain = [100, 300], 3.0, 60.0
         args.backlog, args.push, args.push_seconds, args.raw = 3000, 2000, 3.0, 10_000
-    R = asyncio.run(run(args))
+    runs: dict[str, dict[str, Any]] = {}
+    for broker in args.brokers:
+        args.broker = broker
+        runs[broker] = R = asyncio.run(run(args))
+        print()
+        if set(args.parts) >= set(PARTS):
+            print(report(R, args.plot if broker == args.brokers[0] else None))
+        else:
+            print(orjson.dumps(R, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     if args.json:
-        args.json.write_bytes(orjson.dumps(R, option=orjson.OPT_INDENT_2
-                                           | orjson.OPT_NON_STR_KEYS))
-    print()
-    if set(args.parts) >= set(PARTS):
-        print(report(R, args.plot))
-    else:
-        print(orjson.dumps(R, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+        args.json.write_bytes(orjson.dumps(runs if len(runs) > 1 else R,
+                                           option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    if len(runs) > 1:
+        print()
+        print(side_by_side(runs))
+
+
+def side_by_side(runs: dict[str, dict[str, Any]]) -> str:
+    """The key figures of each broker's run in one table (same machine, back to back)."""
+    def get(R: dict[str, Any], *path: Any) -> str:
+        v: Any = R
+        for k in path:
+            if not isinstance(v, dict) or k not in v:
+                return "-"
+            v = v[k]
+        return f"{v:,.0f}" if isinstance(v, int | float) else str(v)
+
+    rows: list[tuple[str, tuple[Any, ...]]] = [
+        ("raw produce (rec/s)", ("limits", "produce")),
+        ("raw consume (rec/s)", ("limits", "consume")),
+        ("worker backlog drain (ev/s)", ("backlog", "eps")),
+        ("webhook single (req/s)", ("ingest", "single", "rps")),
+        ("webhook batch of 50 (ev/s)", ("ingest", "batch50", "eps")),
+        ("replay (rec/s)", ("replay", "rps")),
+    ]
+    names = list(runs)
+    out = ["| measure | " + " | ".join(runs[n]["machine"]["broker"] for n in names) + " |",
+           "|---|" + "---|" * len(names)]
+    for label, path in rows:
+        out.append(f"| {label} | " + " | ".join(get(runs[n], *path) for n in names) + " |")
+    rates = sorted({r["rate"] for n in names for r in runs[n].get("freshness", [])
+                    if r["design"] == "leadstream"})
+    for rate in rates:
+        cells = []
+        for n in names:
+            hit = [r for r in runs[n].get("freshness", [])
+                   if r["design"] == "leadstream" and r["rate"] == rate]
+            cells.append(f"{hit[0]['fresh'][99]:,.0f}" if hit else "-")
+        out.append(f"| freshness p99 at {rate} ev/s (ms) | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
+    import shutil
+    import tempfile
+
     from leadstream.embedded.postgres import EmbeddedPostgres
 
-    pg = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")) / "data", fsync=False).start()
+    # not under pytest's basetemp: a pytest session that starts meanwhile makes
+    # /tmp/pytest-of-<user> private again (0700), and the server, which runs as its own
+    # user, would lose its data directory
+    root = Path(tempfile.mkdtemp(prefix="leadstream-test-pg-"))
+    pg = EmbeddedPostgres(root / "data", fsync=False).start()
     yield pg.url
     pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _with_db(url: str, name: str) -> str:

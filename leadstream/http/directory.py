@@ -27,6 +27,7 @@ class Directory:
         #: reload every 5 s still picks it up once it is added)
         self.negative_ttl = negative_ttl
         self._missed: dict[str, float] = {}
+        self.reloads = 0
         self.numbers: dict[str, NumberEntry] = {}
         self.tokens: dict[str, TokenEntry] = {}
         self._loaded_at = 0.0
@@ -49,6 +50,7 @@ class Directory:
                 if wait > 0:
                     await asyncio.sleep(wait)
             self._started_at = time.monotonic()
+            self.reloads += 1
             try:
                 async with self.pool.acquire() as conn:
                     self.numbers = await load_numbers(conn)

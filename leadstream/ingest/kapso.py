@@ -101,6 +101,15 @@ def _error_text(msg: dict[str, Any]) -> str | None:
     return str(errs)
 
 
+def _digits_as_text(phone: Any) -> str | None:
+    """A number sent as a JSON number is read as its digits; any other non-text is refused."""
+    if phone is None or isinstance(phone, str):
+        return phone
+    if isinstance(phone, int) and not isinstance(phone, bool):
+        return str(phone)
+    raise ParseError(f"contact phone is not text: {type(phone).__name__}")
+
+
 def parse_item(
     ws: Workspace, event_type: str, item: dict[str, Any], received_at: datetime,
     idempotency_key: str | None = None, index: int = 0,
@@ -128,9 +137,9 @@ def parse_item(
             direction = "outbound"
         else:
             raise ParseError(f"unknown direction {raw_direction!r}")
-        phone = conv.get("phone_number") or (
+        phone = _digits_as_text(conv.get("phone_number") or (
             msg.get("from") if direction == "inbound" else msg.get("to")
-        )
+        ))
         is_wa_id = not str(phone or "").startswith(("+", "0"))
         key, identity, e164, wa_id = resolve_identity(ws, phone, bsuid, is_wa_id=is_wa_id)
         ts = parse_ts(msg.get("timestamp"), received_at)
@@ -153,7 +162,8 @@ def parse_item(
             message=info,
         )
     if event_type in CONVERSATION_EVENTS or event_type in IDENTITY_EVENTS:
-        phone = conv.get("phone_number") or item.get("phone_number") or item.get("wa_id")
+        phone = _digits_as_text(conv.get("phone_number") or item.get("phone_number")
+                                or item.get("wa_id"))
         is_wa_id = not str(phone or "").startswith(("+", "0"))
         key, identity, e164, wa_id = resolve_identity(ws, phone, bsuid, is_wa_id=is_wa_id)
         ts = parse_ts(

@@ -1,0 +1,184 @@
+"""Hostile and careless input at the webhook: each case here got a wrong answer (a 500, a
+wrong workspace, a slow refusal, a half-applied event) before the hardening (issue #14)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from leadstream.config import Settings
+from leadstream.db.registry import add_workspace
+from leadstream.http.webhooks import sign
+from leadstream.simulate import kapso_message
+from leadstream.streams.records import DeadLetter, InboundEvent
+from tests.http.test_webhooks import read_topic
+from tests.pipeline import PNID, SECRET, Pipeline
+
+pytestmark = pytest.mark.integration
+
+OTHER_PNID, OTHER_SECRET = "pnid-2", "other-secret"
+
+
+@pytest.fixture
+async def web(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    p = await Pipeline(settings, str(tmp_path)).start(worker=False)
+    assert p.pool is not None
+    async with p.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws2", phone_number_id=OTHER_PNID,
+                            webhook_secret=OTHER_SECRET, api_token=None)
+    yield p
+    await p.stop()
+
+
+async def _post(p: Pipeline, path: str, raw: bytes, headers: dict[str, str]
+                ) -> tuple[int, Any]:
+    assert p.session is not None
+    async with p.session.post(f"{p.base}{path}", data=raw, headers=headers) as r:
+        text = await r.text()
+        return r.status, (orjson.loads(text) if text.startswith("{") else text)
+
+
+def _kapso_headers(raw: bytes, secret: str = SECRET) -> dict[str, str]:
+    return {"X-Webhook-Event": "whatsapp.message.received",
+            "X-Webhook-Signature": sign(secret, raw)}
+
+
+def _msg(pnid: str, wamid: str, ts: int = 1_760_000_000, **kw: Any) -> dict[str, Any]:
+    return kapso_message(pnid, wa_id="6281312345678", wamid=wamid, text="hi", ts=ts, **kw)
+
+
+async def test_a_batch_naming_two_workspaces_files_each_item_under_its_own_or_dead_letters_it(
+    web: Pipeline,
+) -> None:
+    """Signed by ws1's secret: ws1's item is accepted; ws2's item is not filed under ws1 (it
+    was, before) nor under ws2 (ws2's secret did not sign it): it is dead-lettered."""
+    raw = orjson.dumps({"type": "whatsapp.message.received", "batch": True,
+                        "data": [_msg(PNID, "w-own"), _msg(OTHER_PNID, "w-other")]})
+    status, answer = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw))
+    assert status == 200
+    assert answer["accepted"] == 1 and answer["dead_lettered"] == 1
+    assert "pnid-2" in answer["reasons"][0]
+    (ev_raw,) = await read_topic(web.settings, web.settings.topic("events"), 1)
+    ev = InboundEvent.model_validate_json(ev_raw)
+    assert ev.workspace_id == "ws1" and ev.message and ev.message.wamid == "w-own"
+    (dl_raw,) = await read_topic(web.settings, web.settings.topic("dlq"), 1)
+    dl = DeadLetter.model_validate_json(dl_raw)
+    assert orjson.loads(dl.original)["message"]["id"] == "w-other"
+
+
+async def test_a_meta_delivery_files_each_entry_under_its_own_number(web: Pipeline) -> None:
+    def entry(pnid: str, wamid: str) -> dict[str, Any]:
+        return {"id": "waba", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": {"phone_number_id": pnid},
+            "contacts": [{"wa_id": "6281312345678", "profile": {"name": "Budi"}}],
+            "messages": [{"from": "6281312345678", "id": wamid, "timestamp": "1760000000",
+                          "type": "text", "text": {"body": "halo"}}]}}]}
+
+    raw = orjson.dumps({"object": "whatsapp_business_account",
+                        "entry": [entry(OTHER_PNID, "m-other"), entry(PNID, "m-own")]})
+    status, answer = await _post(web, "/webhooks/whatsapp", raw, {
+        "X-Hub-Signature-256": "sha256=" + sign(SECRET, raw)})
+    assert status == 200 and answer["accepted"] == 1 and answer["dead_lettered"] == 1
+    (ev_raw,) = await read_topic(web.settings, web.settings.topic("events"), 1)
+    assert InboundEvent.model_validate_json(ev_raw).workspace_id == "ws1"
+
+
+@pytest.mark.parametrize("signature", ["ü" * 64, "sha256=\u00e9\u00e9"])
+async def test_non_ascii_signature_is_401_not_500(web: Pipeline, signature: str) -> None:
+    raw = orjson.dumps(_msg(PNID, "w1"))
+    assert web.session is not None
+    async with web.session.post(f"{web.base}/webhooks/kapso", data=raw, headers={
+            "X-Webhook-Event": "whatsapp.message.received",
+            "X-Webhook-Signature": signature.encode().decode("latin-1")}) as r:
+        assert r.status == 401
+
+
+async def test_non_ascii_verify_token_is_403_not_500(web: Pipeline) -> None:
+    assert web.session is not None
+    async with web.session.get(f"{web.base}/webhooks/whatsapp", params={
+            "hub.mode": "subscribe", "hub.verify_token": "tökén", "hub.challenge": "1"}) as r:
+        assert r.status == 403
+
+
+@pytest.mark.parametrize("shape", [
+    [1, 2, 3], "text", 42, {"phone_number_id": ["x"]}, {"conversation": "pnid-1"},
+    {"batch": True, "data": "nope", "phone_number_id": {"a": 1}},
+    {"object": "whatsapp_business_account", "entry": "x"},
+    {"object": "whatsapp_business_account", "entry": [{"changes": [1, "a", None]}]},
+])
+async def test_unsigned_odd_shapes_are_401(web: Pipeline, shape: Any) -> None:
+    raw = orjson.dumps(shape)
+    for path in ("/webhooks/kapso", "/webhooks/whatsapp"):
+        status, _ = await _post(web, path, raw, {"X-Webhook-Event": "x",
+                                                 "X-Webhook-Signature": "00"})
+        assert status == 401, (path, shape)
+
+
+def _odd(name: str) -> dict[str, Any]:
+    m = _msg(PNID, f"w-{name}")
+    if name == "phone-as-number":
+        m["conversation"]["phone_number"] = 6281312345678
+        m["message"]["from"] = 6281312345678
+    elif name == "huge-timestamp":
+        m["message"]["timestamp"] = "9" * 400
+    elif name == "kapso-as-string":
+        m["message"]["kapso"] = "kapso"
+    elif name == "far-future":
+        m["message"]["timestamp"] = "253402214400"  # 9999-12-31
+    elif name == "year-3000":
+        m["message"]["timestamp"] = "32503680000"
+    elif name == "long-id":
+        m["message"]["id"] = "w" * 5000
+    elif name == "long-name":
+        m["message"]["kapso"]["contact_name"] = "n" * 5000
+    elif name == "message-as-list":
+        m["message"] = [1]
+    return m
+
+
+@pytest.mark.parametrize("name", ["phone-as-number", "huge-timestamp", "kapso-as-string",
+                                  "far-future", "year-3000", "long-id", "long-name",
+                                  "message-as-list"])
+async def test_signed_garbage_is_200_and_dead_lettered_never_500(web: Pipeline,
+                                                                 name: str) -> None:
+    raw = orjson.dumps(_odd(name))
+    status, answer = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw))
+    if name == "phone-as-number":  # a wa_id sent as a number is still readable
+        assert status == 200 and answer["accepted"] == 1
+        return
+    assert status == 200, answer
+    assert answer["accepted"] == 0 and answer["dead_lettered"] == 1, answer
+    (dl_raw,) = await read_topic(web.settings, web.settings.topic("dlq"), 1)
+    assert DeadLetter.model_validate_json(dl_raw).original == raw
+
+
+async def test_nul_in_a_contact_name_is_stripped_at_the_edge(web: Pipeline) -> None:
+    m = _msg(PNID, "w-nul")
+    m["message"]["kapso"]["contact_name"] = "Bu\x00di"
+    raw = orjson.dumps(m)
+    status, answer = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw))
+    assert status == 200 and answer["accepted"] == 1
+    (ev_raw,) = await read_topic(web.settings, web.settings.topic("events"), 1)
+    assert InboundEvent.model_validate_json(ev_raw).contact_name == "Budi"
+
+
+async def test_many_unknown_numbers_cost_one_directory_reload(web: Pipeline) -> None:
+    """Ten unknown phone_number_ids in one unsigned Meta body: refused after one reload
+    (was one reload per id, 0.5 s apart: 5 s), and a repeat within the negative TTL none."""
+    from leadstream.http.webhooks import DIRECTORY
+
+    assert web.server is not None
+    directory = web.server.app[DIRECTORY]
+    entries = [{"changes": [{"value": {"metadata": {"phone_number_id": f"unknown-{i}"}}}]}
+               for i in range(10)]
+    raw = orjson.dumps({"object": "whatsapp_business_account", "entry": entries})
+    before = directory.reloads
+    status, _ = await _post(web, "/webhooks/whatsapp", raw, {"X-Hub-Signature-256": "sha256=0"})
+    assert status == 401
+    assert directory.reloads - before <= 1
+    status, _ = await _post(web, "/webhooks/whatsapp", raw, {"X-Hub-Signature-256": "sha256=0"})
+    assert status == 401 and directory.reloads - before <= 1
