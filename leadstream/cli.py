@@ -69,9 +69,11 @@ def workspace() -> None:
 @click.option("--role", type=click.Choice(["human", "brain-bot", "sarah-bot"]), default="human")
 @click.option("--region", default=None, help="default phone region (ISO), default ID")
 @click.option("--verify-token", default=None, help="Meta GET hub.verify_token")
+@click.option("--user", default=None,
+              help="the person a human token belongs to: recorded as the actor of its changes")
 def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret: str | None,
                   api_token: str | None, role: str, region: str | None,
-                  verify_token: str | None) -> None:
+                  verify_token: str | None, user: str | None) -> None:
     """Register a workspace, a number and/or a token (repeat to add more)."""
     import asyncpg
 
@@ -82,6 +84,8 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
         raise click.BadParameter("must not contain ':'", param_hint="--id")
     if phone_number_id and not webhook_secret:
         raise click.BadParameter("--phone-number-id needs --webhook-secret")
+    if user and (role != "human" or not api_token):
+        raise click.BadParameter("--user names the person of a human --api-token")
     settings = get_settings()
 
     async def go() -> None:
@@ -91,12 +95,41 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
             await add_workspace(conn, workspace_id=workspace_id, phone_number_id=phone_number_id,
                                 webhook_secret=webhook_secret, api_token=api_token, role=role,
                                 region=region or settings.default_region,
-                                verify_token=verify_token)
+                                verify_token=verify_token, user=user)
         finally:
             await conn.close()
 
     asyncio.run(go())
     click.echo(f"workspace {workspace_id} saved")
+
+
+@workspace.command("rotate-secret")
+@click.option("--phone-number-id", required=True)
+@click.option("--new-secret", required=True, help="the secret Kapso/Meta will sign with")
+@click.option("--overlap-hours", default=24.0, show_default=True,
+              help="how long the old secret keeps verifying")
+def workspace_rotate_secret(phone_number_id: str, new_secret: str, overlap_hours: float) -> None:
+    """Rotate a number's webhook secret, both valid during the overlap."""
+    from datetime import timedelta
+
+    import asyncpg
+
+    from leadstream.db.migrate import migrate
+    from leadstream.db.registry import rotate_secret
+
+    async def go() -> bool:
+        conn = await asyncpg.connect(get_settings().dsn)
+        try:
+            await migrate(conn)
+            return await rotate_secret(conn, phone_number_id, new_secret,
+                                       timedelta(hours=overlap_hours))
+        finally:
+            await conn.close()
+
+    if not asyncio.run(go()):
+        raise click.ClickException(f"unknown phone_number_id {phone_number_id}")
+    click.echo(f"{phone_number_id}: new secret in force; the old one verifies for another "
+               f"{overlap_hours:g} h")
 
 
 # --------------------------------------------------------------------------- topics

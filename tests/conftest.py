@@ -95,10 +95,17 @@ def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault suite's figures (events sent, faults injected, lost, duplicated, recovery)."""
     from tests.faults import FIGURES
+    from tests.http.test_fuzz import FUZZ
 
+    w = terminalreporter
+    for f in FUZZ:
+        w.section("webhook fuzzing")
+        w.write_line(f"{f['cases']} cases in {f['seconds']} s; answers {f['statuses']}; "
+                     f"5xx: {f['5xx']}; signed cases {f['signed']}: events accepted "
+                     f"{f['accepted']}, items dead-lettered {f['dead_lettered']}; probe "
+                     f"visible after {f['probe_visible_s']} s")
     if not FIGURES:
         return
-    w = terminalreporter
     w.section(f"fault suite figures ({', '.join(BROKER_NAME) or 'external broker'})")
     w.write_line(f"{'scenario':40} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} "
                  f"{'recover s':>9}  faults")

@@ -149,9 +149,12 @@ class LeadProcessor:
             if not isinstance(record, InboundEvent):
                 self.leads[key] = orjson.dumps(state)
             return
+        # everything that can fail is computed before the first send: a record that fails
+        # part-way must not leave an emitted lead version that the next event reuses
+        planned = self.daily.plan(lead, applied) if self.daily is not None else []
         await self._emit(key, applied)
         if self.daily is not None:
-            await self.daily.on_applied(lead, applied, partition)
+            await self.daily.commit(planned, partition)
         if applied.message_changed and msg_key is not None and applied.message is not None:
             self.messages[msg_key] = encode(applied.message)
         state["lead"] = applied.lead.model_dump(mode="json")

@@ -102,8 +102,12 @@ class DailyWindows:
 
     # -------------------------------------------------------------- from the lead agent
 
-    async def on_applied(self, before: LeadState | None, applied: Applied, partition: int
-                         ) -> None:
+    def plan(self, before: LeadState | None, applied: Applied
+             ) -> list[tuple[bytes, date, DayAggregate]]:
+        """The windows this applied record changes, computed without writing anything: what
+        can fail (a date the calendar cannot hold, a bad value) fails here, before the
+        record's outputs are sent, so a failed record leaves no emitted version behind."""
+        out = []
         for day, c in contributions(before, applied, applied.new_message, self.tz).items():
             key = daily_key(applied.lead.lead_key, day)
             raw = self.table.get(key)
@@ -118,13 +122,24 @@ class DailyWindows:
             new = fold(agg, applied.lead, day, c)
             if new is agg:
                 continue  # already folded (a reprocessing)
+            out.append((key, day, new))
+        return out
+
+    async def commit(self, planned: list[tuple[bytes, date, DayAggregate]], partition: int
+                     ) -> None:
+        """Write the planned windows; a late event for a closed day goes to its summary."""
+        for key, day, new in planned:
             self.table[key] = encode(new)
             index = self.index.get(partition)
             if index is not None:
                 index.setdefault(day, set()).add(key)
             if self.is_closed(partition, day):
                 self.late_updates += 1
-                await self.send(self.closed_topic, applied.lead.lead_key.encode(), encode(new))
+                await self.send(self.closed_topic, new.lead_key.encode(), encode(new))
+
+    async def on_applied(self, before: LeadState | None, applied: Applied, partition: int
+                         ) -> None:
+        await self.commit(self.plan(before, applied), partition)
 
     # -------------------------------------------------------------- from the tick agent
 

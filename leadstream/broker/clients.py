@@ -19,6 +19,9 @@ from leadstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
+#: the largest record we produce: a dead letter with a whole webhook body (topic_configs)
+DLQ_MAX_RECORD_BYTES = 16 * 1024 * 1024
+
 
 def is_tansu(settings: Settings) -> bool:
     return settings.kafka_flavor == "tansu"
@@ -44,7 +47,7 @@ def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProd
         acks="all",
         linger_ms=2,
         max_batch_size=256 * 1024,
-        max_request_size=8 * 1024 * 1024,
+        max_request_size=DLQ_MAX_RECORD_BYTES,
         request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
         enable_idempotence=not is_tansu(settings),
     )
@@ -154,7 +157,9 @@ async def read_to_end(
 #: * messages: NOT compacted; keyed by lead (so a lead's records share a partition) while a
 #:   record is one message, so compaction would keep one message per lead; kept forever;
 #: * status-history, notes, daily: events/rows keyed by lead: kept forever (replay);
-#: * dlq: 30 days (sync_failures in Postgres keeps the record for the dashboard);
+#: * dlq: 30 days (sync_failures in Postgres keeps the record for the dashboard); records up
+#:   to 16 MiB (a dead letter carries the original body, up to the 3 MiB webhook limit, in
+#:   base64; Kafka's default limit of 1 MiB would refuse it and the webhook answered 503);
 #: * ticks: 1 hour (timer ticks, worthless once handled); daily-closed: 7 days (the
 #:   summarizer's input, re-derivable from the worker's table within the retention);
 #: * Faust's table changelogs: compacted (Faust's own choice; key = table key).
@@ -172,6 +177,8 @@ def topic_configs(name: str, settings: Settings | None = None) -> dict[str, str]
         configs = {"cleanup.policy": "compact"}
     else:
         configs = {"cleanup.policy": "delete", "retention.ms": RETENTION_MS.get(name, "-1")}
+    if name == T.DLQ:
+        configs["max.message.bytes"] = str(DLQ_MAX_RECORD_BYTES)
     if settings is not None:
         configs["min.insync.replicas"] = str(settings.min_insync)
     return configs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -19,18 +20,31 @@ class NumberEntry:
     webhook_secret: str
     verify_token: str | None
     region: str
+    #: during a rotation, the old secret and until when it still verifies
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+
+    def secrets(self, now: datetime | None = None) -> tuple[str, ...]:
+        """The secrets a signature may be made with now: the current one, and the previous
+        one while its overlap lasts."""
+        now = now or datetime.now(UTC)
+        if self.previous_secret and self.previous_secret_until and now < self.previous_secret_until:
+            return (self.webhook_secret, self.previous_secret)
+        return (self.webhook_secret,)
 
 
 @dataclass(frozen=True)
 class TokenEntry:
     workspace_id: str
     role: str
+    #: the person a personal `human` token belongs to
+    user: str | None = None
 
 
 async def add_workspace(
     conn: asyncpg.Connection, *, workspace_id: str, phone_number_id: str | None,
     webhook_secret: str | None, api_token: str | None, role: str = "human",
-    region: str = "ID", verify_token: str | None = None,
+    region: str = "ID", verify_token: str | None = None, user: str | None = None,
 ) -> None:
     async with conn.transaction():
         await conn.execute(
@@ -50,21 +64,35 @@ async def add_workspace(
             )
         if api_token:
             await conn.execute(
-                "INSERT INTO api_tokens (token_sha256, workspace_id, role) VALUES ($1, $2, $3)"
+                "INSERT INTO api_tokens (token_sha256, workspace_id, role, user_name)"
+                " VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (token_sha256) DO UPDATE SET workspace_id = EXCLUDED.workspace_id,"
-                " role = EXCLUDED.role",
-                token_hash(api_token), workspace_id, role,
+                " role = EXCLUDED.role, user_name = EXCLUDED.user_name",
+                token_hash(api_token), workspace_id, role, user,
             )
 
 
 async def load_numbers(conn: asyncpg.Connection) -> dict[str, NumberEntry]:
     rows = await conn.fetch(
-        "SELECT n.phone_number_id, n.workspace_id, n.webhook_secret, n.verify_token, w.region"
+        "SELECT n.phone_number_id, n.workspace_id, n.webhook_secret, n.verify_token, w.region,"
+        " n.previous_secret, n.previous_secret_until"
         " FROM workspace_numbers n JOIN workspaces w USING (workspace_id)"
     )
     return {r["phone_number_id"]: NumberEntry(**dict(r)) for r in rows}
 
 
 async def load_tokens(conn: asyncpg.Connection) -> dict[str, TokenEntry]:
-    rows = await conn.fetch("SELECT token_sha256, workspace_id, role FROM api_tokens")
-    return {r["token_sha256"]: TokenEntry(r["workspace_id"], r["role"]) for r in rows}
+    rows = await conn.fetch("SELECT token_sha256, workspace_id, role, user_name FROM api_tokens")
+    return {r["token_sha256"]: TokenEntry(r["workspace_id"], r["role"], r["user_name"])
+            for r in rows}
+
+
+async def rotate_secret(conn: asyncpg.Connection, phone_number_id: str, new_secret: str,
+                        overlap: timedelta) -> bool:
+    """Make `new_secret` the number's secret; the old one keeps verifying for `overlap`
+    (set the new secret in Kapso/Meta within it). False if the number is unknown."""
+    result = await conn.execute(
+        "UPDATE workspace_numbers SET previous_secret = webhook_secret,"
+        " previous_secret_until = now() + $3::interval, webhook_secret = $2"
+        " WHERE phone_number_id = $1", phone_number_id, new_secret, overlap)
+    return bool(result.endswith(" 1"))

@@ -128,6 +128,8 @@ class Command(_Model):
     kind: Literal["edit", "note", "status"]
     actor_role: Role
     author: Name
+    #: the person behind a personal `human` token (`workspace add --user`), else None
+    actor: Name | None = None
     # edit: only the fields present in `edit_fields` are applied (null clears the override)
     edit_fields: list[Literal["name", "phone"]] = Field(default_factory=list)
     name: Name | None = None
@@ -226,6 +228,8 @@ class StatusChange(_Model):
     to_status: LeadStatus
     changed_by: str
     changed_by_role: Role
+    #: who made the change: the person of a personal token, else the role or bot
+    actor: str | None = None
     reason: str | None = None
     changed_at: datetime
 

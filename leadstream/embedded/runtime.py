@@ -42,7 +42,11 @@ def write_runtime(data_dir: Path, info: dict[str, Any]) -> Path:
     path = runtime_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **info}, indent=2))
+    # it names the database URL with its password: readable by its owner only
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"pid": os.getpid(), **info}, indent=2))
+    os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
 

@@ -20,7 +20,7 @@ from leadstream.db.registry import TokenEntry
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, LeadStatus, SarahFields, SarahUpdate, Temperature
 from leadstream.domain.phone import InvalidPhone, normalize_phone
-from leadstream.http.publisher import BrokerUnavailable
+from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
 from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS
 from leadstream.streams.records import encode
 
@@ -92,23 +92,41 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web
         return _unprocessable(exc.errors(include_url=False))
 
 
-def _event_id(request: web.Request, workspace_id: str) -> str:
+def _event_id(request: web.Request, endpoint: str, lead_key: str) -> str:
+    """The command's event id: from `X-Idempotency-Key` when given, scoped to the lead and
+    the endpoint (the same key on two leads' notes, or on a note and a status move of one
+    lead, names two commands, not one), else random."""
     key = request.headers.get("X-Idempotency-Key")
     if key:
-        return str(uuid.uuid5(IDEMPOTENCY_NS, f"{workspace_id}\x1f{key}"))
+        return str(uuid.uuid5(IDEMPOTENCY_NS, f"{lead_key}\x1f{endpoint}\x1f{key}"))
     return str(uuid.uuid4())
 
 
 async def _publish(request: web.Request, topic: str, key: str, value: bytes) -> None:
     try:
         await request.app[PUBLISHER].publish([(topic, key.encode(), value)])
+    except RecordTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=len(value),
+                                            text='{"error": "too large for the broker"}',
+                                            content_type="application/json") from exc
     except BrokerUnavailable as exc:
         raise web.HTTPServiceUnavailable(text='{"error": "broker unavailable"}',
                                          content_type="application/json") from exc
 
 
+def _require_role(tok: TokenEntry, allowed: tuple[str, ...]) -> None:
+    """Roles per endpoint (contract §2): `sarah-bot` posts Sarah's extractions; `human` and
+    `brain-bot` edit, note and move statuses; any role reads. Otherwise 403."""
+    if tok.role not in allowed:
+        raise web.HTTPForbidden(
+            text=orjson.dumps({"error": f"a {tok.role} token may not do this; allowed: "
+                                        + ", ".join(allowed)}).decode(),
+            content_type="application/json")
+
+
 async def sarah_state(request: web.Request) -> web.Response:
     tok = await _auth(request)
+    _require_role(tok, ("sarah-bot",))
     body = await _body(request, SarahStateIn)
     if isinstance(body, web.Response):
         return body
@@ -123,7 +141,7 @@ async def sarah_state(request: web.Request) -> web.Response:
                                 "type": "phone_invalid"}])
     key = make_lead_key(tok.workspace_id, phone)
     up = SarahUpdate(
-        event_id=_event_id(request, tok.workspace_id), workspace_id=tok.workspace_id,
+        event_id=_event_id(request, "sarah", key), workspace_id=tok.workspace_id,
         lead_key=key, identity=phone, phone_e164=phone, occurred_at=datetime.now(UTC),
         chat_phase=body.chat_phase, extracted=body.extracted_data, lead_score=body.lead_score,
         lead_temperature=body.lead_temperature,
@@ -149,6 +167,7 @@ async def _lead_key_of(request: web.Request, tok: TokenEntry) -> str:
 async def _command(request: web.Request, kind: Literal["edit", "note", "status"],
                    model: type[BaseModel]) -> web.Response:
     tok = await _auth(request)
+    _require_role(tok, ("human", "brain-bot"))
     key = await _lead_key_of(request, tok)
     body = await _body(request, model)
     if isinstance(body, web.Response):
@@ -168,11 +187,12 @@ async def _command(request: web.Request, kind: Literal["edit", "note", "status"]
     elif isinstance(body, StatusIn):
         fields["status"] = body.status
         fields["reason"] = body.reason
-    author = getattr(body, "author", None) or tok.role
-    cmd = Command(event_id=_event_id(request, tok.workspace_id), workspace_id=tok.workspace_id,
+    # a personal token's person is the author and actor, whatever the body says
+    author = tok.user or getattr(body, "author", None) or tok.role
+    cmd = Command(event_id=_event_id(request, kind, key), workspace_id=tok.workspace_id,
                   lead_key=key, occurred_at=datetime.now(UTC), kind=kind,
                   actor_role=tok.role,  # type: ignore[arg-type]
-                  author=author, **fields)
+                  author=author, actor=tok.user, **fields)
     await _publish(request, request.app[TOPICS].commands, key, encode(cmd))
     return _json({"accepted": True, "event_id": cmd.event_id}, status=202)
 
@@ -296,7 +316,16 @@ def lead_list_sql(workspace_id: str, lq: LeadQuery) -> tuple[str, list[Any]]:
     col, typ = LIST_SORTS[lq.sort]
     if lq.cursor:
         cur = orjson.loads(bytes.fromhex(lq.cursor))
-        value = datetime.fromisoformat(cur[0]) if typ == "timestamptz" else int(cur[0])
+        if not isinstance(cur, list) or len(cur) != 2 or not isinstance(cur[1], str):
+            raise ValueError("bad cursor")
+        if typ == "timestamptz":
+            value: Any = datetime.fromisoformat(cur[0])
+            if value.tzinfo is None:
+                raise ValueError("bad cursor")
+        else:
+            value = int(cur[0])
+            if not -2**31 <= value < 2**31:
+                raise ValueError("bad cursor")
         where.append(f"({col}, lead_id) < ({arg(value)}::{typ}, {arg(uuid.UUID(cur[1]))})")
     sql = (f"SELECT *, {col} AS _sort FROM leads WHERE {' AND '.join(where)}"
            f" ORDER BY {col} DESC, lead_id DESC LIMIT {lq.limit + 1}")

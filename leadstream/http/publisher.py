@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 
 import aiokafka
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from leadstream.broker.clients import make_producer
 from leadstream.config import Settings
@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 class BrokerUnavailable(Exception):
     pass
+
+
+class RecordTooLarge(Exception):
+    """The broker (or the producer's request limit) refuses a record for its size: the
+    request is too large (413), not something to retry."""
 
 
 class Publisher:
@@ -76,6 +81,8 @@ class Publisher:
                        for topic, key, value in records]
             await asyncio.wait_for(asyncio.gather(*futures),
                                    timeout=self.settings.publish_timeout_seconds)
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            raise RecordTooLarge(f"record refused for its size: {exc!r}") from exc
         except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"broker did not acknowledge: {exc!r}") from exc
         self.published += len(records)

@@ -39,6 +39,48 @@ async def metrics_middleware(
     return resp
 
 
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A contract status for what escapes a handler, never a 500: a value Postgres refuses
+    is the caller's (422); a database that is down or too slow is unavailable (503)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncpg.DataError as exc:
+        return web.json_response({"error": "invalid value", "detail": str(exc)[:200]},
+                                 status=422)
+    except (TimeoutError, OSError, asyncpg.QueryCanceledError, asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+        log.warning("answering 503 for %s: %r", request.path, exc)
+        return web.json_response({"error": "database unavailable, retry later"}, status=503,
+                                 headers={"Retry-After": "5"})
+
+
+#: every answer: no framing (clickjacking), no type sniffing, and a page that runs only its
+#: own script and talks only to its own origin
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                "connect-src 'self'; frame-ancestors 'none'; "
+                                "base-uri 'none'; form-action 'self'"),
+}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for k, v in SECURITY_HEADERS.items():
+        response.headers.setdefault(k, v)
+
+
+#: seconds a Postgres command of the API may take
+API_COMMAND_TIMEOUT = 10.0
+
+
 async def _connect_pool(dsn: str, attempts: int = 50) -> asyncpg.Pool:
     for i in range(attempts):
         try:
@@ -46,9 +88,11 @@ async def _connect_pool(dsn: str, attempts: int = 50) -> asyncpg.Pool:
             # switch to a generic plan that cannot see the `q` pattern, so the trigram index
             # is skipped for a scan of the whole workspace (p99 114 ms at 100k leads vs ~10 ms
             # planned per call; bench/api_list.py). Planning a list query costs ~0.2 ms.
+            # command_timeout: a stuck query answers 503 instead of holding the request
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=10,
-                server_settings={"plan_cache_mode": "force_custom_plan"})
+                dsn, min_size=1, max_size=10, command_timeout=API_COMMAND_TIMEOUT,
+                server_settings={"plan_cache_mode": "force_custom_plan",
+                                 "statement_timeout": str(int(API_COMMAND_TIMEOUT * 1000))})
             return pool
         except (OSError, asyncpg.PostgresError) as exc:
             if i == attempts - 1:
@@ -60,7 +104,8 @@ async def _connect_pool(dsn: str, attempts: int = 50) -> asyncpg.Pool:
 
 def make_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[metrics_middleware])
+                          middlewares=[metrics_middleware, errors_middleware])
+    app.on_response_prepare.append(_security_headers)
     app[webhooks.MAX_BODY] = settings.max_body_bytes
     app[webhooks.TOPICS] = TopicNames.from_settings(settings)
 

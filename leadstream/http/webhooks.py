@@ -26,7 +26,7 @@ from leadstream.domain.identity import lead_key
 from leadstream.domain.limits import MAX_FIELD, MAX_ID, MAX_ITEMS
 from leadstream.domain.model import InboundEvent
 from leadstream.http.directory import Directory
-from leadstream.http.publisher import BrokerUnavailable, Publisher
+from leadstream.http.publisher import BrokerUnavailable, Publisher, RecordTooLarge
 from leadstream.ingest.common import ParseError, Workspace, content_id
 from leadstream.ingest.kapso import parse_one, route_items
 from leadstream.ingest.meta import parse_one as parse_meta_value
@@ -59,6 +59,11 @@ def signature_ok(secret: str, body: bytes, given: str | None) -> bool:
                                given.lower().encode("utf-8", "replace"))
 
 
+def signed_by(entry: NumberEntry, body: bytes, given: str | None) -> bool:
+    """Whether the number's secret (or, during a rotation, its previous one) signed it."""
+    return any(signature_ok(secret, body, given) for secret in entry.secrets())
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -74,6 +79,12 @@ async def _publish_or_503(request: web.Request,
                           records: list[tuple[str, bytes | None, bytes]]) -> None:
     try:
         await request.app[PUBLISHER].publish(records)
+    except RecordTooLarge as exc:
+        log.warning("answering 413: %s", exc)
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=request.app[MAX_BODY], actual_size=request.content_length or 0,
+            text=orjson.dumps({"error": "too large for the broker"}).decode(),
+            content_type="application/json") from exc
     except BrokerUnavailable as exc:
         log.warning("answering 503: %s", exc)
         raise web.HTTPServiceUnavailable(
@@ -108,7 +119,7 @@ async def _match_any_secret(request: web.Request, body: bytes, sig: str | None
     """For a body we cannot read the phone_number_id from: is it signed by any workspace?"""
     directory = request.app[DIRECTORY]
     for entry in directory.numbers.values():
-        if signature_ok(entry.webhook_secret, body, sig):
+        if signed_by(entry, body, sig):
             return entry
     return None
 
@@ -121,7 +132,8 @@ UNREADABLE = (ParseError, ValueError, TypeError, AttributeError, KeyError, Index
 
 
 async def _ingest(request: web.Request, *, source: str, signature: str | None,
-                  split: Callable[[Any], list[tuple[str | None, Any]]], parse: ParseUnit
+                  split: Callable[[Any], tuple[list[tuple[str | None, Any]], set[str]]],
+                  parse: ParseUnit
                   ) -> web.Response:
     """What both webhook flavours do: verify, parse, route, publish, answer.
 
@@ -136,11 +148,11 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
-    units = split(parsed) if parsed is not None else []
+    units, named = split(parsed) if parsed is not None else ([], set())
     directory = request.app[DIRECTORY]
-    entries = await directory.numbers_for({p for p, _ in units if p})
+    entries = await directory.numbers_for(named)
     signed = {p: e for p, e in entries.items()
-              if e is not None and signature_ok(e.webhook_secret, body, signature)}
+              if e is not None and signed_by(e, body, signature)}
     if not signed:
         if parsed is None and (matched := await _match_any_secret(request, body, signature)):
             return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,

@@ -49,9 +49,10 @@ def _pnid(obj: Any) -> str | None:
     return None
 
 
-def route_items(body: Any) -> list[tuple[str | None, Any]]:
-    """Each item of a delivery with the phone_number_id it is filed under: its own, else the
-    body's (contract §2: every batch item under the workspace of its own number).
+def route_items(body: Any) -> tuple[list[tuple[str | None, Any]], set[str]]:
+    """Each item of a delivery with the phone_number_id it is filed under (its own, else the
+    body's: contract §2, every batch item under the workspace of its own number), and every
+    number the body names (an empty batch names its top-level one).
 
     Never raises, whatever the JSON: a body that is not a proper batch is one item, which
     the parser then refuses with the reason.
@@ -59,8 +60,10 @@ def route_items(body: Any) -> list[tuple[str | None, Any]]:
     top = _pnid(body)
     if isinstance(body, dict) and body.get("batch") is True and isinstance(body.get("data"),
                                                                            list):
-        return [(_pnid(item) or top, item) for item in body["data"]]
-    return [(top, body)]
+        items = [(_pnid(item) or top, item) for item in body["data"]]
+    else:
+        items = [(top, body)]
+    return items, {p for p, _ in items if p} | ({top} if top else set())
 
 
 def parse_one(ws: Workspace, event_type: str | None, item: Any, received_at: datetime,
@@ -196,4 +199,4 @@ def parse_kapso(
     """All events of one Kapso delivery of one workspace; raises ParseError for the whole
     delivery (the webhook routes and parses item by item instead: `route_items`)."""
     return [parse_one(ws, event_type, item, received_at, idempotency_key, i)
-            for i, (_, item) in enumerate(route_items(body))]
+            for i, (_, item) in enumerate(route_items(body)[0])]

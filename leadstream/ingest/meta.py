@@ -25,11 +25,12 @@ def values_of(body: Any) -> list[dict[str, Any]]:
     return out
 
 
-def route_values(body: Any) -> list[tuple[str | None, Any]]:
+def route_values(body: Any) -> tuple[list[tuple[str | None, Any]], set[str]]:
     """Each `entry[].changes[].value` with the phone_number_id of its own metadata (contract
-    §2: every entry under the workspace of its own number). Never raises."""
+    §2: every entry under the workspace of its own number), and every number named. Never
+    raises."""
     if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
-        return [(None, body)]
+        return [(None, body)], set()
     out: list[tuple[str | None, Any]] = []
     entries = body.get("entry")
     for entry in entries if isinstance(entries, list) else []:
@@ -40,7 +41,7 @@ def route_values(body: Any) -> list[tuple[str | None, Any]]:
             pnid = meta.get("phone_number_id") if isinstance(meta, dict) else None
             ok = isinstance(pnid, str | int) and not isinstance(pnid, bool) and str(pnid)
             out.append((str(pnid) if ok else None, value))
-    return out
+    return out, {p for p, _ in out if p}
 
 
 def parse_one(ws: Workspace, value: Any, received_at: datetime) -> list[InboundEvent]:

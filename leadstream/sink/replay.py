@@ -24,7 +24,7 @@ TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_
 
 
 #: (table, order) for checksums: every replica table the topics rebuild
-DIGEST_TABLES = (("leads", "lead_id"), ("messages", "message_id"),
+DIGEST_TABLES = (("leads", "lead_id"), ("messages", "workspace_id, message_id"),
                  ("lead_status_history", "event_id"), ("lead_notes", "note_id"),
                  ("lead_daily_activity", "lead_id, day"))
 

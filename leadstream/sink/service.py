@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 REQUIRED = {
     "leads": ("lead_id", "workspace_id", "version"),
-    "messages": ("message_id", "lead_id", "version"),
+    "messages": ("message_id", "lead_id", "workspace_id", "version"),
     "history": ("event_id", "lead_id", "to_status"),
     "notes": ("note_id", "lead_id", "content"),
     "daily": ("lead_id", "day", "version"),

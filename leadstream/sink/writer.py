@@ -30,8 +30,8 @@ MESSAGE_COLUMNS = (
     "origin", "status", "error", "sent_at", "version",
 )
 HISTORY_COLUMNS = (
-    "event_id", "lead_id", "workspace_id", "from_status", "to_status", "changed_by", "reason",
-    "changed_at",
+    "event_id", "lead_id", "workspace_id", "from_status", "to_status", "changed_by", "actor",
+    "reason", "changed_at",
 )
 NOTE_COLUMNS = (
     "note_id", "lead_id", "workspace_id", "author", "author_type", "content", "created_at",
@@ -51,7 +51,8 @@ FAILURE_COLUMNS = (
 
 def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
     cols = ", ".join(columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    keys = {k.strip() for k in key.split(",")}
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
     return (
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
         f" jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
@@ -70,7 +71,8 @@ def _insert_once_sql(table: str, columns: tuple[str, ...], key: str) -> str:
 
 
 SQL_LEADS = _upsert_sql("leads", LEAD_COLUMNS, "lead_id")
-SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "message_id")
+#: a message id is unique per workspace (006_tenant_safety.sql)
+SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "workspace_id, message_id")
 SQL_FAILURES = _insert_once_sql("sync_failures", FAILURE_COLUMNS, "event_id")
 SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id")
 # notes are append-only; only the daily summary note (version > 0) is rewritten, by its author
@@ -139,7 +141,8 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
     """Write one batch in one transaction; returns rows submitted per table."""
     plan = (
         ("leads", SQL_LEADS, newest_by(batch.leads, "lead_id")),
-        ("messages", SQL_MESSAGES, newest_by(batch.messages, "message_id")),
+        ("messages", SQL_MESSAGES, newest_by(
+            ({**r, "_k": (r["workspace_id"], r["message_id"])} for r in batch.messages), "_k")),
         ("lead_status_history", SQL_HISTORY, first_by(batch.history, "event_id")),
         ("lead_notes", SQL_NOTES, newest_by(
             ({"version": 0, **r} for r in batch.notes), "note_id")),

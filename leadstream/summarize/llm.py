@@ -37,12 +37,24 @@ class Summarizer:
     async def __call__(self, agg: DayAggregate) -> tuple[str, str]:
         return summarize(agg, self.tz), self.name
 
+    def batch_limit(self, budget_seconds: float) -> int:
+        """How many summaries may be asked for in one poll so that, even if every call
+        takes its worst case, the batch ends within `budget_seconds` (the consumer's poll
+        interval: past it the group evicts the summarizer, which then crash-loops)."""
+        return 2000
+
     async def close(self) -> None:
         return None
 
 
 class LLMSummarizer(Summarizer):
     waits = True
+
+    def batch_limit(self, budget_seconds: float) -> int:
+        # worst case of one summary: every attempt times out, with the back-offs between
+        worst = (self.retries + 1) * self.timeout_seconds + sum(
+            self.backoff * 2 ** i for i in range(self.retries))
+        return max(1, min(2000, int(budget_seconds / worst) * self.concurrency))
 
     def __init__(self, tz: str, *, base_url: str, model: str, api_key: str | None,
                  concurrency: int = 8, timeout: float = 20.0, retries: int = 3,
@@ -56,6 +68,8 @@ class LLMSummarizer(Summarizer):
         self.retries = retries
         self.backoff = backoff
         self._session: aiohttp.ClientSession | None = None
+        self.concurrency = concurrency
+        self.timeout_seconds = timeout
         self.calls = 0
         self.fallbacks = 0
 

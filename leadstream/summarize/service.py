@@ -44,10 +44,19 @@ class SummaryService(Service):
         self.producer: aiokafka.AIOKafkaProducer | None = None
         self.summarized = 0
 
+    #: the consumer's max poll interval; half of it is the budget of one batch
+    POLL_INTERVAL_MS = 300_000
+
+    @property
+    def batch_limit(self) -> int:
+        """Windows per poll: bounded so a slow model cannot exceed the poll interval."""
+        return self.summarizer.batch_limit(self.POLL_INTERVAL_MS / 1000 / 2)
+
     async def on_start(self) -> None:
         self.consumer = make_consumer(self.settings, self.names.daily_closed,
                                       group_id=self.settings.app_id + "-summaries",
-                                      max_poll_records=2000,
+                                      max_poll_records=self.batch_limit,
+                                      max_poll_interval_ms=self.POLL_INTERVAL_MS,
                                       # closed days are not latency-sensitive: poll less
                                       fetch_max_wait_ms=500)
         self.producer = make_producer(self.settings, linger_ms=5)
@@ -94,7 +103,7 @@ class SummaryService(Service):
         # session must expire) and the worker's other services start meanwhile
         await self.consumer.start()
         while not self.should_stop:
-            polled = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+            polled = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_limit)
             aggs = []
             for rs in polled.values():
                 for r in rs:

@@ -4,10 +4,12 @@ without a reload."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +55,7 @@ async def test_login_filter_open_lead_and_live_refresh(pipeline: Pipeline,
         assert "3" in await page.inner_text(".count[data-status='new']")
 
         await page.fill("input[name=q]", "Siti")
-        await page.wait_for_function("document.querySelectorAll('#rows tr').length === 1")
+        await _until(lambda: page.locator("#rows tr").count(), 1)
         assert "Siti Aminah" in await page.inner_text("#rows")
 
         await page.click("#rows tr")
@@ -65,10 +67,21 @@ async def test_login_filter_open_lead_and_live_refresh(pipeline: Pipeline,
                                       text="apakah masih ada promo?", ts=1_760_000_900) == 200
         await page.wait_for_selector("#timeline >> text=apakah masih ada promo?",
                                      timeout=20_000)
-        await page.wait_for_function(
-            "document.querySelector('#rows').innerText.includes('\\t2\\t')", timeout=20_000)
+        await _until(lambda: _has(page, "#rows", "\t2\t"), True, timeout=20)
         shot = os.environ.get("LEADSTREAM_SCREENSHOT") or str(tmp_path / "dashboard.png")
         await page.fill("input[name=q]", "")
-        await page.wait_for_function("document.querySelectorAll('#rows tr').length === 3")
+        await _until(lambda: page.locator("#rows tr").count(), 3)
         await page.screenshot(path=shot, full_page=True)
         await browser.close()
+
+async def _has(page: Any, selector: str, text: str) -> bool:
+    return text in await page.inner_text(selector)
+
+
+async def _until(probe: Any, want: Any, timeout: float = 10.0) -> None:
+    """Poll a page value (the page's CSP forbids the eval behind `wait_for_function`)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (got := await probe()) != want:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"page value {got!r}, wanted {want!r}")
+        await asyncio.sleep(0.1)

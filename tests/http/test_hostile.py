@@ -12,7 +12,7 @@ import pytest
 
 from leadstream.config import Settings
 from leadstream.db.registry import add_workspace
-from leadstream.http.webhooks import sign
+from leadstream.http.webhooks import DIRECTORY, sign
 from leadstream.simulate import kapso_message
 from leadstream.streams.records import DeadLetter, InboundEvent
 from tests.http.test_webhooks import read_topic
@@ -169,8 +169,6 @@ async def test_nul_in_a_contact_name_is_stripped_at_the_edge(web: Pipeline) -> N
 async def test_many_unknown_numbers_cost_one_directory_reload(web: Pipeline) -> None:
     """Ten unknown phone_number_ids in one unsigned Meta body: refused after one reload
     (was one reload per id, 0.5 s apart: 5 s), and a repeat within the negative TTL none."""
-    from leadstream.http.webhooks import DIRECTORY
-
     assert web.server is not None
     directory = web.server.app[DIRECTORY]
     entries = [{"changes": [{"value": {"metadata": {"phone_number_id": f"unknown-{i}"}}}]}
@@ -182,3 +180,61 @@ async def test_many_unknown_numbers_cost_one_directory_reload(web: Pipeline) -> 
     assert directory.reloads - before <= 1
     status, _ = await _post(web, "/webhooks/whatsapp", raw, {"X-Hub-Signature-256": "sha256=0"})
     assert status == 401 and directory.reloads - before <= 1
+
+
+async def test_every_answer_carries_the_security_headers(web: Pipeline) -> None:
+    """The dashboard may not be framed, sniffed or made to run foreign script."""
+    assert web.session is not None
+    for path in ("/", "/api/leads", "/webhooks/kapso"):
+        async with web.session.get(f"{web.base}{path}") as r:
+            assert r.headers["X-Frame-Options"] == "DENY", path
+            assert r.headers["X-Content-Type-Options"] == "nosniff", path
+            csp = r.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp, path
+
+
+async def test_tampered_cursors_and_odd_queries_are_422_not_500(web: Pipeline) -> None:
+    assert web.session is not None
+    auth = {"Authorization": "Bearer tok-human"}
+    bad = [orjson.dumps(x).hex() for x in ({"a": 1}, [1], ["x", "y"], [2**40, "0" * 36],
+                                           ["2026-01-01T00:00:00", "0" * 36])]
+    for cursor in [*bad, "zz"]:
+        async with web.session.get(f"{web.base}/api/leads", params={
+                "cursor": cursor, "sort": "lead_score"}, headers=auth) as r:
+            assert r.status == 422, (cursor, await r.text())
+    for q in ("\x00", "%", "_\\", "a" * 201):
+        async with web.session.get(f"{web.base}/api/leads", params={"q": q},
+                                   headers=auth) as r:
+            assert r.status in (200, 422), (q, r.status)
+    async with web.session.get(f"{web.base}/api/leads", params={"min_score": str(2**40)},
+                               headers=auth) as r:
+        assert r.status == 422
+
+
+async def test_a_rotated_secret_and_its_predecessor_both_verify_during_the_overlap(
+    web: Pipeline,
+) -> None:
+    from datetime import timedelta
+
+    from leadstream.db.registry import rotate_secret
+
+    assert web.pool is not None
+    async with web.pool.acquire() as conn:
+        assert await rotate_secret(conn, PNID, "new-secret", timedelta(hours=1))
+        assert not await rotate_secret(conn, "no-such-number", "x", timedelta(hours=1))
+    assert web.server is not None
+    directory = web.server.app[DIRECTORY]
+    directory.numbers.clear()  # as if the background reload ran
+    for i, secret in enumerate((SECRET, "new-secret")):
+        raw = orjson.dumps(_msg(PNID, f"w-rot-{i}"))
+        status, _ = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw, secret))
+        assert status == 200, secret
+    raw = orjson.dumps(_msg(PNID, "w-rot-x"))
+    status, _ = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw, "other"))
+    assert status == 401
+    async with web.pool.acquire() as conn:  # the overlap is over
+        await conn.execute("UPDATE workspace_numbers SET previous_secret_until = now()")
+    directory.numbers.clear()
+    raw = orjson.dumps(_msg(PNID, "w-rot-old"))
+    status, _ = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw, SECRET))
+    assert status == 401

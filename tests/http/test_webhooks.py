@@ -162,7 +162,14 @@ async def test_api_auth_validation_and_isolation(web: Pipeline) -> None:
           "extracted_data": {"name": "Budi"}}
     async with web.session.post(url, json=ok) as r:
         assert r.status == 401
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with web.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token="tok-sarah", role="sarah-bot")
+    # roles per endpoint: a human token may not post Sarah's extraction, Sarah may not note
+    async with web.session.post(url, json=ok, headers={"Authorization": f"Bearer {TOKEN}"}
+                                ) as r:
+        assert r.status == 403
+    auth = {"Authorization": "Bearer tok-sarah"}
     async with web.session.post(url, json=ok, headers={"Authorization": "Bearer nope"}) as r:
         assert r.status == 401
     async with web.session.post(url, json={**ok, "lead_score": 101, "lead_temperature": "boiling"},
@@ -190,6 +197,9 @@ async def test_api_auth_validation_and_isolation(web: Pipeline) -> None:
                                 headers={"Authorization": "Bearer tok-other"}) as r:
         assert r.status == 404
     async with web.session.get(lead_url, headers=auth) as r:
-        assert r.status == 200
-    async with web.session.post(lead_url + "/status", json={"status": "won"}, headers=auth) as r:
+        assert r.status == 200  # any role reads
+    async with web.session.post(lead_url + "/notes", json={"content": "x"}, headers=auth) as r:
+        assert r.status == 403
+    human = {"Authorization": f"Bearer {TOKEN}"}
+    async with web.session.post(lead_url + "/status", json={"status": "won"}, headers=human) as r:
         assert r.status == 422

@@ -115,3 +115,21 @@ async def test_concurrency_is_bounded(fake: tuple[FakeLLM, str]) -> None:
     await s.close()
     assert all(used == "llm:test-model" for _, used in results)
     assert f.max_in_flight == 3
+
+
+def test_a_slow_model_gets_a_batch_that_fits_the_poll_interval() -> None:
+    """Before: 2,000 windows per poll whatever the model; at 20 s a call and 8 at once that
+    is over an hour, far past the consumer's 300 s poll interval (evicted, crash loop)."""
+    from leadstream.summarize.llm import LLMSummarizer, Summarizer
+
+    budget = 150.0
+    slow = LLMSummarizer("Asia/Jakarta", base_url="http://127.0.0.1:9", model="m",
+                         api_key=None, concurrency=8, timeout=20.0, retries=3, backoff=0.5)
+    n = slow.batch_limit(budget)
+    worst_one = 4 * 20.0 + 0.5 + 1.0 + 2.0
+    assert 1 <= n <= 2000
+    assert (n / 8) * worst_one <= budget  # every call at its worst still ends in time
+    assert Summarizer("Asia/Jakarta").batch_limit(budget) == 2000  # built-in: no I/O
+    hopeless = LLMSummarizer("Asia/Jakarta", base_url="http://x", model="m", api_key=None,
+                             concurrency=1, timeout=600.0)
+    assert hopeless.batch_limit(budget) == 1
