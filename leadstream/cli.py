@@ -170,7 +170,7 @@ def worker_cmd(sink: bool) -> None:
         asyncio.run(migrate_url(settings.dsn))
     import faust
 
-    from leadstream.agents import app
+    from leadstream.agents.agent import app
     from leadstream.sink.service import PostgresSink
     from leadstream.summarize.service import SummaryService
 

@@ -1,0 +1,93 @@
+"""Faust agents: apply the domain rules to the source topics, keep state, emit derived records.
+
+One agent reads the three source topics (events, sarah, commands); all are keyed by lead_key
+with the same partition count, so one lead's inputs are handled by one worker, in order per
+topic.
+
+Exactly-once effects on an at-least-once broker (Tansu has no transactions), whatever the
+order records are (re)processed in. Faust reprocesses from the last commit after a restart,
+and faust #596 even processes records *ahead* of the committed offset before seeking back,
+so a replay is not in offset order; nothing here depends on that order:
+* Inbound events are idempotent by content: a message is counted once per wamid, delivery
+  statuses only move forward, timestamps take max/min.
+* Sarah updates and commands are applied at most once per event id (a bounded list of recent
+  ids per lead), and a Sarah update older than the last applied one is skipped.
+* A record that changes nothing re-emits the current derived records it touched (the lead
+  snapshot, its message, its note or status change), so a crash between the table write and
+  the output send loses nothing; the sink is idempotent, so the repeat is harmless.
+* A record that cannot be decoded or applied goes to the dead-letter topic; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from leadstream.agents.daily import DailyWindows
+from leadstream.agents.processor import LeadProcessor
+from leadstream.app import app, settings
+from leadstream.streams.topics import TopicNames
+from leadstream.tables import daily_windows, lead_state, message_state
+
+log = logging.getLogger(__name__)
+
+names = TopicNames.from_settings(settings)
+
+sources = app.topic(
+    *names.sources(), key_type=bytes, value_type=bytes,
+    key_serializer="raw", value_serializer="raw",
+)
+ticks = app.topic(names.ticks, key_type=bytes, value_type=bytes, key_serializer="raw",
+                  value_serializer="raw")
+
+
+async def _send(topic: str, key: bytes, value: bytes) -> Any:
+    """Straight to the producer Faust owns, skipping the Topic/Channel layers (measured ~5% of
+    the worker's CPU, bench/suite.py --profile). At-least-once holds: Faust's commit flushes
+    this producer before it commits source offsets (faust Consumer._commit_tps)."""
+    return await app.producer.send(topic, key, value, partition=None, timestamp=None,
+                                   headers=None)
+
+
+windows = DailyWindows(
+    daily_windows, _send, names.daily_closed, tz=settings.timezone,
+    grace_seconds=settings.daily_close_grace_seconds,
+    retention_days=settings.daily_retention_days, partitions=settings.topic_partitions,
+)
+processor = LeadProcessor(lead_state, message_state, _send, names, windows)
+
+
+@app.on_partitions_assigned.connect
+async def _relearn_daily_windows(sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+                                 ) -> None:
+    """A partition that comes (back) to this worker may have been changed by another one
+    (`args[0]` is the set of assigned TopicPartitions)."""
+    windows.forget({tp.partition for tp in args[0]})
+
+__all__ = ["LeadProcessor", "processor"]
+
+
+@app.agent(sources)
+async def leads_agent(stream: Any) -> None:
+    async for event in stream.events():
+        m = event.message
+        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value)
+
+
+@app.agent(ticks)
+async def daily_close_agent(stream: Any) -> None:
+    """Closes due daily windows of the tick's partition (inside its event context)."""
+    async for event in stream.events():
+        try:
+            await windows.on_tick(event.message.partition, datetime.now(UTC))
+        except Exception:  # a bad window must not stop the ticks
+            log.exception("daily close failed in partition %s", event.message.partition)
+
+
+@app.timer(interval=settings.daily_tick_seconds)
+async def daily_tick() -> None:
+    """One tick per partition; every worker sends them, closing is idempotent."""
+    now = datetime.now(UTC).isoformat().encode()
+    for p in range(settings.topic_partitions):
+        await ticks.send(key=b"tick", value=now, partition=p)
