@@ -203,3 +203,37 @@ async def test_api_auth_validation_and_isolation(web: Pipeline) -> None:
     human = {"Authorization": f"Bearer {TOKEN}"}
     async with web.session.post(lead_url + "/status", json={"status": "won"}, headers=human) as r:
         assert r.status == 422
+
+
+async def test_a_kapso_batch_goes_out_per_partition_where_each_lead_belongs(
+    web: Pipeline,
+) -> None:
+    """A batch large enough for `send_batch` lands exactly where per-record sends would:
+    every record of a lead on the partition its key hashes to, in the batch's order."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    phones = ["6281312340001"] * 12 + ["6281312340002"] * 6 + ["6281312340003"]
+    items = [kapso_message(PNID, wa_id=p, wamid=f"wb{i}", text="hi", ts=1_760_000_000 + i)
+             for i, p in enumerate(phones)]
+    assert await web.kapso("whatsapp.message.received",
+                           {"type": "whatsapp.message.received", "batch": True,
+                            "data": items}) == 200
+    consumer = aiokafka.AIOKafkaConsumer(web.settings.topic("events"),
+                                         bootstrap_servers=web.settings.bootstrap,
+                                         auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    await consumer.start()
+    got: list[tuple[int, InboundEvent]] = []
+    try:
+        async with asyncio.timeout(10):
+            while len(got) < len(items):
+                for tp, rs in (await consumer.getmany(timeout_ms=100)).items():
+                    got += [(tp.partition, InboundEvent.model_validate_json(r.value))
+                            for r in rs]
+    finally:
+        await consumer.stop()
+    parts = list(range(web.settings.topic_partitions))
+    for partition, ev in got:
+        assert partition == DefaultPartitioner()(ev.lead_key.encode(), parts, parts)
+    for phone in set(phones):
+        wamids = [ev.message.wamid for _, ev in got if ev.message and ev.wa_id == phone]
+        assert wamids == [f"wb{i}" for i, p in enumerate(phones) if p == phone]
