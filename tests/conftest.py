@@ -98,12 +98,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     from tests.http.test_fuzz import FUZZ
 
     w = terminalreporter
+    if FUZZ:
+        w.section("fuzzing")
     for f in FUZZ:
-        w.section("webhook fuzzing")
-        w.write_line(f"{f['cases']} cases in {f['seconds']} s; answers {f['statuses']}; "
-                     f"5xx: {f['5xx']}; signed cases {f['signed']}: events accepted "
-                     f"{f['accepted']}, items dead-lettered {f['dead_lettered']}; probe "
-                     f"visible after {f['probe_visible_s']} s")
+        line = (f"{f.get('what', 'webhooks')}: {f['cases']} cases in {f['seconds']} s; answers "
+                f"{f['statuses']}; 5xx: {f['5xx']}; ")
+        if "signed" in f:
+            line += (f"signed cases {f['signed']}: events accepted {f['accepted']}, items "
+                     f"dead-lettered {f['dead_lettered']}; ")
+        w.write_line(line + f"probe visible after {f['probe_visible_s']} s")
     if not FIGURES:
         return
     w.section(f"fault suite figures ({', '.join(BROKER_NAME) or 'external broker'})")

@@ -71,19 +71,26 @@ class Directory:
                    and now - self._missed.get(p, -1e9) > self.negative_ttl]
         if unknown:
             await self.refresh()
-            at = time.monotonic()
             for p in unknown:
                 if p not in self.numbers:
-                    if len(self._missed) > 10_000:
-                        self._missed.clear()
-                    self._missed[p] = at
+                    self._remember_miss(p)
         return {p: self.numbers.get(p) for p in phone_number_ids}
 
     async def token(self, token: str) -> TokenEntry | None:
+        """The token's entry; an unknown one costs at most one reload per `negative_ttl`
+        (a flood of bad tokens would otherwise queue every request behind reloads)."""
         h = token_hash(token)
-        if h not in self.tokens:
+        if h not in self.tokens and (time.monotonic() - self._missed.get(h, -1e9)
+                                     > self.negative_ttl):
             await self.refresh()
+            if h not in self.tokens:
+                self._remember_miss(h)
         return self.tokens.get(h)
+
+    def _remember_miss(self, key: str) -> None:
+        if len(self._missed) > 10_000:
+            self._missed.clear()
+        self._missed[key] = time.monotonic()
 
     async def run(self, every: float = 5.0) -> None:
         while True:

@@ -233,7 +233,8 @@ async def test_fuzzed_webhooks_never_answer_5xx_and_the_pipeline_goes_on(
         await eventually(lambda: p.fetchrow(
             "SELECT 1 FROM messages WHERE message_id = 'wamid.probe-after-fuzz'"), timeout=120)
         probe_s = time.monotonic() - t0
-        FUZZ.append({"cases": CASES, "seconds": round(seconds, 1), "statuses": dict(statuses),
+        FUZZ.append({"what": "webhooks", "cases": CASES, "seconds": round(seconds, 1),
+                     "statuses": dict(statuses),
                      "signed": signed_cases, "accepted": accepted,
                      "dead_lettered": dead_lettered,
                      "5xx": sum(n for s, n in statuses.items() if s >= 500),

@@ -238,3 +238,16 @@ async def test_a_rotated_secret_and_its_predecessor_both_verify_during_the_overl
     raw = orjson.dumps(_msg(PNID, "w-rot-old"))
     status, _ = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw, SECRET))
     assert status == 401
+
+
+async def test_a_flood_of_bad_tokens_costs_one_directory_reload(web: Pipeline) -> None:
+    """Before: every unknown token reloaded the directory, each reload at least 0.5 s after
+    the last under one lock, so bad tokens queued every API request behind them."""
+    assert web.server is not None and web.session is not None
+    directory = web.server.app[DIRECTORY]
+    before = directory.reloads
+    for _ in range(20):
+        async with web.session.get(f"{web.base}/api/leads",
+                                   headers={"Authorization": "Bearer not-a-token"}) as r:
+            assert r.status == 401
+    assert directory.reloads - before <= 1
