@@ -187,7 +187,9 @@ class KafkaCluster:
                 continue  # formatted by an earlier start: keep its log
             r = subprocess.run(
                 [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
-                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                 # `=`: an id may start with "-" (base64url), which would read as an option
+                 "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                 "-c", str(config),
                  "--ignore-formatted"],
                 capture_output=True, text=True)
             if r.returncode != 0:

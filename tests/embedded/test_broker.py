@@ -67,3 +67,21 @@ def test_availability_needs_java_17_and_maven_or_a_cached_copy(
 def test_cluster_ids_are_kraft_shaped() -> None:
     cid = kafka._cluster_id()
     assert len(cid) == 22 and "=" not in cid
+
+
+@pytest.mark.integration
+def test_a_cluster_id_that_starts_with_a_dash_still_formats(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """One run in 64 made such an id (base64url) and the storage tool read it as an option."""
+    from pathlib import Path
+
+    if not kafka.available()[0]:
+        pytest.skip("needs Apache Kafka (java 17+ and mvn or a cached copy)")
+    monkeypatch.setattr(kafka, "_cluster_id", lambda: "-AbCdEfGhIjKlMnOpQrStU")
+    cluster = kafka.KafkaCluster(Path(str(tmp_path))).start(timeout=60)
+    try:
+        assert cluster.bootstrap and cluster.pids()
+    finally:
+        cluster.stop()
+    assert cluster.pids() == []
