@@ -73,9 +73,6 @@ class Settings(BaseSettings):
     table_store: str = Field(default="memory://", validation_alias="LEADSTREAM_TABLE_STORE")
 
     max_body_bytes: int = Field(default=3 * 1024 * 1024, validation_alias="LEADSTREAM_MAX_BODY_BYTES")
-    #: a webhook request with at least this many records for one partition sends them as one
-    #: batch (aiokafka send_batch); 0 sends every record on its own (http/publisher.py)
-    publish_batch_min: int = Field(default=4, ge=0, validation_alias="LEADSTREAM_PUBLISH_BATCH_MIN")
     #: How long the webhook waits for the broker's ack before answering 503.
     publish_timeout_seconds: float = Field(
         default=5.0, validation_alias="LEADSTREAM_PUBLISH_TIMEOUT_SECONDS"

@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import aiokafka
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
 
 from leadstream.broker.clients import make_producer
 from leadstream.config import Settings
@@ -39,9 +37,7 @@ class Publisher:
         self.producer: aiokafka.AIOKafkaProducer | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self.published = 0
-        #: the producer's own partitioner (murmur2 of the key, as Java's), for send_batch
-        self._partitioner = DefaultPartitioner()
-        self._partitions: dict[str, list[int]] = {}
+
 
     async def start(self) -> None:
         self._connect_task = asyncio.create_task(self._connect_forever())
@@ -82,7 +78,13 @@ class Publisher:
         if self.producer is None:
             raise BrokerUnavailable("not connected to the broker")
         try:
-            futures = await self._send_all(self.producer, records)
+            # one `send` per record, not `send_batch`: aiokafka's add_batch waits until every
+            # pending batch of the partition has drained, so concurrent requests queued per
+            # partition (one timed out at 5 s under the fuzzer); `send` appends to the open
+            # batch, which records of concurrent requests share (README, BENCHMARKS)
+            producer = self.producer
+            futures = [await producer.send(topic, value, key=key)
+                       for topic, key, value in records]
             await asyncio.wait_for(asyncio.gather(*futures),
                                    timeout=self.settings.publish_timeout_seconds)
         except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
@@ -90,36 +92,3 @@ class Publisher:
         except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"broker did not acknowledge: {exc!r}") from exc
         self.published += len(records)
-
-    async def _send_all(self, producer: aiokafka.AIOKafkaProducer,
-                        records: Sequence[tuple[str, bytes | None, bytes]]
-                        ) -> list[asyncio.Future[Any]]:
-        """One produce call per partition for a request's records when it has at least
-        `publish_batch_min` for one partition (a Kapso batch): `send_batch` costs the client
-        a third of a `send` per record. Fewer go through `send`, whose linger lets records of
-        concurrent single-event requests share one batch (what the broker pays for)."""
-        least = self.settings.publish_batch_min
-        if not least or len(records) < least:
-            return [await producer.send(topic, value, key=key) for topic, key, value in records]
-        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
-        for topic, key, value in records:
-            if topic not in self._partitions:
-                self._partitions[topic] = sorted(await producer.partitions_for(topic))
-            parts = self._partitions[topic]
-            groups.setdefault((topic, self._partitioner(key, parts, parts)), []).append(
-                (key, value))
-        futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), items in groups.items():
-            if len(items) < least:
-                futures += [await producer.send(topic, v, key=k, partition=partition)
-                            for k, v in items]
-                continue
-            batch = producer.create_batch()
-            for k, v in items:
-                if batch.append(key=k, value=v, timestamp=None) is None:  # full: send it
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=k, value=v, timestamp=None) is None:
-                        raise RecordTooLarge(f"one record of {len(v)} bytes")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
