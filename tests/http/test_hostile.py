@@ -251,3 +251,28 @@ async def test_a_flood_of_bad_tokens_costs_one_directory_reload(web: Pipeline) -
                                    headers={"Authorization": "Bearer not-a-token"}) as r:
             assert r.status == 401
     assert directory.reloads - before <= 1
+
+
+async def test_a_4kb_sarah_field_is_refused_at_the_edge(web: Pipeline) -> None:
+    """Before: any token could post a 4 kB `domisili`; its btree index entry was over
+    Postgres' limit and the sink retried that batch forever, for every workspace."""
+    assert web.pool is not None and web.session is not None
+    async with web.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token="tok-sarah", role="sarah-bot")
+    body = {"contact_phone": "081312345678", "extracted_data": {"domisili": "x" * 4000}}
+    async with web.session.post(f"{web.base}/api/sarah/state", json=body,
+                                headers={"Authorization": "Bearer tok-sarah"}) as r:
+        assert r.status == 422
+        fields = (await r.json())["fields"]
+        assert any(f["loc"][-1] == "domisili" for f in fields), fields
+    body["extracted_data"] = {"domisili": "Bandung\x00", "pain_points": ["a"] * 51}
+    async with web.session.post(f"{web.base}/api/sarah/state", json=body,
+                                headers={"Authorization": "Bearer tok-sarah"}) as r:
+        assert r.status == 422  # 51 pain points: over the list limit
+    body["extracted_data"] = {"domisili": "Band\x00ung"}
+    async with web.session.post(f"{web.base}/api/sarah/state", json=body,
+                                headers={"Authorization": "Bearer tok-sarah"}) as r:
+        assert r.status == 202  # the NUL is stripped, the rest is kept
+    (raw,) = await read_topic(web.settings, web.settings.topic("sarah"), 1)
+    assert orjson.loads(raw)["extracted"]["domisili"] == "Bandung"
