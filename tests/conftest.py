@@ -92,6 +92,22 @@ def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings
     )
 
 
+@pytest.fixture
+async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Any]:
+    """The real pipeline for one test (tests/pipeline.py); the worker's log is printed when
+    the test fails."""
+    from tests.pipeline import Pipeline
+
+    p = await Pipeline(settings, str(tmp_path)).start()
+    try:
+        yield p
+    except BaseException:
+        print(p.worker.log_tail())
+        raise
+    finally:
+        await p.stop()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault suite's figures (events sent, faults injected, lost, duplicated, recovery)."""
     from tests.faults import FIGURES

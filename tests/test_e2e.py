@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from leadstream.config import Settings
 from leadstream.domain.identity import lead_id_for
 from tests.pipeline import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    p = await Pipeline(settings, str(tmp_path)).start()
-    try:
-        yield p
-    except BaseException:
-        print(p.worker.log_tail())
-        raise
-    finally:
-        await p.stop()
 
 
 @pytest.mark.tansu  # also in the Tansu smoke run (make test)

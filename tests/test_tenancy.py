@@ -3,12 +3,8 @@ idempotency keys scoped to the lead and the endpoint, personal tokens as actors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from leadstream.config import Settings
 from leadstream.db.registry import add_workspace
 from leadstream.simulate import kapso_message, post_kapso
 from tests.pipeline import Pipeline, eventually
@@ -16,22 +12,15 @@ from tests.pipeline import Pipeline, eventually
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    p = await Pipeline(settings, str(tmp_path)).start()
-    assert p.pool is not None
-    async with p.pool.acquire() as conn:
+@pytest.fixture(autouse=True)
+async def tenants(pipeline: Pipeline) -> None:
+    """A second workspace with its own number, and Sari's personal token in ws1."""
+    assert pipeline.pool is not None
+    async with pipeline.pool.acquire() as conn:
         await add_workspace(conn, workspace_id="ws2", phone_number_id="pnid-2",
                             webhook_secret="s2", api_token=None)
         await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
                             api_token="tok-sari", role="human", user="Sari")
-    try:
-        yield p
-    except BaseException:
-        print(p.worker.log_tail())
-        raise
-    finally:
-        await p.stop()
 
 
 async def _post(p: Pipeline, path: str, token: str, json: dict, idem: str | None = None) -> int:

@@ -7,27 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leadstream.config import Settings
 from tests.pipeline import TOKEN, Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture
-async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    p = await Pipeline(settings, str(tmp_path)).start()
-    try:
-        yield p
-    finally:
-        await p.stop()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine: `make test` installs "
