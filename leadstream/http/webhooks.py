@@ -114,10 +114,21 @@ async def _dead_letter(request: web.Request, body: bytes, reason: str, workspace
     return web.json_response({"accepted": 0, "dead_lettered": 1, "reasons": [reason]})
 
 
+#: bytes of HMAC one unreadable body may cost (its length times the numbers tried): beyond
+#: it, a body with no readable number is refused (401) rather than matched against every
+#: secret, so unsigned garbage cannot buy seconds of CPU per request
+MATCH_BUDGET_BYTES = 64 * 1024 * 1024
+
+
 async def _match_any_secret(request: web.Request, body: bytes, sig: str | None
                             ) -> NumberEntry | None:
-    """For a body we cannot read the phone_number_id from: is it signed by any workspace?"""
+    """For a body we cannot read the phone_number_id from: is it signed by any workspace?
+
+    Uses the directory as it is (no reload: a flood of garbage must not cost Postgres), and
+    only within `MATCH_BUDGET_BYTES`."""
     directory = request.app[DIRECTORY]
+    if not sig or len(body) * max(1, len(directory.numbers)) > MATCH_BUDGET_BYTES:
+        return None
     for entry in directory.numbers.values():
         if signed_by(entry, body, sig):
             return entry
@@ -151,8 +162,12 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
     units, named = split(parsed) if parsed is not None else ([], set())
     directory = request.app[DIRECTORY]
     entries = await directory.numbers_for(named)
-    signed = {p: e for p, e in entries.items()
-              if e is not None and signed_by(e, body, signature)}
+    known = {p: e for p, e in entries.items() if e is not None}
+    secrets = {sec for e in known.values() for sec in e.secrets()}
+    if len(body) * len(secrets) > MATCH_BUDGET_BYTES:
+        return _error(401, f"the body names too many numbers to verify ({len(known)})")
+    verified = {sec: signature_ok(sec, body, signature) for sec in secrets}  # once each
+    signed = {p: e for p, e in known.items() if any(verified[s] for s in e.secrets())}
     if not signed:
         if parsed is None and (matched := await _match_any_secret(request, body, signature)):
             return await _dead_letter(request, body, "body is not JSON", matched.workspace_id,

@@ -276,3 +276,26 @@ async def test_a_4kb_sarah_field_is_refused_at_the_edge(web: Pipeline) -> None:
         assert r.status == 202  # the NUL is stripped, the rest is kept
     (raw,) = await read_topic(web.settings, web.settings.topic("sarah"), 1)
     assert orjson.loads(raw)["extracted"]["domisili"] == "Bandung"
+
+
+async def test_verifying_a_body_costs_bounded_hmac_work(web: Pipeline) -> None:
+    """A body is hashed once per distinct secret of the numbers it names, within a budget:
+    a 3 MiB body naming many registered numbers, or an unreadable one with many numbers
+    registered, is refused instead of costing seconds of CPU."""
+    from leadstream.http import webhooks
+
+    assert web.pool is not None and web.server is not None
+    async with web.pool.acquire() as conn:
+        for i in range(30):
+            await add_workspace(conn, workspace_id=f"wsx{i}", phone_number_id=f"pnx{i}",
+                                webhook_secret=f"sx{i}", api_token=None)
+    await web.server.app[DIRECTORY].refresh(force=True)
+    filler = "x" * (webhooks.MATCH_BUDGET_BYTES // 30)
+    items = [{**_msg(f"pnx{i}", f"wx{i}"), "pad": filler if i == 0 else ""}
+             for i in range(30)]
+    raw = orjson.dumps({"type": "whatsapp.message.received", "batch": True, "data": items})
+    status, answer = await _post(web, "/webhooks/kapso", raw, _kapso_headers(raw, "sx0"))
+    assert status == 401 and "too many numbers" in answer["error"]
+    garbage = b"\x00" * (webhooks.MATCH_BUDGET_BYTES // 30)  # x 32 numbers: over budget
+    status, _ = await _post(web, "/webhooks/kapso", garbage, _kapso_headers(garbage, "sx0"))
+    assert status == 401  # unreadable, and too large to try against every secret
