@@ -12,7 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from leadstream.broker.clients import make_consumer, topic_configs
+from leadstream.broker.clients import log_ends, read_to_end, topic_configs
 from leadstream.config import Settings
 from leadstream.sink.replay import replay_and_verify
 from leadstream.streams import topics as T
@@ -33,21 +33,10 @@ def kafka_settings(settings: Settings) -> Settings:
 async def _records_and_span(s: Settings, topic: str) -> tuple[int, int]:
     """(records readable from the start, offsets spanned): fewer records than offsets means
     the log was compacted."""
-    from leadstream.broker.clients import read_to_end
-
     records = 0
     async for batch, _goal in read_to_end(s, [topic]):
         records += len(batch)
-    consumer = make_consumer(s, group_id=None)
-    await consumer.start()
-    try:
-        from leadstream.broker.clients import _partitions
-
-        tps = await _partitions(consumer, [topic])
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return records, sum(ends.values())
+    return records, sum((await log_ends(s, [topic])).values())
 
 
 async def test_compacted_derived_topics_replay_to_an_equal_replica(

@@ -253,15 +253,6 @@ class KafkaCluster:
         """SIGKILL one node (fault tests)."""
         stop_process(self._nodes[node_id - 1].proc, signal.SIGKILL)
 
-    def restart(self, node_id: int = 1, timeout: float = 90.0) -> None:
-        """Start a stopped node again on the same ports and storage."""
-        node = self._nodes[node_id - 1]
-        java = shutil.which("java")
-        assert java
-        log4j = resources.files("leadstream.embedded") / "jvm" / "log4j2.properties"
-        self._spawn(node, java, f"{fetch_jars()}/*", str(log4j))
-        wait_port(self.host, node.port, timeout, node.proc)
-        self.wait_ready(timeout)
 
 
 def _cluster_id() -> str:

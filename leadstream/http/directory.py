@@ -59,9 +59,6 @@ class Directory:
                 log.warning("could not refresh workspaces: %s", exc)
             self._loaded_at = time.monotonic()
 
-    async def number(self, phone_number_id: str) -> NumberEntry | None:
-        return (await self.numbers_for({phone_number_id}))[phone_number_id]
-
     async def numbers_for(self, phone_number_ids: set[str]) -> dict[str, NumberEntry | None]:
         """Each id's number, with at most one reload for all of them, and none for an id a
         reload already missed in the last `negative_ttl` seconds (a body naming many unknown

@@ -79,20 +79,6 @@ def parse_one(ws: Workspace, event_type: str | None, item: Any, received_at: dat
     return parse_item(ws, et, item, received_at, idempotency_key, index)
 
 
-def phone_number_id_of(body: Any) -> str | None:
-    """The routing key: top-level `phone_number_id` (v2), also looked for in batch items."""
-    if not isinstance(body, dict):
-        return None
-    candidates = [body]
-    if isinstance(body.get("data"), list):
-        candidates += [d for d in body["data"] if isinstance(d, dict)]
-    for c in candidates:
-        for v in (c.get("phone_number_id"), (c.get("conversation") or {}).get("phone_number_id")):
-            if v:
-                return str(v)
-    return None
-
-
 def _error_text(msg: dict[str, Any]) -> str | None:
     kapso = msg.get("kapso") or {}
     errs = msg.get("errors") or kapso.get("errors") or kapso.get("error")

@@ -13,18 +13,6 @@ from leadstream.domain.model import InboundEvent, MessageInfo
 from leadstream.ingest.common import ParseError, Workspace, parse_ts, render_text, resolve_identity
 
 
-def values_of(body: Any) -> list[dict[str, Any]]:
-    if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
-        raise ParseError("not a whatsapp_business_account payload")
-    out = []
-    for entry in body.get("entry") or []:
-        for change in (entry or {}).get("changes") or []:
-            value = (change or {}).get("value")
-            if isinstance(value, dict):
-                out.append(value)
-    return out
-
-
 def route_values(body: Any) -> tuple[list[tuple[str | None, Any]], set[str]]:
     """Each `entry[].changes[].value` with the phone_number_id of its own metadata (contract
     §2: every entry under the workspace of its own number), and every number named. Never
@@ -49,18 +37,6 @@ def parse_one(ws: Workspace, value: Any, received_at: datetime) -> list[InboundE
     if not isinstance(value, dict):
         raise ParseError("not a whatsapp_business_account change value")
     return parse_value(ws, value, received_at)
-
-
-def phone_number_ids(body: Any) -> set[str]:
-    try:
-        values = values_of(body)
-    except ParseError:
-        return set()
-    return {
-        str(v["metadata"]["phone_number_id"])
-        for v in values
-        if isinstance(v.get("metadata"), dict) and v["metadata"].get("phone_number_id")
-    }
 
 
 def parse_value(ws: Workspace, value: dict[str, Any], received_at: datetime) -> list[InboundEvent]:
@@ -108,7 +84,8 @@ def parse_value(ws: Workspace, value: dict[str, Any], received_at: datetime) -> 
 
 
 def parse_meta(ws: Workspace, body: Any, received_at: datetime) -> list[InboundEvent]:
-    out: list[InboundEvent] = []
-    for value in values_of(body):
-        out.extend(parse_value(ws, value, received_at))
-    return out
+    """All events of one Meta delivery of one workspace; raises ParseError for the whole
+    delivery (the webhook routes and parses change by change instead: `route_values`)."""
+    if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
+        raise ParseError("not a whatsapp_business_account payload")
+    return [ev for _, value in route_values(body)[0] for ev in parse_one(ws, value, received_at)]

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from leadstream.ingest.common import ParseError, Workspace, render_text
-from leadstream.ingest.kapso import parse_kapso, phone_number_id_of
-from leadstream.ingest.meta import parse_meta, phone_number_ids
+from leadstream.ingest.kapso import parse_kapso, route_items
+from leadstream.ingest.meta import parse_meta, route_values
 from leadstream.simulate import kapso_message
 
 WS = Workspace("ws1")
@@ -31,7 +31,7 @@ def test_batch_and_routing_key() -> None:
     items = [kapso_message("p1", wa_id=f"62812000000{i}", wamid=f"w{i}", text="x",
                            ts=1_760_000_000 + i) for i in range(3)]
     body = {"type": "whatsapp.message.received", "batch": True, "data": items}
-    assert phone_number_id_of(body) == "p1"
+    assert route_items(body)[1] == {"p1"}
     evs = parse_kapso(WS, "whatsapp.message.received", body, NOW)
     assert [e.message.wamid for e in evs if e.message] == ["w0", "w1", "w2"]
 
@@ -107,7 +107,7 @@ def test_meta_payload() -> None:
         "statuses": [{"id": "wamid.O1", "status": "delivered", "timestamp": "1760000005",
                       "recipient_id": "6281312345678"}],
     }}]}]}
-    assert phone_number_ids(body) == {"p1"}
+    assert route_values(body)[1] == {"p1"}
     msg, st = parse_meta(WS, body, NOW)
     assert msg.kind == "message" and msg.contact_name == "Budi" and msg.message
     assert msg.message.text == "Halo" and msg.lead_key == "ws1:+6281312345678"
