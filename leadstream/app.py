@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import faust
 
-from leadstream.broker.clients import faust_broker_url
+from leadstream.broker.clients import DLQ_MAX_RECORD_BYTES, faust_broker_url
 from leadstream.config import Settings, get_settings
 
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> faust.App:
         # Faust's 16 KB default capped a burst (100k daily windows at close) at ~3k
         # records/s: 256 KB, as the webhook's and the sink's producers
         producer_max_batch_size=256 * 1024,
+        # a dead letter carries its whole source record (the DLQ topic takes 16 MiB)
+        producer_max_request_size=DLQ_MAX_RECORD_BYTES,
         table_standby_replicas=0,
         table_cleanup_interval=5.0,
         web_enabled=False,

@@ -97,6 +97,23 @@ class Settings(BaseSettings):
     #: how long the worker's producer waits to fill a batch: fewer, larger produce requests
     #: cost the broker (and the shared CPU) less per event; bench/suite.py measures the trade
     producer_linger_ms: float = Field(default=2.0, validation_alias="LEADSTREAM_PRODUCER_LINGER_MS")
+    #: the worker's batch hot path (agents.batch): source records are applied per fetch and
+    #: made durable together (changelog, outputs, replica), then acked. A batch grows while
+    #: the consumer has records buffered, up to this many events or this age, and is flushed
+    #: as soon as the buffer is empty: an idle worker flushes each arrival at once, a busy
+    #: one amortizes every produce request and Postgres transaction over many events.
+    #: `LEADSTREAM_WORKER_BATCH=false` takes the records one at a time through Faust's
+    #: agent instead (each still flushed before its ack; kept to compare, bench/suite.py)
+    worker_batch: bool = Field(default=True, validation_alias="LEADSTREAM_WORKER_BATCH")
+    flush_max_events: int = Field(default=5000, ge=1,
+                                  validation_alias="LEADSTREAM_FLUSH_MAX_EVENTS")
+    flush_max_ms: float = Field(default=50.0, gt=0, validation_alias="LEADSTREAM_FLUSH_MAX_MS")
+    #: who writes the lead, message, status-history and note rows: `worker` (each flush,
+    #: before its offsets are acked; the sink keeps the daily rows, summary notes and dead
+    #: letters) or `sink` (everything read back from the derived topics: a worker without
+    #: database access, e.g. in another network)
+    replica_writer: Literal["worker", "sink"] = Field(
+        default="worker", validation_alias="LEADSTREAM_REPLICA_WRITER")
     sink_batch_max: int = Field(default=5000, validation_alias="LEADSTREAM_SINK_BATCH_MAX")
     sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
     log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")

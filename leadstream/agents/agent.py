@@ -24,9 +24,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from leadstream.agents.batch import BatchRunner
 from leadstream.agents.daily import DailyWindows
 from leadstream.agents.processor import LeadProcessor
 from leadstream.app import app, settings
+from leadstream.broker.faust_consumer import install_batch_source
+from leadstream.sink.replica import Replica
 from leadstream.streams.topics import TopicNames
 from leadstream.tables import daily_windows, lead_state, message_state
 
@@ -43,9 +46,9 @@ ticks = app.topic(names.ticks, key_type=bytes, value_type=bytes, key_serializer=
 
 
 async def _send(topic: str, key: bytes, value: bytes) -> Any:
-    """Straight to the producer Faust owns, skipping the Topic/Channel layers (measured ~5% of
-    the worker's CPU, bench/suite.py --profile). At-least-once holds: Faust's commit flushes
-    this producer before it commits source offsets (faust Consumer._commit_tps)."""
+    """Straight to the producer Faust owns, skipping the Topic/Channel layers. At-least-once
+    holds: Faust's commit flushes this producer before it commits source offsets (faust
+    Consumer._commit_tps). Used by the daily close; the lead agent produces per flush."""
     return await app.producer.send(topic, key, value, partition=None, timestamp=None,
                                    headers=None)
 
@@ -55,7 +58,18 @@ windows = DailyWindows(
     grace_seconds=settings.daily_close_grace_seconds,
     retention_days=settings.daily_retention_days, partitions=settings.topic_partitions,
 )
-processor = LeadProcessor(lead_state, message_state, _send, names, windows)
+processor = LeadProcessor(lead_state, message_state, names, windows)
+runner = BatchRunner(
+    processor, names,
+    tables={"leads": lead_state, "messages": message_state, "daily": daily_windows},
+    producer=lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+    replica=None, max_events=settings.flush_max_events, max_ms=settings.flush_max_ms,
+    assigned=lambda: app.consumer.assignment(),
+)
+if settings.replica_writer == "worker":
+    runner.replica = Replica(settings, runner.dead_letter, name="worker")
+if settings.worker_batch:
+    install_batch_source(app, runner)
 
 
 @app.on_partitions_assigned.connect
@@ -65,14 +79,17 @@ async def _relearn_daily_windows(sender: Any, /, *args: Any, signal: Any, **kwar
     (`args[0]` is the set of assigned TopicPartitions)."""
     windows.forget({tp.partition for tp in args[0]})
 
-__all__ = ["LeadProcessor", "processor"]
+__all__ = ["LeadProcessor", "processor", "runner"]
 
 
 @app.agent(sources)
 async def leads_agent(stream: Any) -> None:
+    """Subscribes the worker to the source topics (and co-partitions the tables with them).
+    With the batch path on, the consumer hands these records to `runner` and none arrive
+    here; with `LEADSTREAM_WORKER_BATCH=false` each is one flush of its own."""
     async for event in stream.events():
         m = event.message
-        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value)
+        await runner.one(m.topic, m.partition, m.offset, m.key, m.value)
 
 
 @app.agent(ticks)
@@ -80,7 +97,8 @@ async def daily_close_agent(stream: Any) -> None:
     """Closes due daily windows of the tick's partition (inside its event context)."""
     async for event in stream.events():
         try:
-            await windows.on_tick(event.message.partition, datetime.now(UTC))
+            async with runner.lock:  # never between a flush's produce and its store writes
+                await windows.on_tick(event.message.partition, datetime.now(UTC))
         except Exception:  # a bad window must not stop the ticks
             log.exception("daily close failed in partition %s", event.message.partition)
 

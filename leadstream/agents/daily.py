@@ -38,8 +38,8 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from leadstream.domain.daily import DayAggregate, contributions, fold, is_closable
-from leadstream.domain.model import LeadState
+from leadstream.domain.daily import DayAggregate, contributions, day_of, fold, is_closable
+from leadstream.domain.model import InboundEvent, LeadState
 from leadstream.domain.rules import Applied
 from leadstream.streams.records import encode
 
@@ -102,16 +102,22 @@ class DailyWindows:
 
     # -------------------------------------------------------------- from the lead agent
 
-    def plan(self, before: LeadState | None, applied: Applied
+    def _read(self, key: bytes) -> DayAggregate | None:
+        raw = self.table.get(key)
+        return DayAggregate.model_validate_json(raw) if raw else None
+
+    def plan(self, before: LeadState | None, applied: Applied,
+             read: Callable[[bytes], DayAggregate | None] | None = None
              ) -> list[tuple[bytes, date, DayAggregate]]:
         """The windows this applied record changes, computed without writing anything: what
         can fail (a date the calendar cannot hold, a bad value) fails here, before the
-        record's outputs are sent, so a failed record leaves no emitted version behind."""
+        record's outputs are sent, so a failed record leaves no emitted version behind.
+        `read` is the lead agent's write-back view of the table (default: the table)."""
+        read = read or self._read
         out = []
         for day, c in contributions(before, applied, applied.new_message, self.tz).items():
             key = daily_key(applied.lead.lead_key, day)
-            raw = self.table.get(key)
-            agg = DayAggregate.model_validate_json(raw) if raw else None
+            agg = read(key)
             if agg is None and self._past_retention(day):
                 self.too_late += 1
                 if day not in self._warned:
@@ -125,21 +131,40 @@ class DailyWindows:
             out.append((key, day, new))
         return out
 
-    async def commit(self, planned: list[tuple[bytes, date, DayAggregate]], partition: int
-                     ) -> None:
-        """Write the planned windows; a late event for a closed day goes to its summary."""
+    def stage(self, planned: list[tuple[bytes, date, DayAggregate]], partition: int,
+              write: Callable[[bytes, int, DayAggregate], None],
+              late: list[tuple[str, bytes, bytes]]) -> None:
+        """Write the planned windows through `write`; a late event for a closed day is added
+        to `late` as (topic, key, value) for its summary to be redone. Synchronous: the
+        close (`on_tick`) cannot run in between."""
         for key, day, new in planned:
-            self.table[key] = encode(new)
+            write(key, partition, new)
             index = self.index.get(partition)
             if index is not None:
                 index.setdefault(day, set()).add(key)
             if self.is_closed(partition, day):
                 self.late_updates += 1
-                await self.send(self.closed_topic, new.lead_key.encode(), encode(new))
+                late.append((self.closed_topic, new.lead_key.encode(), encode(new)))
+
+    def rewrite(self, lead: LeadState, ev: InboundEvent, partition: int,
+                rewrite: Callable[[bytes, int], None]) -> None:
+        """The window a reprocessed message counted in, written back unchanged (see
+        `agents.flush.WriteBack.rewrite`)."""
+        if ev.message is not None:
+            rewrite(daily_key(lead.lead_key, day_of(ev.message.timestamp, self.tz)), partition)
 
     async def on_applied(self, before: LeadState | None, applied: Applied, partition: int
                          ) -> None:
-        await self.commit(self.plan(before, applied), partition)
+        """Plan and write straight to the table (tests and tools; the lead agent stages
+        through its flush instead)."""
+        late: list[tuple[str, bytes, bytes]] = []
+
+        def write(key: bytes, _partition: int, agg: DayAggregate) -> None:
+            self.table[key] = encode(agg)
+
+        self.stage(self.plan(before, applied), partition, write, late)
+        for topic, key, value in late:
+            await self.send(topic, key, value)
 
     # -------------------------------------------------------------- from the tick agent
 

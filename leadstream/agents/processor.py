@@ -1,24 +1,26 @@
-"""The processor that applies the domain rules to one source record: state in, derived
-records out. No Faust here: the tables are mappings and `send` is a coroutine, so the
-processor is tested on plain dicts (tests/agents/test_processor.py) and wired to Faust in
-`agents/__init__.py`. Why it is idempotent in any order: see that module's docstring.
+"""The processor that applies the domain rules to source records: state in, derived records
+out, one `Flush` at a time. No Faust and no I/O here: the tables are mappings read through the
+flush's write-back views, and the outputs go to its outbox, so the processor is tested on
+plain dicts (tests/agents/test_processor.py); `agents.batch` makes a flush durable and
+`agents.agent` wires it to Faust. Why it is idempotent in any order: see `agents.agent`.
+
+Processing is synchronous on purpose: a whole batch is applied without yielding to the event
+loop, so nothing else (the daily close) sees a half-applied batch, and there are no
+per-record tasks or awaits (the per-record cost that issue #15 measured).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from leadstream.agents.daily import DailyWindows
+from leadstream.agents.flush import Flush, LeadEntry
 from leadstream.domain.model import (
     Command,
     InboundEvent,
-    LeadState,
-    MessageState,
     SarahUpdate,
     StatusChange,
 )
@@ -31,25 +33,23 @@ log = logging.getLogger(__name__)
 #: Sarah updates and commands remembered per lead, to apply each at most once
 RECENT_IDS = 64
 
-Send = Callable[[str, bytes, bytes], Awaitable[Any]]
-
 
 class LeadProcessor:
-    """Applies one source record to the tables and returns when its outputs are queued.
+    """Applies source records to a flush's view of the tables and fills its outbox."""
 
-    Kept apart from Faust's agent loop so it reads as one function of (record, state).
-    """
-
-    def __init__(self, leads: Any, messages: Any, send: Send, names: TopicNames,
+    def __init__(self, leads: Any, messages: Any, names: TopicNames,
                  daily: DailyWindows | None = None) -> None:
         self.leads = leads
         self.messages = messages
         self.daily = daily
-        self.send = send
         self.names = names
         self.processed = 0
         self.skipped = 0
         self.dead = 0
+
+    def begin(self) -> Flush:
+        return Flush(self.leads, self.messages,
+                     self.daily.table if self.daily is not None else {})
 
     def _decode(self, topic: str, value: bytes) -> BaseModel:
         if topic == self.names.events:
@@ -60,8 +60,10 @@ class LeadProcessor:
             return Command.model_validate_json(value)
         raise ValueError(f"unexpected topic {topic}")
 
-    async def handle(self, topic: str, partition: int, offset: int, key: bytes | None,
-                     value: bytes | None) -> None:
+    def handle(self, flush: Flush, topic: str, partition: int, offset: int,
+               key: bytes | None, value: bytes | None) -> None:
+        """Apply one record; a record that cannot be decoded or applied is dead-lettered,
+        and nothing it computed reaches the flush."""
         try:
             if value is None:
                 raise ValueError("empty record")
@@ -69,35 +71,32 @@ class LeadProcessor:
             lead_key = record.lead_key  # type: ignore[attr-defined]
             if key is not None and key.decode() != lead_key:
                 raise ValueError(f"record key {key!r} is not its lead_key {lead_key!r}")
-            await self._apply(topic, partition, offset, lead_key.encode(), record)
+            self._apply(flush, partition, lead_key.encode(), record)
             self.processed += 1
         except (ValidationError, ValueError, UnicodeDecodeError) as exc:
-            await self._dead_letter(topic, partition, offset, key, value, f"invalid record: {exc}")
+            self._dead_letter(flush, topic, partition, offset, key, value,
+                              f"invalid record: {exc}")
         except Exception as exc:  # a bug must not stop the partition; the DLQ keeps the record
             log.exception("failed to apply %s:%s@%s", topic, partition, offset)
-            await self._dead_letter(topic, partition, offset, key, value,
-                                    f"apply failed: {type(exc).__name__}: {exc}")
+            self._dead_letter(flush, topic, partition, offset, key, value,
+                              f"apply failed: {type(exc).__name__}: {exc}")
+        flush.done(topic, partition, offset)
 
-    async def _apply(self, topic: str, partition: int, offset: int, key: bytes,
-                     record: BaseModel) -> None:
-        raw = self.leads.get(key)
-        state: dict[str, Any] = orjson.loads(raw) if raw else {
-            "lead": None, "recent": [], "last_status": None, "sarah_at": None}
-        lead = LeadState.model_validate(state["lead"]) if state["lead"] else None
+    def _apply(self, flush: Flush, partition: int, key: bytes, record: BaseModel) -> None:
+        entry = flush.leads.get(key) or LeadEntry()
+        lead = entry.lead
         event_id: str = record.event_id  # type: ignore[attr-defined]
 
         # Sarah and commands are not idempotent by content (a status move replayed after a
         # later one would undo it), so they are applied at most once, by event id, and an
         # older Sarah update never overrides a newer one. Inbound events are idempotent by
         # content (wamid, forward-only statuses, max/min timestamps) in any order.
-        if not isinstance(record, InboundEvent) and event_id in state["recent"]:
-            self.skipped += 1
-            await self._reemit(key, lead, state, record)
+        if not isinstance(record, InboundEvent) and event_id in entry.recent:
+            self._reemit(flush, partition, key, entry, record)
             return
-        if (isinstance(record, SarahUpdate) and state.get("sarah_at")
-                and record.occurred_at.isoformat() < state["sarah_at"]):
-            self.skipped += 1
-            await self._reemit(key, lead, state, record)
+        if (isinstance(record, SarahUpdate) and entry.sarah_at
+                and record.occurred_at.isoformat() < entry.sarah_at):
+            self._reemit(flush, partition, key, entry, record)
             return
 
         msg_key = None
@@ -105,69 +104,77 @@ class LeadProcessor:
         if isinstance(record, InboundEvent):
             if record.message is not None:
                 msg_key = key + b"|" + record.message.wamid.encode()
-                mraw = self.messages.get(msg_key)
-                message = MessageState.model_validate_json(mraw) if mraw else None
+                message = flush.messages.get(msg_key)
             applied = apply_inbound(lead, message, record)
         elif isinstance(record, SarahUpdate):
             applied = apply_sarah(lead, record)
-            state["sarah_at"] = record.occurred_at.isoformat()
         else:
             assert isinstance(record, Command)
             applied = apply_command(lead, record)
 
+        recent = entry.recent
         if not isinstance(record, InboundEvent):
-            state["recent"] = [*state["recent"][-(RECENT_IDS - 1):], event_id]
+            recent = [*recent[-(RECENT_IDS - 1):], event_id]
+        sarah_at = (record.occurred_at.isoformat() if isinstance(record, SarahUpdate)
+                    else entry.sarah_at)
         if not (applied.lead_changed or applied.message_changed or applied.notes):
             # a duplicate (or a reprocessing after a crash): make sure what it derived is out
-            self.skipped += 1
-            await self._reemit(key, lead, state, record)
             if not isinstance(record, InboundEvent):
-                self.leads[key] = orjson.dumps(state)
+                entry = LeadEntry(lead, recent, entry.last_status, sarah_at)
+                flush.leads.put(key, partition, entry)
+            self._reemit(flush, partition, key, entry, record)
             return
-        # everything that can fail is computed before the first send: a record that fails
-        # part-way must not leave an emitted lead version that the next event reuses
-        planned = self.daily.plan(lead, applied) if self.daily is not None else []
-        await self._emit(key, applied)
+        # everything that can fail is computed before the flush is touched: a record that
+        # fails part-way must not leave an emitted lead version that the next event reuses
+        planned = (self.daily.plan(lead, applied, flush.daily.get)
+                   if self.daily is not None else [])
         if self.daily is not None:
-            await self.daily.commit(planned, partition)
+            self.daily.stage(planned, partition, flush.daily.put, flush.out.other)
+        self._emit(flush, partition, key, applied)
         if applied.message_changed and msg_key is not None and applied.message is not None:
-            self.messages[msg_key] = encode(applied.message)
-        state["lead"] = applied.lead.model_dump(mode="json")
-        if applied.status_changes:
-            state["last_status"] = applied.status_changes[-1].model_dump(mode="json")
-        self.leads[key] = orjson.dumps(state)
+            flush.messages.put(msg_key, partition, applied.message)
+        last_status = (applied.status_changes[-1].model_dump(mode="json")
+                       if applied.status_changes else entry.last_status)
+        flush.leads.put(key, partition, LeadEntry(applied.lead, recent, last_status, sarah_at))
 
-    async def _emit(self, key: bytes, applied: Applied) -> None:
+    def _emit(self, flush: Flush, partition: int, key: bytes, applied: Applied) -> None:
+        out = flush.out
         if applied.message_changed and applied.message is not None:
-            await self.send(self.names.messages, key, encode(applied.message))
+            out.message(partition, key, applied.message)
         for ch in applied.status_changes:
-            await self.send(self.names.status_history, key, encode(ch))
+            out.status_change(partition, key, ch)
         for note in applied.notes:
-            await self.send(self.names.notes, key, encode(note))
+            out.note(partition, key, note)
         if applied.lead_changed:
-            await self.send(self.names.leads, key, encode(applied.lead))
+            out.lead(partition, key, applied.lead)
 
-    async def _reemit(self, key: bytes, lead: LeadState | None, state: dict[str, Any],
-                      record: BaseModel) -> None:
-        """Outputs of an already-applied record, again (idempotent downstream)."""
+    def _reemit(self, flush: Flush, partition: int, key: bytes, entry: LeadEntry,
+                record: BaseModel) -> None:
+        """Outputs of an already-applied record, again (idempotent downstream), and its
+        state written back, so a changelog that missed it (crash, cancelled flush) has it."""
+        self.skipped += 1
+        lead = entry.lead
         if lead is None:
             return
+        out = flush.out
+        flush.leads.rewrite(key, partition)
         if isinstance(record, InboundEvent) and record.message is not None:
-            mraw = self.messages.get(key + b"|" + record.message.wamid.encode())
-            if mraw:
-                await self.send(self.names.messages, key, mraw)
+            msg_key = key + b"|" + record.message.wamid.encode()
+            message = flush.messages.get(msg_key)
+            if message is not None:
+                out.message(partition, key, message)
+                flush.messages.rewrite(msg_key, partition)
+            if self.daily is not None:
+                self.daily.rewrite(lead, record, partition, flush.daily.rewrite)
         if isinstance(record, Command) and record.kind == "note":
-            applied = apply_command(lead, record)
-            for note in applied.notes:
-                await self.send(self.names.notes, key, encode(note))
-        last = state.get("last_status")
-        if last:
-            await self.send(self.names.status_history, key,
-                            encode(StatusChange.model_validate(last)))
-        await self.send(self.names.leads, key, encode(lead))
+            for note in apply_command(lead, record).notes:
+                out.note(partition, key, note)
+        if entry.last_status:
+            out.status_change(partition, key, StatusChange.model_validate(entry.last_status))
+        out.lead(partition, key, lead)
 
-    async def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None,
-                           value: bytes | None, reason: str) -> None:
+    def _dead_letter(self, flush: Flush, topic: str, partition: int, offset: int,
+                     key: bytes | None, value: bytes | None, reason: str) -> None:
         self.dead += 1
         log.error("dead letter %s:%s@%s: %s", topic, partition, offset, reason)
         dl = DeadLetter(
@@ -175,4 +182,4 @@ class LeadProcessor:
             source_topic=topic, source_partition=partition, source_offset=offset,
             original_b64=DeadLetter.b64(value or b""),
         )
-        await self.send(self.names.dlq, key or b"", encode(dl))
+        flush.out.other.append((self.names.dlq, key or b"", encode(dl)))

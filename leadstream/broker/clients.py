@@ -55,6 +55,33 @@ def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProd
     return aiokafka.AIOKafkaProducer(**kw)
 
 
+async def produce_batches(
+    producer: aiokafka.AIOKafkaProducer,
+    records: Mapping[tuple[str, int], Iterable[tuple[bytes, bytes]]],
+) -> list[tuple[tuple[str, int, int], asyncio.Future[Any]]]:
+    """Queue (key, value) records per (topic, partition) as whole produce batches (a new one
+    when a batch is full); returns ((topic, partition, records in it), delivery future) per
+    batch. A batch costs the client ~5 µs per record against ~14 µs for `send`, and the
+    broker pays per batch (shared/PERFORMANCE-NOTES.md). aiokafka queues one batch per
+    partition at a time, so call this from one flush at a time."""
+    out: list[tuple[tuple[str, int, int], asyncio.Future[Any]]] = []
+    for (topic, partition), recs in records.items():
+        batch = producer.create_batch()
+        n = 0
+        for key, value in recs:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                fut = await producer.send_batch(batch, topic, partition=partition)
+                out.append(((topic, partition, n), fut))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)  # the first always fits
+                n = 0
+            n += 1
+        if n:
+            fut = await producer.send_batch(batch, topic, partition=partition)
+            out.append(((topic, partition, n), fut))
+    return out
+
+
 def make_consumer(
     settings: Settings, *topics: str, group_id: str | None, **overrides: Any
 ) -> aiokafka.AIOKafkaConsumer:

@@ -26,19 +26,26 @@ What we do, in one place:
   per partition, so the earlier one was dropped), the partition is sought back to the hole
   and reprocessed. The agents are idempotent by content, so the repeats are harmless.
 * Faust's read-offset filter is switched off (`_NoReadOffsets`): it races with seeks.
+
+The batch hot path (issue #15) starts here too: when a `BatchSource` is installed, the
+records of its topics reach it as one list per partition per fetch (`_drain_messages`),
+instead of one asyncio round trip per record through Faust's conductor and streams; it
+acks their offsets itself once its flush is durable. Every other topic (the daily ticks)
+keeps Faust's per-record path.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
+from mode import Service
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,37 @@ def committable_offset(acked: list[int], start: int | None) -> tuple[int | None,
         return None, start
     run = next(consecutive_numbers(pending))
     return run[-1] + 1, None
+
+
+class BatchSource(Protocol):
+    """What the consumer hands a batch of source records to (agents.batch.BatchRunner)."""
+
+    #: the topics whose records go to `process` instead of Faust's per-record path
+    topics: frozenset[str]
+
+    def pending(self) -> bool:
+        """Records processed but not yet flushed (and not acked)?"""
+
+    def due(self, fetched: int) -> bool:
+        """Flush now, after a fetch that brought `fetched` of our records?"""
+
+    async def process(self, records: Mapping[TP, Sequence[Any]]) -> None:
+        """Apply these records (aiokafka ConsumerRecords, offset order per partition)."""
+
+    async def flush(self) -> Mapping[TP, Sequence[int]]:
+        """Make everything processed durable; returns the offsets that may now be acked."""
+
+    def discard(self) -> None:
+        """Forget what was processed and not flushed (a rebalance or a stop): those records
+        are not acked, so they are read and processed again."""
+
+
+_SOURCES: dict[int, BatchSource] = {}
+
+
+def install_batch_source(app: Any, source: BatchSource) -> None:
+    """Make `app`'s consumer take `source.topics` per batch (agents.agent, at import)."""
+    _SOURCES[id(app)] = source
 
 
 class _NoReadOffsets(dict[TP, int | None]):
@@ -141,6 +179,80 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             acked[:] = sorted(o for o in acked if o >= offset)
             self._acked_index[tp].difference_update(done)
         return offset
+
+    # ------------------------------------------------------------------ the batch path
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Faust's fetch loop, with the batch source's topics taken per batch.
+
+        Kept from Faust's loop: fetch only active (recovered, resumed) partitions, drop a
+        fetch that arrives while flow is stopped or after the generation changed, per-record
+        delivery of other topics. The batch is processed, then flushed when the source says
+        it is due (its buffer is empty, or the count or age limit is reached); while records
+        are pending the next fetch does not wait, so a busy worker batches more and an idle
+        one flushes at once. A cancel (rebalance, stop) discards what was not flushed.
+        """
+        source = _SOURCES.get(id(self.app))
+        if source is None:
+            await super()._drain_messages(fetcher)
+            return
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        callback = self.callback
+        to_message = self._to_message
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(
+                    0.0 if source.pending() else 1.0)
+                generation = self.app.consumer_generation_id
+                if records is None or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    source.discard()
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:  # as Faust's getmany: the next fetch retries
+                        log.warning("seek while flow stopped failed: %r", exc)
+                    continue
+                ours: dict[TP, Sequence[Any]] = {}
+                others: list[tuple[TP, Any]] = []
+                for tp, recs in records.items():
+                    if not (active is None or tp in active or tp in self._buffered_partitions):
+                        continue
+                    if tp.topic in source.topics:
+                        ours[tp] = recs
+                    else:
+                        others.extend((tp, r) for r in recs)
+                fetched = sum(len(r) for r in ours.values())
+                if ours:
+                    await source.process(ours)
+                for tp, rec in others:
+                    await self.wait_first(callback(to_message(tp, rec)),
+                                          self.suspend_flow.wait())
+                if source.pending() and source.due(fetched):
+                    acks = await source.flush()
+                    if generation == self.app.consumer_generation_id and self.flow_active:
+                        self._ack_offsets(acks)
+        except BaseException:
+            source.discard()
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    def _ack_offsets(self, acks: Mapping[TP, Sequence[int]]) -> None:
+        """`Consumer.ack` for offsets of records that never became Faust messages."""
+        assignment = self.assignment()
+        for tp, offsets in acks.items():
+            if tp not in assignment:
+                continue  # revoked: the next owner processes them again
+            committed = self._committed_offset[tp]
+            index = self._acked_index[tp]
+            acked = self._acked[tp]
+            for offset in offsets:
+                if (committed is None or offset >= committed) and offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+                    self._n_acked += 1
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
         did_commit = await super()._commit_tps(tps, start_new_transaction)

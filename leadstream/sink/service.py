@@ -6,14 +6,13 @@ at most one batch, and the version-guarded writes make that harmless.
 
 * Postgres down: the same batch is retried with backoff; the consumer position does not
   move and nothing is committed, so lag grows and catches up once Postgres is back.
-* A record that cannot be decoded or that the database rejects as data (SQLSTATE class 22
-  or 23) goes to the dead-letter topic and `sync_failures`; the rest of its batch is
-  written. Any other error is retried in place, never blamed on a record.
+* A record that cannot be decoded or that the database rejects as data (`sink.replica`)
+  goes to the dead-letter topic and `sync_failures`; the rest of its batch is written. Any
+  other error is retried in place, never blamed on a record.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +25,8 @@ from mode import Service
 
 from leadstream.broker.clients import make_consumer, make_producer
 from leadstream.config import Settings
-from leadstream.sink.writer import Batch, write_batch
+from leadstream.sink.replica import CONNECTION_ERRORS, Decoded, Replica
+from leadstream.sink.writer import Batch
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
 
@@ -40,27 +40,6 @@ REQUIRED = {
     "daily": ("lead_id", "day", "version"),
     "failures": ("event_id", "stage", "reason", "failed_at"),
 }
-#: What a record can be blamed for: bad data (SQLSTATE class 22) or a constraint (class 23).
-#: Everything else (connection loss, shutdown, restart, timeouts, ...) is retried in place.
-#: errors caused by a row's data (SQLSTATE classes 22, 23 and 54: e.g. an index row over
-#: Postgres' size limit); the row is dead-lettered, the rest of its batch written. Any
-#: other error retries the whole batch (availability)
-DATA_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    asyncpg.exceptions.ProgramLimitExceededError,
-)
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncio.TimeoutError,
-)
-
-
 class Poison(Exception):
     def __init__(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
         super().__init__(reason)
@@ -72,9 +51,6 @@ def route(names: TopicNames) -> dict[str, str]:
     return {names.leads: "leads", names.messages: "messages",
             names.status_history: "history", names.notes: "notes", names.daily: "daily",
             names.dlq: "failures"}
-
-
-Decoded = tuple[ConsumerRecord[Any, Any], str, dict[str, Any]]
 
 
 def decode_records(
@@ -116,43 +92,42 @@ class PostgresSink(Service):
         self.names = TopicNames.from_settings(settings)
         self.routes = route(self.names)
         self.group_id = group_id or settings.sink_group
-        self.pool: asyncpg.Pool | None = None
+        self.replica: Replica | None = None
         self.consumer: aiokafka.AIOKafkaConsumer | None = None
         self.producer: aiokafka.AIOKafkaProducer | None = None
-        self.rows_written = 0
         self.batches = 0
         self.dead_letters = 0
-        self.pg_retries = 0
+
+    @property
+    def rows_written(self) -> int:
+        return self.replica.rows_written if self.replica is not None else 0
+
+    def topics(self) -> list[str]:
+        """What this sink writes: everything derived, or, where the workers write their own
+        rows (`LEADSTREAM_REPLICA_WRITER=worker`), what only others produce: the daily rows
+        and summary notes (summarizer) and the dead letters (every stage)."""
+        if self.settings.replica_writer == "worker":
+            return [self.names.daily, self.names.notes, self.names.dlq]
+        return [*self.names.derived(), self.names.dlq]
 
     async def on_start(self) -> None:
-        self.pool = await self._connect_pool()
+        self.replica = Replica(self.settings, self._poisoned, name="sink",
+                               stopping=lambda: self.should_stop)
+        await self.replica.connect()
         self.consumer = make_consumer(
-            self.settings, *self.names.derived(), self.names.dlq, group_id=self.group_id,
+            self.settings, *self.topics(), group_id=self.group_id,
             max_poll_records=self.settings.sink_batch_max,
         )
         self.producer = make_producer(self.settings)
         await self.producer.start()
-
-    async def _connect_pool(self) -> asyncpg.Pool:
-        delay = 0.2
-        while True:
-            try:
-                pool: asyncpg.Pool = await asyncpg.create_pool(
-                    self.settings.dsn, min_size=1, max_size=2, command_timeout=30
-                )
-                return pool
-            except CONNECTION_ERRORS as exc:
-                log.warning("sink: Postgres not reachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:
             await self.producer.stop()
-        if self.pool is not None:
-            await self.pool.close()
+        if self.replica is not None:
+            await self.replica.close()
 
     @Service.task
     async def _run(self) -> None:
@@ -187,53 +162,12 @@ class PostgresSink(Service):
             await self.dead_letter(p)
         if not len(batch):
             return
-        try:
-            await self._with_retry(batch)
-        except DATA_ERRORS as exc:
-            log.warning("sink: batch rejected (%s); isolating the bad records", exc)
-            await self._isolate(decoded)
+        assert self.replica is not None
+        await self.replica.write(decoded)
         self.batches += 1
 
-    async def _isolate(self, decoded: Sequence[Decoded]) -> None:
-        """Write what Postgres accepts, dead-letter what it refuses: halves are retried
-        until the refused rows stand alone (log2(n) rounds for one bad row in n)."""
-        if len(decoded) == 1:
-            rec, kind, row = decoded[0]
-            try:
-                await self._with_retry(Batch(**{kind: [row]}))
-            except DATA_ERRORS as exc:
-                await self.dead_letter(Poison(rec, f"rejected by Postgres: {exc}"))
-            return
-        mid = len(decoded) // 2
-        for half in (decoded[:mid], decoded[mid:]):
-            batch = Batch()
-            for _, kind, row in half:
-                getattr(batch, kind).append(row)
-            try:
-                await self._with_retry(batch)
-            except DATA_ERRORS:
-                await self._isolate(half)
-
-    async def _with_retry(self, batch: Batch) -> None:
-        assert self.pool is not None
-        delay = 0.1
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    await write_batch(conn, batch)
-                self.rows_written += len(batch)
-                return
-            except DATA_ERRORS:
-                raise
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-                if self.should_stop:
-                    raise
-                self.pg_retries += 1
-                log.warning("sink: Postgres unavailable (%s); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self.pool.terminate()
-                self.pool = await self._connect_pool()
+    async def _poisoned(self, origin: Any, reason: str) -> None:
+        await self.dead_letter(Poison(origin, reason))
 
     async def dead_letter(self, p: Poison) -> None:
         rec = p.record
@@ -245,7 +179,7 @@ class PostgresSink(Service):
         )
         assert self.producer is not None
         await self.producer.send_and_wait(self.names.dlq, encode(dl), key=rec.key)
-        await record_failure(self.pool, dl)
+        await record_failure(self.replica.pool if self.replica is not None else None, dl)
         self.dead_letters += 1
         log.error("sink: dead-lettered %s:%s@%s: %s", rec.topic, rec.partition, rec.offset,
                   p.reason)

@@ -48,12 +48,13 @@ async def test_an_oversized_indexed_value_is_dead_lettered_and_the_batch_written
             chr(0x4E00 + (i * 7919) % 20000) for i in range(4000)))
         records = [_record(topic, i, r) for i, r in enumerate([*rows[:3], bad, *rows[3:]])]
         await sink.flush(records)
-        assert sink.pool is not None
-        reasons = [r["reason"] for r in await sink.pool.fetch("SELECT reason FROM sync_failures")]
-        got = {r["lead_key"] for r in await sink.pool.fetch("SELECT lead_key FROM leads")}
+        assert sink.replica is not None and sink.replica.pool is not None
+        pool = sink.replica.pool
+        reasons = [r["reason"] for r in await pool.fetch("SELECT reason FROM sync_failures")]
+        got = {r["lead_key"] for r in await pool.fetch("SELECT lead_key FROM leads")}
         assert len(reasons) == 1, reasons
         assert got == {r["lead_key"] for r in rows}
-        failure = await sink.pool.fetchrow("SELECT * FROM sync_failures WHERE stage = 'sink'")
+        failure = await pool.fetchrow("SELECT * FROM sync_failures WHERE stage = 'sink'")
         assert failure is not None and failure["source_offset"] == 3
         assert "rejected by Postgres" in failure["reason"] and "index row" in failure["reason"]
         assert sink.dead_letters == 1

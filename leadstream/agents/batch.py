@@ -1,0 +1,288 @@
+"""The worker's batch hot path (issue #15): the lead agent's source records, one list per
+partition per fetch, applied into one `Flush`, then made durable together and acked.
+
+The consumer (`broker.faust_consumer.SafeOffsetsConsumer._drain_messages`) hands us the
+records and asks when to flush; Faust keeps the app, assignment, table recovery, timers and
+the offset commit. A flush, in this order (Quix Streams' checkpoint, Kafka Streams' record
+cache flushed on commit):
+
+1. encode each written table key once and each coalesced output once;
+2. produce the changelog records and the outputs, one produce batch per topic-partition;
+3. meanwhile write the lead, message, history and note rows to the replica (same
+   version-guarded statements as the sink), unless the sink is configured to write them;
+4. wait until the broker has every record;
+5. write the table stores (one write per key) and their persisted changelog offsets;
+6. hand the source offsets back to be acked; Faust's commit loop commits them.
+
+A crash anywhere before 6 leaves the offsets unacked: the records are processed again and,
+the rules being idempotent, they re-emit what they derived (and write their state back,
+`WriteBack.rewrite`), so nothing is lost and the replica counts nothing twice. A cancel
+(rebalance) before 5 leaves the stores as they were. A broker that refuses the produce is
+retried with backoff: the partition waits, nothing moves past it.
+
+The daily close (`DailyWindows.on_tick`) takes `lock` too, so it never sees the stores
+between steps 1 and 5, nor a batch half-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import orjson
+from aiokafka.errors import KafkaError
+from faust.streams import _current_event
+from faust.types import TP
+
+from leadstream.agents.flush import Flush
+from leadstream.agents.processor import LeadProcessor
+from leadstream.broker.clients import produce_batches
+from leadstream.sink.replica import Decoded, Replica
+from leadstream.streams.records import DeadLetter, encode
+from leadstream.streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+class Origin(NamedTuple):
+    """Where a row the replica refused came from: an output of this worker, not yet read
+    back from its topic (offset -1)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+
+
+class _InPartition:
+    """Stands for Faust's current event, so that a RocksDB-backed table reads and writes
+    the store of the lead's partition (Faust finds it through `current_event()`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=partition)
+
+
+class BatchRunner:
+    """Implements `broker.faust_consumer.BatchSource` for the lead agent."""
+
+    def __init__(self, processor: LeadProcessor, names: TopicNames, *, tables: Mapping[str, Any],
+                 producer: Callable[[], Any], replica: Replica | None,
+                 max_events: int, max_ms: float,
+                 assigned: Callable[[], set[Any]] | None = None) -> None:
+        self.processor = processor
+        self.names = names
+        self.topics = frozenset(names.sources())
+        #: "leads" / "messages" / "daily" -> the Faust table behind the flush's view
+        self.tables = tables
+        self.producer = producer
+        self.replica = replica
+        self.max_events = max_events
+        self.max_ms = max_ms
+        self.assigned = assigned
+        self.lock = asyncio.Lock()
+        self.current: Flush | None = None
+        self._contexts: dict[int, _InPartition] = {}
+        # figures (exported as metrics by the worker)
+        self.flushes = 0
+        self.events = 0
+        self.records_out = 0
+        self.rows_out = 0
+        self.produce_retries = 0
+
+    # ------------------------------------------------------------------ BatchSource
+
+    def pending(self) -> bool:
+        return self.current is not None and self.current.events > 0
+
+    def due(self, fetched: int) -> bool:
+        f = self.current
+        return f is not None and (fetched == 0 or f.events >= self.max_events
+                                  or f.age_ms() >= self.max_ms)
+
+    async def process(self, records: Mapping[TP, Sequence[Any]]) -> None:
+        if self.current is None:
+            await self.lock.acquire()
+            self.current = self.processor.begin()
+        flush = self.current
+        handle = self.processor.handle
+        for tp, recs in records.items():
+            token = self._enter(tp.partition)
+            try:
+                for r in recs:
+                    handle(flush, tp.topic, tp.partition, r.offset, r.key, r.value)
+            finally:
+                _current_event.reset(token)
+
+    async def one(self, topic: str, partition: int, offset: int, key: bytes | None,
+                  value: bytes | None) -> None:
+        """One record as its own flush (the per-record path, inside Faust's event context;
+        Faust acks it when the agent takes the next one)."""
+        async with self.lock:
+            flush = self.processor.begin()
+            self.processor.handle(flush, topic, partition, offset, key, value)
+            await self._durable(flush)
+
+    def discard(self) -> None:
+        if self.current is not None:
+            self.current = None
+            self.lock.release()
+
+    async def flush(self) -> dict[TP, list[int]]:
+        flush = self.current
+        assert flush is not None
+        try:
+            await self._durable(flush)
+            return {TP(t, p): offsets for (t, p), offsets in flush.offsets.items()}
+        finally:
+            self.current = None
+            self.lock.release()
+
+    # ------------------------------------------------------------------ the flush
+
+    def _enter(self, partition: int) -> Any:
+        """Set the partition's stand-in event; returns the token to reset it with."""
+        ctx = self._contexts.get(partition)
+        if ctx is None:
+            ctx = self._contexts[partition] = _InPartition(self.names.events, partition)
+        return _current_event.set(weakref.ref(ctx))  # type: ignore[arg-type]
+
+    def records(self, flush: Flush) -> tuple[dict[tuple[str, int], list[tuple[bytes, bytes]]],
+                                             dict[str, list[tuple[int, bytes, bytes]]],
+                                             list[Decoded]]:
+        """What a flush makes durable, encoded: (records per topic-partition, store writes per
+        table as (partition, key, value), replica rows). No I/O (tests read it as is)."""
+        out = flush.out
+        names = self.names
+        produce: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+        writes: dict[str, list[tuple[int, bytes, bytes]]] = {}
+        rows: list[Decoded] = []
+        direct = self.replica is not None
+
+        def emit(topic: str, partition: int, key: bytes, value: bytes, kind: str | None
+                 ) -> None:
+            produce.setdefault((topic, partition), []).append((key, value))
+            if direct and kind is not None:
+                rows.append((Origin(topic, partition, -1, key, value), kind,
+                             orjson.loads(value)))
+
+        lead_json: dict[int, bytes] = {}
+        for key, (p, lead) in out.leads.items():
+            value = lead_json[id(lead)] = encode(lead)
+            emit(names.leads, p, key, value, "leads")
+        message_json: dict[int, bytes] = {}
+        for p, key, m in out.messages.values():
+            value = message_json[id(m)] = encode(m)
+            emit(names.messages, p, key, value, "messages")
+        for p, key, ch in out.history.values():
+            emit(names.status_history, p, key, encode(ch), "history")
+        for p, key, n in out.notes.values():
+            emit(names.notes, p, key, encode(n), "notes")
+
+        def write(name: str, p: int, key: bytes, value: bytes) -> None:
+            table = self.tables.get(name)
+            if table is None:
+                return
+            writes.setdefault(name, []).append((p, key, value))
+            produce.setdefault((table.changelog_topic.get_topic_name(), p), []).append(
+                (key, value))
+
+        for p, key, entry in flush.leads.written():
+            write("leads", p, key, entry.encode(lead_json.get(id(entry.lead))))
+        for p, key, m in flush.messages.written():
+            write("messages", p, key, message_json.get(id(m)) or encode(m))
+        for p, key, agg in flush.daily.written():
+            write("daily", p, key, encode(agg))
+        return produce, writes, rows
+
+    async def _durable(self, flush: Flush) -> None:
+        produce, writes, rows = self.records(flush)
+        others = flush.out.other
+        delay = 0.1
+        replicated = self.replica is None or not rows
+        while True:
+            try:
+                sent = await self._produce(produce, others)
+                if not replicated:
+                    assert self.replica is not None
+                    await self.replica.write(rows)
+                    replicated = True
+                metas = await asyncio.gather(*(f for _, f in sent))
+                break
+            except KafkaError as exc:  # the broker is away: nothing is acked meanwhile
+                self.produce_retries += 1
+                log.warning("worker: produce failed (%r); producing the flush again in"
+                            " %.1fs (repeats are harmless downstream)", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._write_stores(writes, sent, metas)
+        if not self.flushes:
+            log.info("lead agent: batch path on; first flush: %d events, %d records produced,"
+                     " %d replica rows", flush.events, sum(len(v) for v in produce.values()),
+                     len(rows))
+        self.flushes += 1
+        self.events += flush.events
+        self.records_out += sum(len(v) for v in produce.values()) + len(others)
+        self.rows_out += len(rows)
+
+    async def _produce(self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],
+                       others: Sequence[tuple[str, bytes, bytes]]
+                       ) -> list[tuple[tuple[str, int, int], asyncio.Future[Any]]]:
+        producer = self.producer()
+        sent = await produce_batches(producer, produce)
+        for topic, key, value in others:
+            fut = await producer.send(topic, value, key=key)
+            sent.append(((topic, -1, 1), fut))
+        return sent
+
+    def _write_stores(self, writes: Mapping[str, Sequence[tuple[int, bytes, bytes]]],
+                      sent: Sequence[tuple[tuple[str, int, int], Any]],
+                      metas: Sequence[Any]) -> None:
+        """Step 5: the stores, once the broker has the changelog; partitions revoked
+        meanwhile are skipped (their next owner recovers them from the changelog)."""
+        assigned = self.assigned() if self.assigned is not None else None
+        last: dict[tuple[str, int], int] = {}
+        for ((topic, partition, count), _), meta in zip(sent, metas, strict=True):
+            if meta is not None and partition >= 0:
+                end = meta.offset + count - 1
+                if end > last.get((topic, partition), -1):
+                    last[(topic, partition)] = end
+        for name, items in writes.items():
+            table = self.tables[name]
+            data = table.data
+            changelog = table.changelog_topic.get_topic_name()
+            done: set[int] = set()
+            for partition, key, value in items:
+                if assigned is not None and TP(self.names.events, partition) not in assigned:
+                    continue
+                token = self._enter(partition)
+                try:
+                    data[key] = value
+                finally:
+                    _current_event.reset(token)
+                done.add(partition)
+            for partition in done:
+                end = last.get((changelog, partition))
+                if end is not None:
+                    data.set_persisted_offset(TP(changelog, partition), end)
+
+    async def dead_letter(self, origin: Any, reason: str) -> None:
+        """A row the replica refused: to the dead-letter topic (the sink records it in
+        `sync_failures` from there), the rest of the flush goes on."""
+        dl = DeadLetter(
+            event_id="replica:" + hashlib.blake2b(origin.topic.encode() + b"\0" + origin.value,
+                                                  digest_size=12).hexdigest(),
+            reason=reason, stage="replica", source_topic=origin.topic,
+            source_partition=origin.partition, source_offset=None,
+            original_b64=DeadLetter.b64(origin.value),
+        )
+        log.error("replica refused a %s row of %r: %s", origin.topic, origin.key, reason)
+        fut = await self.producer().send(self.names.dlq, encode(dl), key=origin.key)
+        await fut

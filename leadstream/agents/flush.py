@@ -1,0 +1,162 @@
+"""One flush of the batch hot path as data, with no I/O: the write-back view of each table
+and the coalesced outputs (issue #15; Kafka Streams' record cache, Quix Streams' state cache
+per checkpoint).
+
+* `WriteBack`: reads see this flush's writes first; a key read or written once is decoded
+  once; each written key is encoded once, when the flush is made durable. So a lead that
+  gets 20 messages in one flush costs one changelog record, not 20.
+* `Outbox`: one lead snapshot per lead (the newest version), one row per message (the newest
+  version), every status change and note by its id (they are events: all are kept, a repeat
+  of the same id once), and the rest (dead letters, late daily windows) in order.
+
+`agents.batch.BatchRunner` turns a `Flush` into produce requests, a replica write and store
+writes; `agents.processor.LeadProcessor` fills it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from leadstream.domain.daily import DayAggregate
+from leadstream.domain.model import LeadState, MessageState, Note, StatusChange
+from leadstream.streams.records import encode
+
+V = TypeVar("V")
+
+
+class WriteBack(Generic[V]):
+    """A table seen through this flush: decoded values, and the keys to write back."""
+
+    def __init__(self, table: Any, decode: Callable[[bytes], V]) -> None:
+        self.table = table
+        self.decode = decode
+        self.values: dict[bytes, V | None] = {}
+        #: written keys -> the partition whose changelog and store they go to
+        self.dirty: dict[bytes, int] = {}
+
+    def get(self, key: bytes) -> V | None:
+        try:
+            return self.values[key]
+        except KeyError:
+            raw = self.table.get(key)
+            value = self.decode(raw) if raw else None
+            self.values[key] = value
+            return value
+
+    def put(self, key: bytes, partition: int, value: V) -> None:
+        self.values[key] = value
+        self.dirty[key] = partition
+
+    def rewrite(self, key: bytes, partition: int) -> None:
+        """Write a key back unchanged: after a crash or a cancelled flush the store may hold
+        a value its changelog lacks (the record is then reprocessed and changes nothing)."""
+        if self.get(key) is not None:
+            self.dirty[key] = partition
+
+    def written(self) -> Iterator[tuple[int, bytes, V]]:
+        for key, partition in self.dirty.items():
+            value = self.values[key]
+            assert value is not None
+            yield partition, key, value
+
+
+@dataclass
+class LeadEntry:
+    """The `lead-state` table's value: the lead, the ids of its recent Sarah updates and
+    commands (applied at most once), its last status change (re-emitted with the lead) and
+    the time of the newest Sarah update applied. Stored as JSON, the same as before."""
+
+    lead: LeadState | None = None
+    recent: list[str] = field(default_factory=list)
+    last_status: dict[str, Any] | None = None
+    sarah_at: str | None = None
+
+    @classmethod
+    def decode(cls, raw: bytes) -> LeadEntry:
+        d = orjson.loads(raw)
+        lead = d.get("lead")
+        return cls(lead=LeadState.model_validate(lead) if lead else None,
+                   recent=list(d.get("recent") or []), last_status=d.get("last_status"),
+                   sarah_at=d.get("sarah_at"))
+
+    def encode(self, lead_json: bytes | None = None) -> bytes:
+        """`lead_json`: the lead already encoded (the snapshot sent with it), if at hand."""
+        if lead_json is None:
+            lead_json = encode(self.lead) if self.lead is not None else b"null"
+        return b"".join((b'{"lead":', lead_json, b',"recent":', orjson.dumps(self.recent),
+                         b',"last_status":', orjson.dumps(self.last_status),
+                         b',"sarah_at":', orjson.dumps(self.sarah_at), b"}"))
+
+
+@dataclass
+class Outbox:
+    """The derived records of one flush, coalesced where the contract allows it (§3: the
+    lead snapshot and message topics carry versions; history and notes are events)."""
+
+    #: lead key -> (partition, newest snapshot)
+    leads: dict[bytes, tuple[int, LeadState]] = field(default_factory=dict)
+    #: (workspace, message id) -> (partition, lead key, newest row)
+    messages: dict[tuple[str, str], tuple[int, bytes, MessageState]] = field(
+        default_factory=dict)
+    history: dict[str, tuple[int, bytes, StatusChange]] = field(default_factory=dict)
+    notes: dict[str, tuple[int, bytes, Note]] = field(default_factory=dict)
+    #: (topic, key, value): dead letters and late daily windows, in order
+    other: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+
+    def lead(self, partition: int, key: bytes, lead: LeadState) -> None:
+        cur = self.leads.get(key)
+        if cur is None or lead.version >= cur[1].version:
+            self.leads[key] = (partition, lead)
+
+    def message(self, partition: int, key: bytes, m: MessageState) -> None:
+        k = (m.workspace_id, m.message_id)
+        cur = self.messages.get(k)
+        if cur is None or m.version >= cur[2].version:
+            self.messages[k] = (partition, key, m)
+
+    def status_change(self, partition: int, key: bytes, ch: StatusChange) -> None:
+        self.history.setdefault(ch.event_id, (partition, key, ch))
+
+    def note(self, partition: int, key: bytes, n: Note) -> None:
+        cur = self.notes.get(n.note_id)
+        if cur is None or n.version >= cur[2].version:
+            self.notes[n.note_id] = (partition, key, n)
+
+    def __len__(self) -> int:
+        return (len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
+                + len(self.other))
+
+
+def decode_day(raw: bytes) -> DayAggregate:
+    return DayAggregate.model_validate_json(raw)
+
+
+def decode_message(raw: bytes) -> MessageState:
+    return MessageState.model_validate_json(raw)
+
+
+class Flush:
+    """Everything one flush holds: the tables' write-back views, the outbox, and the source
+    offsets it covers (acked only once all of it is durable)."""
+
+    def __init__(self, leads: Any, messages: Any, daily: Any) -> None:
+        self.leads: WriteBack[LeadEntry] = WriteBack(leads, LeadEntry.decode)
+        self.messages: WriteBack[MessageState] = WriteBack(messages, decode_message)
+        self.daily: WriteBack[DayAggregate] = WriteBack(daily, decode_day)
+        self.out = Outbox()
+        #: (topic, partition) -> source offsets processed
+        self.offsets: dict[tuple[str, int], list[int]] = {}
+        self.events = 0
+        self.started = time.monotonic()
+
+    def done(self, topic: str, partition: int, offset: int) -> None:
+        self.offsets.setdefault((topic, partition), []).append(offset)
+        self.events += 1
+
+    def age_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
