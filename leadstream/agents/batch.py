@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-import orjson
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.types import TP
@@ -42,7 +41,7 @@ from faust.types import TP
 from leadstream.agents.flush import Flush
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
-from leadstream.sink.replica import Decoded, Replica
+from leadstream.sink.replica import Encoded, Replica
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
 
@@ -107,19 +106,30 @@ class BatchRunner:
         return f is not None and (fetched == 0 or f.events >= self.max_events
                                   or f.age_ms() >= self.max_ms)
 
-    async def process(self, records: Mapping[TP, Sequence[Any]]) -> None:
+    async def process(self, records: Mapping[TP, Sequence[Any]]
+                      ) -> dict[TP, Sequence[Any]]:
         if self.current is None:
             await self.lock.acquire()
             self.current = self.processor.begin()
         flush = self.current
         handle = self.processor.handle
+        room = self.max_events - flush.events
+        left: dict[TP, Sequence[Any]] = {}
         for tp, recs in records.items():
+            if room <= 0:
+                left[tp] = recs
+                continue
+            take = recs if len(recs) <= room else recs[:room]
+            if len(take) < len(recs):
+                left[tp] = recs[len(take):]
+            room -= len(take)
             token = self._enter(tp.partition)
             try:
-                for r in recs:
+                for r in take:
                     handle(flush, tp.topic, tp.partition, r.offset, r.key, r.value)
             finally:
                 _current_event.reset(token)
+        return left
 
     async def one(self, topic: str, partition: int, offset: int, key: bytes | None,
                   value: bytes | None) -> None:
@@ -156,22 +166,21 @@ class BatchRunner:
 
     def records(self, flush: Flush) -> tuple[dict[tuple[str, int], list[tuple[bytes, bytes]]],
                                              dict[str, list[tuple[int, bytes, bytes]]],
-                                             list[Decoded]]:
+                                             list[Encoded]]:
         """What a flush makes durable, encoded: (records per topic-partition, store writes per
         table as (partition, key, value), replica rows). No I/O (tests read it as is)."""
         out = flush.out
         names = self.names
         produce: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
         writes: dict[str, list[tuple[int, bytes, bytes]]] = {}
-        rows: list[Decoded] = []
+        rows: list[Encoded] = []
         direct = self.replica is not None
 
         def emit(topic: str, partition: int, key: bytes, value: bytes, kind: str | None
                  ) -> None:
             produce.setdefault((topic, partition), []).append((key, value))
             if direct and kind is not None:
-                rows.append((Origin(topic, partition, -1, key, value), kind,
-                             orjson.loads(value)))
+                rows.append((Origin(topic, partition, -1, key, value), kind, value))
 
         lead_json: dict[int, bytes] = {}
         for key, (p, lead) in out.leads.items():
@@ -212,7 +221,7 @@ class BatchRunner:
                 sent = await self._produce(produce, others)
                 if not replicated:
                     assert self.replica is not None
-                    await self.replica.write(rows)
+                    await self.replica.write_encoded(rows)
                     replicated = True
                 metas = await asyncio.gather(*(f for _, f in sent))
                 break

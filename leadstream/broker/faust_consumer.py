@@ -83,8 +83,10 @@ class BatchSource(Protocol):
     def due(self, fetched: int) -> bool:
         """Flush now, after a fetch that brought `fetched` of our records?"""
 
-    async def process(self, records: Mapping[TP, Sequence[Any]]) -> None:
-        """Apply these records (aiokafka ConsumerRecords, offset order per partition)."""
+    async def process(self, records: Mapping[TP, Sequence[Any]]
+                      ) -> Mapping[TP, Sequence[Any]]:
+        """Apply these records (aiokafka ConsumerRecords, offset order per partition) until
+        the flush is full; returns the records not taken (to process after a flush)."""
 
     async def flush(self) -> Mapping[TP, Sequence[int]]:
         """Make everything processed durable; returns the offsets that may now be acked."""
@@ -224,20 +226,25 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     else:
                         others.extend((tp, r) for r in recs)
                 fetched = sum(len(r) for r in ours.values())
-                if ours:
-                    await source.process(ours)
+                while ours:
+                    ours = dict(await source.process(ours))
+                    if ours:  # the flush is full: make it durable, then take the rest
+                        await self._flush_batch(source, generation)
                 for tp, rec in others:
                     await self.wait_first(callback(to_message(tp, rec)),
                                           self.suspend_flow.wait())
                 if source.pending() and source.due(fetched):
-                    acks = await source.flush()
-                    if generation == self.app.consumer_generation_id and self.flow_active:
-                        self._ack_offsets(acks)
+                    await self._flush_batch(source, generation)
         except BaseException:
             source.discard()
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _flush_batch(self, source: BatchSource, generation: int) -> None:
+        acks = await source.flush()
+        if generation == self.app.consumer_generation_id and self.flow_active:
+            self._ack_offsets(acks)
 
     def _ack_offsets(self, acks: Mapping[TP, Sequence[int]]) -> None:
         """`Consumer.ack` for offsets of records that never became Faust messages."""

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from leadstream.config import Settings
-from leadstream.sink.writer import Batch, write_batch
+from leadstream.sink.writer import Batch, write_batch, write_encoded
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 #: (where the row came from: a ConsumerRecord or anything with topic, partition, offset, key
 #: and value; its table; the row)
 Decoded = tuple[Any, str, dict[str, Any]]
+#: the same with the row still JSON-encoded
+Encoded = tuple[Any, str, bytes]
 Poisoned = Callable[[Any, str], Awaitable[None]]
 
 
@@ -108,7 +111,22 @@ class Replica:
             except DATA_ERRORS:
                 await self._isolate(half)
 
-    async def _with_retry(self, batch: Batch) -> None:
+    async def write_encoded(self, encoded: Sequence[Encoded]) -> None:
+        """`write` for rows still JSON-encoded, one per key per kind (the worker's flush):
+        joined into the statements' arrays as they are; decoded only to isolate a row
+        Postgres refuses."""
+        rows: dict[str, list[bytes]] = {}
+        for _, kind, value in encoded:
+            rows.setdefault(kind, []).append(value)
+        if not rows:
+            return
+        try:
+            await self._with_retry(lambda conn: write_encoded(conn, rows))
+        except DATA_ERRORS as exc:
+            log.warning("%s: batch rejected (%s); isolating the bad records", self.name, exc)
+            await self._isolate([(o, kind, orjson.loads(v)) for o, kind, v in encoded])
+
+    async def _with_retry(self, batch: Batch | Callable[[Any], Awaitable[int]]) -> None:
         if self.pool is None:
             await self.connect()
         delay = 0.1
@@ -116,8 +134,11 @@ class Replica:
             assert self.pool is not None
             try:
                 async with self.pool.acquire() as conn:
-                    await write_batch(conn, batch)
-                self.rows_written += len(batch)
+                    if isinstance(batch, Batch):
+                        await write_batch(conn, batch)
+                        self.rows_written += len(batch)
+                    else:
+                        self.rows_written += await batch(conn)
                 return
             except DATA_ERRORS:
                 raise

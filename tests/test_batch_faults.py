@@ -1,0 +1,109 @@
+"""The batch hot path under faults (issue #15): a backlog drained in many small flushes, the
+worker SIGKILLed in the middle of one, a second worker joining (a rebalance) while flushes
+are in flight and traffic flows, and a poison record inside a batch. The replica must equal
+the oracle: nothing lost, nothing counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from leadstream.broker.clients import make_producer
+from leadstream.config import Settings
+from tests.faults import Delivery, converge, oracle, report, workload
+from tests.pipeline import Pipeline, Worker, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def _send_all(p: Pipeline, deliveries: list[Delivery], concurrency: int = 32
+                    ) -> list[Delivery]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(d: Delivery) -> Delivery:
+        async with sem:
+            status = await p.kapso(d.event, d.body)
+            assert status == 200, status
+            return d
+
+    return list(await asyncio.gather(*(one(d) for d in deliveries)))
+
+
+async def _rows(p: Pipeline) -> int:
+    row = await p.fetchrow("SELECT count(*) AS n FROM messages")
+    return int(row["n"]) if row else 0
+
+
+async def test_sigkill_mid_flush_and_a_rebalance_mid_batch_lose_and_double_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # small flushes, so that a kill at any moment of the drain lands inside one
+    s = settings.model_copy(update={"flush_max_events": 20, "topic_partitions": 8})
+    first = workload(leads=50, per_lead=50, seed=31, first_phone=41_000_000)
+    second = workload(leads=50, per_lead=20, seed=32, first_phone=41_000_000)
+    p = await Pipeline(s, str(tmp_path)).start(worker=False)
+    other = Worker(s, str(tmp_path / "worker-b.log"))
+    try:
+        acked = await _send_all(p, first)  # a backlog: no worker yet
+        p.worker.start()
+        # the first rows: the drain is under way (it takes well under a second)
+        await eventually(lambda: _at_least(p, 1), timeout=120, every=0.005)
+        p.worker.kill()  # mid-drain: inside a flush, or between two
+        t_kill = time.monotonic()
+        at_kill = await _rows(p)
+        assert at_kill < len(first), "the drain ended before the kill: raise the backlog"
+        p.worker.start()
+        await eventually(lambda: _at_least(p, at_kill + 1), timeout=90)
+        recovered = time.monotonic() - t_kill
+        # a second worker joins while the first drains and new traffic arrives: partitions
+        # are revoked from the first with batches in flight
+        other.start()
+        acked += await _send_all(p, second, concurrency=8)
+        result = await converge(p, *oracle(acked), timeout=180)
+        report("batch path: SIGKILL mid-flush + rebalance", sent=len(acked),
+               acked=len(acked), faults=f"SIGKILL at {at_kill}/{len(first)} rows, 2nd worker"
+               " joins mid-drain, flushes of <=20", result=result, recover_s=recovered)
+        assert result.equal, result
+        assert "batch path on" in p.worker.log_tail(4000)
+    finally:
+        other.stop()
+        await p.stop()
+
+
+async def _at_least(p: Pipeline, n: int) -> bool:
+    return await _rows(p) >= n
+
+
+async def test_a_poison_record_inside_a_batch_is_dead_lettered_and_its_batch_applied(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Records produced straight to the events topic, one of them undecodable, all in one
+    fetch: the poison goes to the dead-letter topic (and `sync_failures`), the others to the
+    replica, and the partition goes on."""
+    p = await Pipeline(settings, str(tmp_path)).start(worker=False)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        good = [d for d in workload(leads=3, per_lead=4, seed=33, first_phone=42_000_000)]
+        acked = await _send_all(p, good[:6])
+        key = b"ws1:+6281242000000"
+        await producer.send_and_wait(settings.topic("events"),
+                                     orjson.dumps({"lead_key": key.decode(), "kind": 7}),
+                                     key=key)
+        acked += await _send_all(p, good[6:])
+        p.worker.start()
+        result = await converge(p, *oracle(acked), timeout=120)
+        assert result.equal, result
+
+        async def failed() -> bool:
+            row = await p.fetchrow("SELECT reason FROM sync_failures WHERE stage = 'worker'")
+            return row is not None and "invalid record" in row["reason"]
+
+        await eventually(failed, timeout=60)
+    finally:
+        await producer.stop()
+        await p.stop()
