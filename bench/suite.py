@@ -72,7 +72,7 @@ DROP TRIGGER IF EXISTS bench_notify ON naive_leads;
 CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE ON naive_leads
   FOR EACH ROW EXECUTE FUNCTION bench_notify('bench_naive');
 """
-PARTS = ("freshness", "backlog", "split", "sustained", "naive", "ingest", "replay", "limits")
+PARTS = ("freshness", "backlog", "split", "perrecord", "sustained", "naive", "ingest", "replay", "limits")
 HEADERS = {"X-Webhook-Event": "whatsapp.message.received", "Content-Type": "application/json"}
 
 
@@ -359,38 +359,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 prof.wait()
                 R["worker_profile"] = summarize_profile(tmp / "worker.prof")
 
-        # 2 (a'): the same backlog with the sink in its own process (`worker --no-sink` +
-        # `sink`): how much of the worker's core the in-process sink takes
-        if "split" in args.parts:
-            s4 = stack.settings()
+        # 2 (a'): the same backlog through other designs of the worker, side by side with
+        # (a): the sink writes the replica (the worker only produces), and the per-record
+        # path through Faust's agent (LEADSTREAM_WORKER_BATCH=false)
+        for part, env, label in (
+            ("split", {"LEADSTREAM_REPLICA_WRITER": "sink"},
+             "batch path, replica written by the sink (in-process)"),
+            ("perrecord", {"LEADSTREAM_WORKER_BATCH": "false"},
+             "per-record path (Faust agent, one flush per record)"),
+        ):
+            if part not in args.parts:
+                continue
+            s4 = stack.settings(**env)
             await ensure_topics(s4)
-            stack.spawn("worker-nosink", s4, "worker", "--no-sink")
-            stack.spawn("sink", s4, "sink")
-            warm_recs = [inbound_record("splitwarm", i, 950_000 + i) for i in range(10)]
+            stack.spawn(f"worker-{part}", s4, "worker")
+            warm_recs = [inbound_record(f"{part}warm", i, 950_000 + i) for i in range(10)]
             await produce(s4, s4.topic("events"), warm_recs)
-            await wait_count(s4.dsn, "leads", "splitwarm", 10, 120)
-            recs = [inbound_record("split", i, 960_000 + i % args.leads)
-                    for i in range(args.backlog)]
-            meter = CpuMeter({"worker": stack.pids["worker-nosink"], "sink": stack.pids["sink"],
+            await wait_count(s4.dsn, "leads", f"{part}warm", 10, 120)
+            n = args.backlog if part != "perrecord" else max(1000, args.backlog // 10)
+            recs = [inbound_record(part, i, 960_000 + i % args.leads) for i in range(n)]
+            meter = CpuMeter({"worker": stack.pids[f"worker-{part}"],
                               **{k: stack.pids[k] for k in ("broker", "postgres")
                                  if k in stack.pids}})
             await produce(s4, s4.topic("events"), recs)
             started = time.perf_counter()
             meter.start()
-            got, done = await wait_count(s4.dsn, "leads", "split", args.backlog, 900)
-            R["split"] = {"events": args.backlog, "visible": got, "seconds": done - started,
-                          "eps": got / (done - started), "cpu": meter.stop()}
-            print(f"# backlog drain, sink in its own process: {R['split']['eps']:.0f} ev/s;"
-                  f" cpu {cpu_line(R['split']['cpu'])}", flush=True)
-            stack.halt("worker-nosink")
-            stack.halt("sink")
+            got, done = await wait_count(s4.dsn, "leads", part, n, 900)
+            R[part] = {"events": n, "visible": got, "seconds": done - started,
+                       "eps": got / (done - started), "cpu": meter.stop(), "design": label}
+            print(f"# backlog drain, {label}: {R[part]['eps']:.0f} ev/s;"
+                  f" cpu {cpu_line(R[part]['cpu'])}", flush=True)
+            stack.halt(f"worker-{part}")
             # same database, other topics: drop its rows so the replay below compares like
             # with like
             conn = await asyncpg.connect(s.dsn)
             for t in ("leads", "messages", "lead_status_history", "lead_notes",
                       "lead_daily_activity"):
-                await conn.execute(f"DELETE FROM {t} WHERE workspace_id IN"
-                                   " ('split', 'splitwarm')")
+                await conn.execute(f"DELETE FROM {t} WHERE workspace_id IN ($1, $2)",
+                                   part, f"{part}warm")
             await conn.close()
 
         # 2 (b): end to end through the webhook, as fast as it answers; single, batch of 50
@@ -600,11 +606,11 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
             "| what | events | seconds | events/s | CPU (cores) |", "|---|---|---|---|---|",
             f"| backlog on the events topic, worker alone | {b['events']} | {b['seconds']:.1f} |"
             f" {b['eps']:.0f} | {cpu_line(b['cpu'])} |"]
-    if "split" in R:
-        sp = R["split"]
-        out.append(f"| same, sink in its own process (`worker --no-sink` + `sink`) |"
-                   f" {sp['events']} | {sp['seconds']:.1f} | {sp['eps']:.0f} |"
-                   f" {cpu_line(sp['cpu'])} |")
+    for part in ("split", "perrecord"):
+        if part in R:
+            sp = R[part]
+            out.append(f"| same, {sp.get('design', part)} | {sp['events']} |"
+                       f" {sp['seconds']:.1f} | {sp['eps']:.0f} | {cpu_line(sp['cpu'])} |")
     for kind, r in R["sustained"].items():
         out.append(f"| through the webhook, {kind} (pushed at {r['push_eps']:.0f} ev/s) |"
                    f" {r['events']} | {r['seconds']:.1f} | {r['eps']:.0f} | {cpu_line(r['cpu'])} |")
@@ -767,6 +773,8 @@ def side_by_side(runs: dict[str, dict[str, Any]]) -> str:
         ("raw produce (rec/s)", ("limits", "produce")),
         ("raw consume (rec/s)", ("limits", "consume")),
         ("worker backlog drain (ev/s)", ("backlog", "eps")),
+        ("  same, replica written by the sink (ev/s)", ("split", "eps")),
+        ("  same, per-record path (ev/s)", ("perrecord", "eps")),
         ("webhook single (req/s)", ("ingest", "single", "rps")),
         ("webhook batch of 50 (ev/s)", ("ingest", "batch50", "eps")),
         ("replay (rec/s)", ("replay", "rps")),
