@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from leadstream.agents.batch import BatchRunner
@@ -97,8 +98,8 @@ async def daily_close_agent(stream: Any) -> None:
     """Closes due daily windows of the tick's partition (inside its event context)."""
     async for event in stream.events():
         try:
-            async with runner.lock:  # never between a flush's produce and its store writes
-                await windows.on_tick(event.message.partition, datetime.now(UTC))
+            await runner.close_daily(partial(windows.on_tick, event.message.partition,
+                                             datetime.now(UTC)))
         except Exception:  # a bad window must not stop the ticks
             log.exception("daily close failed in partition %s", event.message.partition)
 

@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 import logging
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -86,8 +86,12 @@ class BatchRunner:
         self.max_events = max_events
         self.max_ms = max_ms
         self.assigned = assigned
+        #: held while a flush is filled or in flight; the daily close takes it in between
         self.lock = asyncio.Lock()
+        self.waiting = 0
         self.current: Flush | None = None
+        self.inflight: tuple[Flush, asyncio.Future[None]] | None = None
+        self.completed: list[tuple[int, dict[TP, list[int]]]] = []
         self._contexts: dict[int, _InPartition] = {}
         # figures (exported as metrics by the worker)
         self.flushes = 0
@@ -101,16 +105,24 @@ class BatchRunner:
     def pending(self) -> bool:
         return self.current is not None and self.current.events > 0
 
+    def busy(self) -> bool:
+        return self.pending() or self.inflight is not None
+
     def due(self, fetched: int) -> bool:
         f = self.current
         return f is not None and (fetched == 0 or f.events >= self.max_events
                                   or f.age_ms() >= self.max_ms)
 
-    async def process(self, records: Mapping[TP, Sequence[Any]]
+    async def process(self, records: Mapping[TP, Sequence[Any]], generation: int = 0
                       ) -> dict[TP, Sequence[Any]]:
         if self.current is None:
-            await self.lock.acquire()
-            self.current = self.processor.begin()
+            if self.inflight is not None and self.waiting:
+                await self.settle()  # the daily close is waiting: let it in between flushes
+            if self.inflight is None:
+                await self.lock.acquire()
+            self.current = self.processor.begin(
+                after=self.inflight[0] if self.inflight is not None else None,
+                generation=generation)
         flush = self.current
         handle = self.processor.handle
         room = self.max_events - flush.events
@@ -131,6 +143,55 @@ class BatchRunner:
                 _current_event.reset(token)
         return left
 
+    async def flush(self) -> None:
+        """Seal the current flush and start making it durable; the one before it must be
+        durable first (at most one in flight, so a flush reads through one parent only)."""
+        await self.settle()
+        flush = self.current
+        assert flush is not None
+        flush.detach()
+        self.current = None
+        self.inflight = (flush, asyncio.ensure_future(self._durable(flush)))
+
+    async def settle(self) -> None:
+        """Wait for the flush in flight; its offsets join `acks()`."""
+        if self.inflight is None:
+            return
+        flush, task = self.inflight
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self.inflight = None
+                if self.current is None:
+                    self.lock.release()
+        self.completed.append(
+            (flush.generation, {TP(t, p): offsets for (t, p), offsets in flush.offsets.items()}))
+
+    def acks(self) -> list[tuple[int, dict[TP, list[int]]]]:
+        done, self.completed = self.completed, []
+        return done
+
+    def discard(self) -> None:
+        held = self.current is not None or self.inflight is not None
+        if self.inflight is not None:
+            self.inflight[1].cancel()
+        self.current = None
+        self.inflight = None
+        self.completed = []
+        if held and self.lock.locked():
+            self.lock.release()
+
+    async def close_daily(self, close: Callable[[], Awaitable[Any]]) -> Any:
+        """Run the daily close between flushes, never while one is being filled or is in
+        flight (it reads the stores)."""
+        self.waiting += 1
+        try:
+            async with self.lock:
+                return await close()
+        finally:
+            self.waiting -= 1
+
     async def one(self, topic: str, partition: int, offset: int, key: bytes | None,
                   value: bytes | None) -> None:
         """One record as its own flush (the per-record path, inside Faust's event context;
@@ -139,21 +200,6 @@ class BatchRunner:
             flush = self.processor.begin()
             self.processor.handle(flush, topic, partition, offset, key, value)
             await self._durable(flush)
-
-    def discard(self) -> None:
-        if self.current is not None:
-            self.current = None
-            self.lock.release()
-
-    async def flush(self) -> dict[TP, list[int]]:
-        flush = self.current
-        assert flush is not None
-        try:
-            await self._durable(flush)
-            return {TP(t, p): offsets for (t, p), offsets in flush.offsets.items()}
-        finally:
-            self.current = None
-            self.lock.release()
 
     # ------------------------------------------------------------------ the flush
 

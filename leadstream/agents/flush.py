@@ -32,9 +32,13 @@ V = TypeVar("V")
 class WriteBack(Generic[V]):
     """A table seen through this flush: decoded values, and the keys to write back."""
 
-    def __init__(self, table: Any, decode: Callable[[bytes], V]) -> None:
+    def __init__(self, table: Any, decode: Callable[[bytes], V],
+                 parent: WriteBack[V] | None = None) -> None:
         self.table = table
         self.decode = decode
+        #: the view of the flush still in flight when this one began: its writes are newer
+        #: than the store until it completes (then they are the store's)
+        self.parent = parent
         self.values: dict[bytes, V | None] = {}
         #: written keys -> the partition whose changelog and store they go to
         self.dirty: dict[bytes, int] = {}
@@ -43,6 +47,11 @@ class WriteBack(Generic[V]):
         try:
             return self.values[key]
         except KeyError:
+            parent = self.parent
+            if parent is not None and key in parent.dirty:
+                value = parent.values[key]
+                self.values[key] = value
+                return value
             raw = self.table.get(key)
             value = self.decode(raw) if raw else None
             self.values[key] = value
@@ -144,10 +153,17 @@ class Flush:
     """Everything one flush holds: the tables' write-back views, the outbox, and the source
     offsets it covers (acked only once all of it is durable)."""
 
-    def __init__(self, leads: Any, messages: Any, daily: Any) -> None:
-        self.leads: WriteBack[LeadEntry] = WriteBack(leads, LeadEntry.decode)
-        self.messages: WriteBack[MessageState] = WriteBack(messages, decode_message)
-        self.daily: WriteBack[DayAggregate] = WriteBack(daily, decode_day)
+    def __init__(self, leads: Any, messages: Any, daily: Any, *, after: Flush | None = None,
+                 generation: int = 0) -> None:
+        """`after`: the flush in flight, whose writes this one must read (see WriteBack)."""
+        self.leads: WriteBack[LeadEntry] = WriteBack(
+            leads, LeadEntry.decode, after.leads if after else None)
+        self.messages: WriteBack[MessageState] = WriteBack(
+            messages, decode_message, after.messages if after else None)
+        self.daily: WriteBack[DayAggregate] = WriteBack(
+            daily, decode_day, after.daily if after else None)
+        #: the consumer generation its records were fetched in (acks from another are void)
+        self.generation = generation
         self.out = Outbox()
         #: (topic, partition) -> source offsets processed
         self.offsets: dict[tuple[str, int], list[int]] = {}
@@ -157,6 +173,10 @@ class Flush:
     def done(self, topic: str, partition: int, offset: int) -> None:
         self.offsets.setdefault((topic, partition), []).append(offset)
         self.events += 1
+
+    def detach(self) -> None:
+        """Stop reading through the flush before this one (it is durable now)."""
+        self.leads.parent = self.messages.parent = self.daily.parent = None
 
     def age_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000

@@ -47,9 +47,11 @@ class LeadProcessor:
         self.skipped = 0
         self.dead = 0
 
-    def begin(self) -> Flush:
+    def begin(self, after: Flush | None = None, generation: int = 0) -> Flush:
+        """A new flush; `after` is the one still in flight (its writes are read first)."""
         return Flush(self.leads, self.messages,
-                     self.daily.table if self.daily is not None else {})
+                     self.daily.table if self.daily is not None else {}, after=after,
+                     generation=generation)
 
     def _decode(self, topic: str, value: bytes) -> BaseModel:
         if topic == self.names.events:

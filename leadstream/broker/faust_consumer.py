@@ -72,28 +72,41 @@ def committable_offset(acked: list[int], start: int | None) -> tuple[int | None,
 
 
 class BatchSource(Protocol):
-    """What the consumer hands a batch of source records to (agents.batch.BatchRunner)."""
+    """What the consumer hands a batch of source records to (agents.batch.BatchRunner).
+
+    One flush is filled while the one before it is made durable (produce, replica); the
+    consumer acks a flush's offsets once it is, and only if the generation it was fetched
+    in is still the current one."""
 
     #: the topics whose records go to `process` instead of Faust's per-record path
     topics: frozenset[str]
 
     def pending(self) -> bool:
-        """Records processed but not yet flushed (and not acked)?"""
+        """Records processed into the current flush, not yet sealed?"""
+
+    def busy(self) -> bool:
+        """Pending, or a flush in flight?"""
 
     def due(self, fetched: int) -> bool:
-        """Flush now, after a fetch that brought `fetched` of our records?"""
+        """Seal the current flush now, after a fetch that brought `fetched` of our records?"""
 
-    async def process(self, records: Mapping[TP, Sequence[Any]]
+    async def process(self, records: Mapping[TP, Sequence[Any]], generation: int
                       ) -> Mapping[TP, Sequence[Any]]:
         """Apply these records (aiokafka ConsumerRecords, offset order per partition) until
         the flush is full; returns the records not taken (to process after a flush)."""
 
-    async def flush(self) -> Mapping[TP, Sequence[int]]:
-        """Make everything processed durable; returns the offsets that may now be acked."""
+    async def flush(self) -> None:
+        """Seal the current flush and start making it durable."""
+
+    async def settle(self) -> None:
+        """Wait until the flush in flight is durable."""
+
+    def acks(self) -> list[tuple[int, dict[TP, list[int]]]]:
+        """(generation, offsets) of the flushes made durable since the last call."""
 
     def discard(self) -> None:
-        """Forget what was processed and not flushed (a rebalance or a stop): those records
-        are not acked, so they are read and processed again."""
+        """Forget what was processed and not made durable (a rebalance or a stop): those
+        records are not acked, so they are read and processed again."""
 
 
 _SOURCES: dict[int, BatchSource] = {}
@@ -205,7 +218,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await self._wait_next_records(
-                    0.0 if source.pending() else 1.0)
+                    0.0 if source.busy() else 1.0)
                 generation = self.app.consumer_generation_id
                 if records is None or self.should_stop:
                     continue
@@ -227,24 +240,29 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                         others.extend((tp, r) for r in recs)
                 fetched = sum(len(r) for r in ours.values())
                 while ours:
-                    ours = dict(await source.process(ours))
-                    if ours:  # the flush is full: make it durable, then take the rest
-                        await self._flush_batch(source, generation)
+                    ours = dict(await source.process(ours, generation))
+                    if ours:  # the flush is full: seal it, then take the rest
+                        await source.flush()
+                    self._ack_durable(source)
                 for tp, rec in others:
                     await self.wait_first(callback(to_message(tp, rec)),
                                           self.suspend_flow.wait())
                 if source.pending() and source.due(fetched):
-                    await self._flush_batch(source, generation)
+                    await source.flush()
+                elif fetched == 0:
+                    await source.settle()  # idle: finish the flush in flight
+                self._ack_durable(source)
         except BaseException:
             source.discard()
             if self.transport.app.should_stop:
                 return
             raise
 
-    async def _flush_batch(self, source: BatchSource, generation: int) -> None:
-        acks = await source.flush()
-        if generation == self.app.consumer_generation_id and self.flow_active:
-            self._ack_offsets(acks)
+    def _ack_durable(self, source: BatchSource) -> None:
+        current = self.app.consumer_generation_id
+        for generation, acks in source.acks():
+            if generation == current and self.flow_active:
+                self._ack_offsets(acks)
 
     def _ack_offsets(self, acks: Mapping[TP, Sequence[int]]) -> None:
         """`Consumer.ack` for offsets of records that never became Faust messages."""

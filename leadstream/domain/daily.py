@@ -122,13 +122,12 @@ def fold(agg: DayAggregate | None, lead: LeadState, day: date, c: dict[str, Any]
          DayAggregate(lead_id=lead.lead_id, lead_key=lead.lead_key,
                       workspace_id=lead.workspace_id, day=day))
     a.lead_name = lead.name
-    seen = set(a.seen_ids)
+    seen = a.seen_ids  # a scan of <= MAX_SEEN_IDS ids: cheaper than a set built per fold
     new_ids: list[str] = []
 
     def first_time(part_id: str) -> bool:
-        if part_id in seen:
+        if part_id in seen or part_id in new_ids:
             return False
-        seen.add(part_id)
         new_ids.append(part_id)
         return True
 

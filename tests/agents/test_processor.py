@@ -236,3 +236,27 @@ def test_many_leads_in_one_flush_each_get_their_snapshot() -> None:
     snaps = _of(out, NAMES.leads)
     assert len(snaps) == 50 and {s["message_count"] for s in snaps} == {4}
     assert len(w.leads) == 50
+
+
+def test_a_flush_begun_while_the_one_before_is_in_flight_reads_its_writes() -> None:
+    """The worker fills flush B while A is being produced: A's writes are not in the store
+    yet, so B reads them from A (one flush in flight at a time)."""
+    w = Worker()
+    a = w.proc.begin()
+    for i in range(3):
+        w.proc.handle(a, NAMES.events, 0, i, KEY.encode(),
+                      _event(f"w{i}", NOW + timedelta(seconds=i)))
+    a.detach()
+    b = w.proc.begin(after=a)
+    for i in range(3, 5):
+        w.proc.handle(b, NAMES.events, 0, i, KEY.encode(),
+                      _event(f"w{i}", NOW + timedelta(seconds=i)))
+    w.proc.handle(b, NAMES.events, 0, 5, KEY.encode(), _event("w1", NOW))  # a redelivery
+    assert w.leads == {}  # nothing stored yet
+    produce, _, _ = w.runner.records(b)
+    (snap,) = [orjson.loads(v) for (t, _), rs in produce.items() if t == NAMES.leads
+               for _, v in rs]
+    assert snap["message_count"] == 5 and snap["version"] == 5
+    (day,) = [orjson.loads(v) for (t, _), rs in produce.items() if t == "cl-daily"
+              for _, v in rs]
+    assert day["inbound_count"] == 5
