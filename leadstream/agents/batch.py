@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import SimpleNamespace
@@ -99,6 +100,8 @@ class BatchRunner:
         self.records_out = 0
         self.rows_out = 0
         self.produce_retries = 0
+        self.settle_wait_s = 0.0
+        self._logged = (time.monotonic(), 0, 0, 0.0)
 
     # ------------------------------------------------------------------ BatchSource
 
@@ -158,9 +161,11 @@ class BatchRunner:
         if self.inflight is None:
             return
         flush, task = self.inflight
+        t0 = time.monotonic()
         try:
             await asyncio.shield(task)
         finally:
+            self.settle_wait_s += time.monotonic() - t0
             if task.done():
                 self.inflight = None
                 if self.current is None:
@@ -284,8 +289,21 @@ class BatchRunner:
                      len(rows))
         self.flushes += 1
         self.events += flush.events
+        self._log_figures()
         self.records_out += sum(len(v) for v in produce.values()) + len(others)
         self.rows_out += len(rows)
+
+    def _log_figures(self, every: float = 30.0) -> None:
+        """One line per `every` seconds while busy: what an operator asks first."""
+        at, flushes, events, waited = self._logged
+        now = time.monotonic()
+        if now - at < every:
+            return
+        n, e = self.flushes - flushes, self.events - events
+        log.info("lead agent: %d events in %d flushes (%.0f per flush) in %.0f s, %.0f%% of it"
+                 " waiting for a flush to be durable", e, n, e / max(n, 1), now - at,
+                 (self.settle_wait_s - waited) / (now - at) * 100)
+        self._logged = (now, self.flushes, self.events, self.settle_wait_s)
 
     async def _produce(self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],
                        others: Sequence[tuple[str, bytes, bytes]]
