@@ -265,23 +265,15 @@ class BatchRunner:
     async def _durable(self, flush: Flush) -> None:
         produce, writes, rows = self.records(flush)
         others = flush.out.other
-        delay = 0.1
-        replicated = self.replica is None or not rows
-        while True:
-            try:
-                sent = await self._produce(produce, others)
-                if not replicated:
-                    assert self.replica is not None
-                    await self.replica.write_encoded(rows)
-                    replicated = True
-                metas = await asyncio.gather(*(f for _, f in sent))
-                break
-            except KafkaError as exc:  # the broker is away: nothing is acked meanwhile
-                self.produce_retries += 1
-                log.warning("worker: produce failed (%r); producing the flush again in"
-                            " %.1fs (repeats are harmless downstream)", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        replica = (asyncio.ensure_future(self.replica.write_encoded(rows))
+                   if self.replica is not None and rows else None)
+        try:
+            sent, metas = await self._produce_until_acked(produce, others)
+            if replica is not None:
+                await replica
+        finally:
+            if replica is not None and not replica.done():
+                replica.cancel()
         self._write_stores(writes, sent, metas)
         if not self.flushes:
             log.info("lead agent: batch path on; first flush: %d events, %d records produced,"
@@ -304,6 +296,24 @@ class BatchRunner:
                  " waiting for a flush to be durable", e, n, e / max(n, 1), now - at,
                  (self.settle_wait_s - waited) / (now - at) * 100)
         self._logged = (now, self.flushes, self.events, self.settle_wait_s)
+
+    async def _produce_until_acked(
+        self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],
+        others: Sequence[tuple[str, bytes, bytes]],
+    ) -> tuple[list[tuple[tuple[str, int, int], asyncio.Future[Any]]], list[Any]]:
+        """Produce everything and wait for the broker's acks; a broker that is away is
+        retried with backoff (repeats are harmless downstream), nothing acked meanwhile."""
+        delay = 0.1
+        while True:
+            try:
+                sent = await self._produce(produce, others)
+                return sent, list(await asyncio.gather(*(f for _, f in sent)))
+            except KafkaError as exc:
+                self.produce_retries += 1
+                log.warning("worker: produce failed (%r); producing the flush again in"
+                            " %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _produce(self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],
                        others: Sequence[tuple[str, bytes, bytes]]
