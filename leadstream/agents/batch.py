@@ -49,6 +49,10 @@ from leadstream.streams.topics import TopicNames
 log = logging.getLogger(__name__)
 
 
+#: records applied between two yields to the event loop (~20 ms of rules)
+YIELD_EVERY = 256
+
+
 class Origin(NamedTuple):
     """Where a row the replica refused came from: an output of this worker, not yet read
     back from its topic (offset -1)."""
@@ -138,12 +142,16 @@ class BatchRunner:
             if len(take) < len(recs):
                 left[tp] = recs[len(take):]
             room -= len(take)
-            token = self._enter(tp.partition)
-            try:
-                for r in take:
-                    handle(flush, tp.topic, tp.partition, r.offset, r.key, r.value)
-            finally:
-                _current_event.reset(token)
+            for i in range(0, len(take), YIELD_EVERY):
+                # let the flush in flight send its produce requests and replica rows now:
+                # the broker and Postgres work on the other core while we compute
+                await asyncio.sleep(0)
+                token = self._enter(tp.partition)
+                try:
+                    for r in take[i:i + YIELD_EVERY]:
+                        handle(flush, tp.topic, tp.partition, r.offset, r.key, r.value)
+                finally:
+                    _current_event.reset(token)
         return left
 
     async def flush(self) -> None:

@@ -4,9 +4,9 @@ flush's write-back views, and the outputs go to its outbox, so the processor is 
 plain dicts (tests/agents/test_processor.py); `agents.batch` makes a flush durable and
 `agents.agent` wires it to Faust. Why it is idempotent in any order: see `agents.agent`.
 
-Processing is synchronous on purpose: a whole batch is applied without yielding to the event
-loop, so nothing else (the daily close) sees a half-applied batch, and there are no
-per-record tasks or awaits (the per-record cost that issue #15 measured).
+Processing a record is synchronous on purpose: no per-record tasks or awaits (the per-record
+cost that issue #15 measured). The runner yields between slices of a batch, holding a lock
+the daily close also takes, so the close never sees a half-applied batch.
 """
 
 from __future__ import annotations
