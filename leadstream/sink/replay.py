@@ -1,7 +1,10 @@
 """Rebuild the replica from the derived topics (the log is the truth).
 
 Reads every derived topic from the beginning to the log end captured at start, outside any
-consumer group, and writes with the same batched, version-guarded writer as the live sink.
+consumer group, and writes with the same version-guarded statements as the live sink. The
+records go to Postgres as they are read (one JSON array per table per batch, deduplicated and
+filtered by workspace in SQL: `writer.write_raw`); a batch Postgres refuses is decoded in
+Python instead, skipping what is not a row.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from aiokafka.structs import TopicPartition
 from leadstream.broker.clients import log_ends, read_to_end
 from leadstream.config import Settings
 from leadstream.sink.service import decode_records, route
-from leadstream.sink.writer import Batch, write_batch
+from leadstream.sink.writer import Batch, write_batch, write_raw
 from leadstream.streams.topics import TopicNames
 
 TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity")
@@ -125,23 +128,35 @@ async def replay(settings: Settings, *, workspace: str | None = None,
         async for records, goal in read_to_end(settings, names.derived(), start=positions,
                                                ends=ends, max_records=batch_records,
                                                fetch_max_bytes=64 * 1024 * 1024):
-            batch, _, _ = decode_records(records, routes)
-            if workspace:
-                batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
-                                for rows in (batch.leads, batch.messages, batch.history,
-                                             batch.notes, batch.daily)])
             for r in records:
                 tp = TopicPartition(r.topic, r.partition)
                 positions[tp] = max(positions.get(tp, 0), r.offset + 1)
             total += len(records)
-            async with conn.transaction():
-                if len(batch):
-                    await write_batch(conn, batch)
-                await conn.execute(
-                    "UPDATE replay_runs SET positions = $2::jsonb, records = $3"
-                    " WHERE scope = $1", scope,
-                    orjson.dumps({_tp_key(tp): o for tp, o in positions.items()}).decode(),
-                    total)
+            raw: dict[str, list[bytes]] = {}
+            for r in records:
+                kind = routes.get(r.topic)
+                if kind is not None and kind != "failures" and r.value:
+                    raw.setdefault(kind, []).append(r.value)
+            reached = orjson.dumps({_tp_key(tp): o for tp, o in positions.items()}).decode()
+            save = ("UPDATE replay_runs SET positions = $2::jsonb, records = $3"
+                    " WHERE scope = $1")
+            try:
+                async with conn.transaction():
+                    await write_raw(conn, raw, workspace)
+                    await conn.execute(save, scope, reached, total)
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+                    asyncpg.exceptions.ProgramLimitExceededError):
+                # a record that is not a row (or one Postgres refuses): decode this batch in
+                # Python, which skips what cannot be decoded
+                batch, _, _ = decode_records(records, routes)
+                if workspace:
+                    batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
+                                    for rows in (batch.leads, batch.messages, batch.history,
+                                                 batch.notes, batch.daily)])
+                async with conn.transaction():
+                    if len(batch):
+                        await write_batch(conn, batch)
+                    await conn.execute(save, scope, reached, total)
             if progress:
                 progress(sum(positions.values()), goal)
         await conn.execute("UPDATE replay_runs SET finished_at = now() WHERE scope = $1", scope)

@@ -176,3 +176,39 @@ async def write_encoded(conn: asyncpg.Connection, rows: dict[str, list[bytes]]) 
                 await conn.execute(SQL_BY_KIND[kind], (b"[" + b",".join(values) + b"]").decode())
                 n += len(values)
     return n
+
+
+def _deduplicated(sql: str, table: str, key: str, newest: str | None) -> str:
+    """`sql` reading one row per key (the newest) of the array, of one workspace ($2) or of
+    all ($2 NULL): for rows straight from the topics, where a key repeats."""
+    source = f"jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+    assert source in sql
+    order = f"{key}, {newest} DESC" if newest else key
+    return sql.replace(source, f"(SELECT DISTINCT ON ({key}) * FROM {source} r"
+                               f" WHERE $2::text IS NULL OR r.workspace_id = $2"
+                               f" ORDER BY {order}) AS r")
+
+
+#: SQL_BY_KIND for raw topic records (replay): deduplicated in Postgres, workspace-scoped
+SQL_RAW_BY_KIND = {
+    "leads": _deduplicated(SQL_LEADS, "leads", "lead_id", "version"),
+    "messages": _deduplicated(SQL_MESSAGES, "messages", "workspace_id, message_id", "version"),
+    "history": _deduplicated(SQL_HISTORY, "lead_status_history", "event_id", None),
+    "notes": _deduplicated(SQL_NOTES, "lead_notes", "note_id", "coalesce(version, 0)"),
+    "daily": _deduplicated(SQL_DAILY, "lead_daily_activity", "lead_id, day", "version"),
+}
+
+
+async def write_raw(conn: asyncpg.Connection, rows: dict[str, list[bytes]],
+                    workspace: str | None = None) -> int:
+    """Write topic records as they are (JSON objects, keys repeating, other workspaces
+    mixed in) in the caller's transaction: no decode in Python, one statement per table.
+    A record that is not a valid row fails the statement; the caller then takes the
+    decoding path (`write_batch`), which skips it."""
+    n = 0
+    for kind, values in rows.items():
+        if values:
+            await conn.execute(SQL_RAW_BY_KIND[kind],
+                               (b"[" + b",".join(values) + b"]").decode(), workspace)
+            n += len(values)
+    return n

@@ -73,3 +73,29 @@ def test_newest_by_keeps_highest_version() -> None:
     rows = [{"k": 1, "version": 1}, {"k": 1, "version": 3}, {"k": 2, "version": 1},
             {"k": 1, "version": 2}]
     assert sorted((r["k"], r["version"]) for r in newest_by(rows, "k")) == [(1, 3), (2, 1)]
+
+
+async def test_raw_records_are_deduplicated_and_scoped_in_postgres(conn: asyncpg.Connection
+                                                                   ) -> None:
+    """`write_raw` (replay): topic records as they are, keys repeating in any order, other
+    workspaces mixed in: one row per key, the newest, of the asked workspace only."""
+    import orjson
+
+    from leadstream.sink.writer import write_raw
+
+    other = lead(9, lead_id=lead_id_for("ws2:+6281300000000"), workspace_id="ws2",
+                 lead_key="ws2:+6281300000000")
+    rows = {"leads": [orjson.dumps(r) for r in (lead(3), lead(5), other, lead(4))],
+            "messages": [orjson.dumps(m) for m in (message(1, "sent"), message(3, "read"),
+                                                   message(2, "delivered"))]}
+    async with conn.transaction():
+        assert await write_raw(conn, rows, "ws1") == 7
+    assert [tuple(r) for r in await conn.fetch("SELECT workspace_id, version FROM leads")] == [
+        ("ws1", 5)]
+    assert await conn.fetchval("SELECT status FROM messages") == "read"
+    async with conn.transaction():
+        await write_raw(conn, rows)  # all workspaces
+    assert await conn.fetchval("SELECT count(*) FROM leads") == 2
+    with pytest.raises((asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)):
+        async with conn.transaction():  # not a row: the caller falls back to decoding
+            await write_raw(conn, {"leads": [b'{"lead_id": "x"}']})
