@@ -1,23 +1,27 @@
 # Two entry points for a fresh machine (Python 3.11+):
 #   make up    -> the whole pipeline on embedded defaults (broker + Postgres + webhook + worker)
 #   make test  -> the test suite against a real broker and Postgres (started embedded)
+#   make demo  -> (with `make up` running) a minute of a simulated sales line for the dashboard
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: up test lint bench install clean browser
+.PHONY: up demo test lint bench install clean browser
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,rocksdb]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,rocksdb]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/leadstream up
+
+demo: $(STAMP)
+	$(BIN)/leadstream simulate --rate 8 --duration 60
 
 test: $(STAMP) browser
 	$(BIN)/ruff check leadstream tests bench
@@ -38,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[bench]'
 	$(BIN)/python bench/suite.py --profile --json bench/last-run.json
 
 clean:

@@ -8,10 +8,26 @@ heartbeat 1 s, rebalance 6 s (Faust's 60 s defaults make every join take 30 s on
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from leadstream.broker.clients import DLQ_MAX_RECORD_BYTES, faust_broker_url
 from leadstream.config import Settings, get_settings
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's form of the Kafka security settings (None: plaintext)."""
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ssl_context = settings.kafka_security().get("ssl_context")
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                     password=settings.kafka_sasl_password,
+                                     ssl_context=ssl_context,
+                                     mechanism=settings.kafka_sasl_mechanism)
+    return faust.SSLCredentials(ssl_context)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -42,7 +58,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=256 * 1024,
         # a dead letter carries its whole source record (the DLQ topic takes 16 MiB)
         producer_max_request_size=DLQ_MAX_RECORD_BYTES,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.table_standby_replicas,
+        broker_credentials=faust_credentials(settings),
         table_cleanup_interval=5.0,
         web_enabled=False,
         key_serializer="raw",

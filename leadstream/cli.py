@@ -13,7 +13,14 @@ import click
 from leadstream.config import Settings, get_settings
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, fmt: str = "text") -> None:
+    if fmt == "json":
+        import logging.config
+
+        from leadstream.ops.logs import dict_config
+
+        logging.config.dictConfig(dict_config(level))
+        return
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -32,6 +39,7 @@ def _run_until_signal(main: Any) -> None:
 
 
 @click.group()
+@click.version_option(package_name="leadstream", message="leadstream %(version)s")
 def main() -> None:
     """leadstream: WhatsApp sales line -> Kafka -> Faust -> Postgres lead database."""
 
@@ -132,6 +140,107 @@ def workspace_rotate_secret(phone_number_id: str, new_secret: str, overlap_hours
                f"{overlap_hours:g} h")
 
 
+@workspace.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def workspace_list(as_json: bool) -> None:
+    """Workspaces, their numbers and tokens (no secrets; tokens by a hash prefix)."""
+    import asyncpg
+    import orjson
+
+    from leadstream.db.registry import list_workspaces
+
+    async def go() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(get_settings().dsn)
+        try:
+            return await list_workspaces(conn)
+        finally:
+            await conn.close()
+
+    rows = _or_exit(go)
+    if as_json:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for w in rows:
+        click.echo(f"{w['workspace_id']}  (region {w['region']})")
+        for n in w["numbers"]:
+            old = f", old secret verifies until {n['old_secret_until']:%Y-%m-%d %H:%M}" \
+                if n["old_secret_until"] else ""
+            click.echo(f"  number {n['phone_number_id']}{old}")
+        for t in w["tokens"]:
+            who = f" ({t['user']})" if t["user"] else ""
+            click.echo(f"  token  {t['hash']}…  {t['role']}{who}")
+    if not rows:
+        click.echo("no workspaces")
+
+
+@workspace.command("revoke")
+@click.option("--api-token", default=None, help="the token itself")
+@click.option("--token-hash", default=None, help="its hash prefix, as `workspace list` shows")
+@click.option("--phone-number-id", default=None, help="remove a number (its webhooks get 401)")
+def workspace_revoke(api_token: str | None, token_hash: str | None,
+                     phone_number_id: str | None) -> None:
+    """Revoke a token or remove a number; running servers stop accepting it within ~5 s."""
+    import asyncpg
+
+    from leadstream.db.registry import revoke
+
+    if sum(x is not None for x in (api_token, token_hash, phone_number_id)) != 1:
+        raise click.UsageError("name exactly one of --api-token, --token-hash, "
+                               "--phone-number-id")
+
+    async def go() -> int:
+        conn = await asyncpg.connect(get_settings().dsn)
+        try:
+            return await revoke(conn, token=api_token, token_hash_prefix=token_hash,
+                                phone_number_id=phone_number_id)
+        finally:
+            await conn.close()
+
+    try:
+        n = _or_exit(go)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not n:
+        raise click.ClickException("nothing matched")
+    click.echo(f"revoked {n}")
+
+
+def _or_exit(go: Any) -> Any:
+    """Run `go()`; a service that is not there is one line, not a traceback."""
+    import asyncpg
+
+    try:
+        return asyncio.run(go())
+    except RuntimeError as exc:  # settings: no broker / no database named
+        if "no Kafka broker" in str(exc) or "no Postgres" in str(exc):
+            raise click.ClickException(str(exc)) from None
+        raise
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+            asyncpg.InvalidPasswordError) as exc:
+        raise click.ClickException(f"cannot reach Postgres: {exc}") from None
+
+
+# --------------------------------------------------------------------------- status
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def status_cmd(as_json: bool) -> None:
+    """What the operator on call needs: lag per consumer group and partition, dead letters
+    by stage, the last daily close, replica freshness."""
+    import orjson
+
+    from leadstream.ops.status import gather, render
+
+    settings = get_settings()
+    report = _or_exit(lambda: gather(settings))
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+                   .decode())
+    else:
+        click.echo(render(report))
+
+
 # --------------------------------------------------------------------------- topics
 
 
@@ -153,7 +262,7 @@ def webhook_cmd() -> None:
     from leadstream.http.server import serve
 
     settings = get_settings()
-    _logging(settings.log_level)
+    _logging(settings.log_level, settings.log_format)
     _run_until_signal(lambda stop: serve(settings, stop))
 
 
@@ -172,15 +281,35 @@ def worker_cmd(sink: bool) -> None:
 
     import faust
 
-    from leadstream.agents.agent import app
+    from leadstream.agents.agent import app, runner, windows
+    from leadstream.ops.metrics import WorkerCollector, WorkerWeb
     from leadstream.sink.service import PostgresSink
     from leadstream.summarize.service import SummaryService
 
     services: list[Any] = [SummaryService(settings)]
-    if sink:
-        services.append(PostgresSink(settings))
+    sink_service = PostgresSink(settings) if sink else None
+    if sink_service is not None:
+        services.append(sink_service)
+    if settings.worker_http_port:
+        def pool() -> Any:
+            for replica in (runner.replica, sink_service.replica if sink_service else None):
+                if replica is not None and replica.pool is not None:
+                    return replica.pool
+            return None
+
+        services.append(WorkerWeb(
+            host=settings.worker_http_host, port=settings.worker_http_port,
+            collector=WorkerCollector(runner=runner, windows=windows,
+                                      consumer=lambda: app.consumer, services=list(services)),
+            kafka_client=lambda: app.producer._ensure_producer().client,  # type: ignore[attr-defined]
+            pool=pool if (runner.replica is not None or sink_service is not None) else None))
+    json_logs = None
+    if settings.log_format == "json":
+        from leadstream.ops.logs import dict_config
+
+        json_logs = dict_config(settings.log_level)
     worker = faust.Worker(app, *services, loglevel=settings.log_level.upper(), quiet=True,
-                          override_logging=True)
+                          override_logging=True, logging_config=json_logs)
     # Faust's progress spinner sets the root logger to DEBUG whenever the level is WARN or
     # above, so every aiokafka/faust debug call built a LogRecord: ~8% of the worker's CPU
     # (py-spy, bench/suite.py). Without a spinner the root logger keeps the asked level.
@@ -203,7 +332,11 @@ def sink_cmd() -> None:
 
     settings = get_settings()
     asyncio.run(migrate_url(settings.dsn))
-    Worker(PostgresSink(settings), loglevel=settings.log_level.upper()).execute_from_commandline()
+    from leadstream.ops.logs import dict_config
+
+    Worker(PostgresSink(settings), loglevel=settings.log_level.upper(),
+           logging_config=dict_config(settings.log_level) if settings.log_format == "json"
+           else None).execute_from_commandline()
 
 
 @main.command("replay")
@@ -276,51 +409,92 @@ def dlq_redrive(event_ids: tuple[str, ...], all_: bool) -> None:
 
 
 @main.command("simulate")
-@click.option("--url", default=None, help="webhook base URL (default: the running `up`)")
-@click.option("--workspace", "workspace_id", default="demo")
-@click.option("--phone-number-id", default="demo-pnid")
-@click.option("--secret", default="demo-secret")
-@click.option("--leads", default=50, show_default=True)
-@click.option("--rate", default=20.0, show_default=True, help="events per second")
-@click.option("--duration", default=10.0, show_default=True, help="seconds")
-def simulate_cmd(url: str | None, workspace_id: str, phone_number_id: str, secret: str,
-                 leads: int, rate: float, duration: float) -> None:
-    """Send realistic signed Kapso traffic to a running webhook."""
-    from leadstream.simulate import run_simulation
+@click.option("--url", default=None, help="webhook/API base URL (default: the running `up`)")
+@click.option("--rate", default=5.0, show_default=True,
+              help="conversation steps per second (a step is one to four requests)")
+@click.option("--duration", default=60.0, show_default=True, help="seconds (0: until Ctrl-C)")
+@click.option("--seed", type=int, default=None,
+              help="repeat a run exactly (default: new numbers and message ids every run)")
+@click.option("--customers", default=12, show_default=True,
+              help="conversations going on at once")
+@click.option("--phone-number-id", default="demo-pnid", show_default=True)
+@click.option("--secret", default="demo-secret", show_default=True,
+              help="the number's webhook secret")
+@click.option("--token", "human_token", default="demo-token", show_default=True,
+              help="a human token (notes, status moves)")
+@click.option("--sarah-token", default="demo-sarah-token", show_default=True)
+@click.option("--brain-token", default="demo-brain-token", show_default=True)
+def simulate_cmd(url: str | None, rate: float, duration: float, seed: int | None,
+                 customers: int, phone_number_id: str, secret: str, human_token: str,
+                 sarah_token: str, brain_token: str) -> None:
+    """Play a whole sales line against a running server, through its public interfaces:
+    customers write, Sarah qualifies them, the business replies, delivery receipts arrive,
+    the Brain bot and a salesperson move statuses and add notes; some conversations are
+    dated on earlier days, so daily summaries appear. Exits 1 if any request failed."""
+    from leadstream.simulate import Credentials, SalesLine
 
     settings = get_settings()
     base = url or f"http://{settings.http_host}:{settings.http_port}"
-    stats = asyncio.run(run_simulation(base, phone_number_id=phone_number_id, secret=secret,
-                                       leads=leads, rate=rate, duration=duration))
-    click.echo(stats)
+    line = SalesLine(base, Credentials(phone_number_id=phone_number_id, secret=secret,
+                                       sarah_token=sarah_token, brain_token=brain_token,
+                                       human_token=human_token),
+                     seed=seed, rate=rate, concurrent=customers)
+
+    async def go(stop: asyncio.Event) -> None:
+        report = await line.run(duration or None, stop)
+        sent = ", ".join(f"{k} {v}" for k, v in report["sent"].items()) or "nothing"
+        click.echo(f"simulated {report['customers']} customers in {report['seconds']} s "
+                   f"(seed {report['seed']}): {sent}")
+        if report["failed"]:
+            failed = ", ".join(f"{k} {v}" for k, v in report["failed"].items())
+            click.echo(f"FAILED: {failed}", err=True)
+            for e in report["errors"]:
+                click.echo(f"  {e}", err=True)
+
+    _run_until_signal(go)
+    if line.failed:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- up
 
 
 @main.command("up")
-@click.option("--demo/--no-demo", default=True,
-              help="register a demo workspace (id demo, number demo-pnid, secret demo-secret, "
-                   "token demo-token)")
-def up_cmd(demo: bool) -> None:
+@click.option("--demo", is_flag=True,
+              help="also play a simulated sales line into the demo workspace while up runs")
+@click.option("--demo-workspace/--no-demo-workspace", default=True,
+              help="register the demo workspace (id demo, number demo-pnid, secret "
+                   "demo-secret, tokens demo-token, demo-sarah-token, demo-brain-token)")
+@click.option("--verbose", is_flag=True,
+              help="show the services' logs here (by default they go to files)")
+def up_cmd(demo: bool, demo_workspace: bool, verbose: bool) -> None:
     """The whole pipeline on one machine, in the foreground until Ctrl-C.
 
     Starts an embedded broker (Apache Kafka where Java 17+ and Maven are, else Tansu;
     LEADSTREAM_EMBEDDED_BROKER) and Postgres unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
     are set. With Apache Kafka the data persists in LEADSTREAM_DATA_DIR; Tansu keeps its log
     in memory, so that stack starts empty each time (Postgres and worker state reset with it).
+    Prints a short summary; the services' logs go to LEADSTREAM_DATA_DIR/logs (warnings and
+    errors still show here) unless --verbose.
     """
     from leadstream.embedded.stack import Stack
 
     settings = Settings()
-    _logging(settings.log_level)
-    stack = Stack(settings, demo=demo, notice=click.echo)
+    stack = Stack(settings, demo=demo_workspace or demo, verbose=verbose, notice=click.echo)
+    if verbose:
+        _logging(settings.log_level)
+    else:
+        _quiet_logging(settings.log_level, stack.log_dir / "up.log")
     try:
         try:
             settings = stack.start()
         except RuntimeError as e:
             raise click.ClickException(str(e)) from None
-        click.echo("\n" + "\n".join(stack.summary()) + "\n")
+        if demo and not stack.demo:
+            demo = False  # not safe here (stack explained why)
+        click.echo("\n".join(stack.summary()))
+        if demo:
+            click.echo("  demo traffic    a simulated sales line, ~2 requests/s, while up runs")
         from leadstream.http.server import serve
 
         worker = stack.worker
@@ -331,18 +505,62 @@ def up_cmd(demo: bool) -> None:
                 while worker.poll() is None and not stop.is_set():
                     await asyncio.sleep(0.5)
                 if worker.poll() is not None:
-                    logging.error("worker exited with %s; stopping", worker.returncode)
+                    logging.error("worker exited with %s; stopping (its log: %s)",
+                                  worker.returncode, stack.log_dir / "worker.log")
                 stop.set()
 
             watcher = asyncio.create_task(watch())
+            demo_task = asyncio.create_task(_demo_line(stack.base_url, stop)) if demo else None
             await serve(settings, stop)
             watcher.cancel()
+            if demo_task is not None:
+                demo_task.cancel()
 
         _run_until_signal(serve_and_watch)
     finally:
         click.echo("stopping...")
         stack.stop()
         click.echo("stopped.")
+
+
+def _quiet_logging(level: str, path: Any) -> None:
+    """Everything to `path`; only warnings and errors to the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(fmt)
+    to_term = logging.StreamHandler()
+    to_term.setLevel(logging.WARNING)
+    to_term.setFormatter(fmt)
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    root.addHandler(to_file)
+    root.addHandler(to_term)
+
+
+async def _demo_line(base: str, stop: asyncio.Event) -> None:
+    """The demo's sales line, once the server answers; gentle, until `up` stops."""
+    import aiohttp
+
+    from leadstream.simulate import Credentials, SalesLine
+
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(base + "/healthz") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    line = SalesLine(base, Credentials(), rate=2.0, concurrent=10)
+    # the first minute faster, so the page fills (every status, summaries) at once
+    await SalesLine(base, Credentials(), seed=line.seed + 1, rate=8.0, concurrent=12).run(
+        60.0, stop)
+    report = await line.run(None, stop)
+    if report["failed"]:
+        logging.warning("demo traffic: failed requests %s (%s)", report["failed"],
+                        "; ".join(report["errors"]))
 
 
 if __name__ == "__main__":  # pragma: no cover

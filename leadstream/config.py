@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +24,27 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
     )
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    #: where the API and the dashboard read (a streaming standby); default DATABASE_URL.
+    #: Writers (worker, sink, migrations, workspace commands) always use DATABASE_URL
+    database_read_url: str | None = Field(default=None,
+                                          validation_alias=AliasChoices("DATABASE_READ_URL"))
+    #: a managed Kafka: how every client (webhook, worker, sink, CLI) connects.
+    #: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL; SASL mechanism PLAIN | SCRAM-SHA-256 |
+    #: SCRAM-SHA-512; a CA file for TLS (default: the system's), a client cert for mTLS
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias="LEADSTREAM_KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", validation_alias="LEADSTREAM_KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(default=None,
+                                            validation_alias="LEADSTREAM_KAFKA_SASL_USERNAME")
+    kafka_sasl_password: str | None = Field(default=None,
+                                            validation_alias="LEADSTREAM_KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: str | None = Field(default=None,
+                                         validation_alias="LEADSTREAM_KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: str | None = Field(default=None,
+                                           validation_alias="LEADSTREAM_KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: str | None = Field(default=None,
+                                          validation_alias="LEADSTREAM_KAFKA_SSL_KEYFILE")
     #: `kafka` for Apache Kafka (production); `tansu` switches on the embedded-broker workarounds.
     kafka_flavor: Literal["kafka", "tansu"] = Field(
         default="kafka", validation_alias=AliasChoices("LEADSTREAM_KAFKA_FLAVOR")
@@ -71,6 +92,10 @@ class Settings(BaseSettings):
     #: Faust table store. `memory://` recovers from the changelog at start;
     #: `rocksdb://` keeps state on disk and reads only the changelog tail.
     table_store: str = Field(default="memory://", validation_alias="LEADSTREAM_TABLE_STORE")
+    #: Faust standby replicas per table partition: another worker keeps a warm copy, so a
+    #: takeover does not wait for a changelog recovery (production: 1)
+    table_standby_replicas: int = Field(default=0, ge=0,
+                                        validation_alias="LEADSTREAM_TABLE_STANDBY_REPLICAS")
 
     max_body_bytes: int = Field(default=3 * 1024 * 1024, validation_alias="LEADSTREAM_MAX_BODY_BYTES")
     #: How long the webhook waits for the broker's ack before answering 503.
@@ -114,9 +139,16 @@ class Settings(BaseSettings):
     #: database access, e.g. in another network)
     replica_writer: Literal["worker", "sink"] = Field(
         default="worker", validation_alias="LEADSTREAM_REPLICA_WRITER")
+    #: the worker's /healthz, /readyz and /metrics (contract §5); 0: not served
+    worker_http_host: str = Field(default="127.0.0.1",
+                                  validation_alias="LEADSTREAM_WORKER_HTTP_HOST")
+    worker_http_port: int = Field(default=6066, ge=0, validation_alias="LEADSTREAM_WORKER_HTTP_PORT")
     sink_batch_max: int = Field(default=5000, validation_alias="LEADSTREAM_SINK_BATCH_MAX")
     sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
     log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")
+    #: `text` (default) or `json`: one JSON object per line, for a log pipeline
+    log_format: Literal["text", "json"] = Field(default="text",
+                                                validation_alias="LEADSTREAM_LOG_FORMAT")
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in a child process."""
@@ -137,6 +169,30 @@ class Settings(BaseSettings):
         """Full topic name; `derived` topics take `derived_prefix` when it is set."""
         prefix = (self.derived_prefix or self.topic_prefix) if derived else self.topic_prefix
         return f"{prefix}.{name}"
+
+    @property
+    def read_dsn(self) -> str:
+        """Where readers (API, dashboard) connect: DATABASE_READ_URL, else DATABASE_URL."""
+        return self.database_read_url or self.dsn
+
+    def kafka_security(self) -> dict[str, Any]:
+        """aiokafka client arguments for the configured security (empty: plaintext)."""
+        kw: dict[str, Any] = {}
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return kw
+        kw["security_protocol"] = self.kafka_security_protocol
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                ctx.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            kw["ssl_context"] = ctx
+        if self.kafka_security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                      sasl_plain_username=self.kafka_sasl_username,
+                      sasl_plain_password=self.kafka_sasl_password)
+        return kw
 
     @property
     def bootstrap(self) -> str:

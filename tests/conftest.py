@@ -93,6 +93,14 @@ def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings
 
 
 @pytest.fixture
+def kafka_settings(settings: Settings) -> Settings:
+    """`settings`, for a test that needs Apache Kafka itself (skipped on Tansu)."""
+    if settings.kafka_flavor != "kafka":
+        pytest.skip("needs Apache Kafka (the broker under test is Tansu)")
+    return settings
+
+
+@pytest.fixture
 async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Any]:
     """The real pipeline for one test (tests/pipeline.py); the worker's log is printed when
     the test fails."""

@@ -23,11 +23,6 @@ from tests.pipeline import Pipeline, eventually
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.kafka]
 
 
-@pytest.fixture
-def kafka_settings(settings: Settings) -> Settings:
-    if settings.kafka_flavor != "kafka":
-        pytest.skip("needs Apache Kafka (the broker under test is Tansu)")
-    return settings
 
 
 async def _records_and_span(s: Settings, topic: str) -> tuple[int, int]:

@@ -73,6 +73,13 @@ if settings.worker_batch:
     install_batch_source(app, runner)
 
 
+@app.task
+async def _connect_replica() -> None:
+    """At start, so `/readyz` tells about Postgres before the first flush."""
+    if runner.replica is not None and runner.replica.pool is None:
+        await runner.replica.connect()
+
+
 @app.on_partitions_assigned.connect
 async def _relearn_daily_windows(sender: Any, /, *args: Any, signal: Any, **kwargs: Any
                                  ) -> None:

@@ -50,9 +50,26 @@ def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProd
         max_request_size=DLQ_MAX_RECORD_BYTES,
         request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
         enable_idempotence=not is_tansu(settings),
+        **settings.kafka_security(),
     )
     kw.update(overrides)
     return aiokafka.AIOKafkaProducer(**kw)
+
+
+def make_admin(settings: Settings, **kw: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap,
+                               **settings.kafka_security(), **kw)
+
+
+async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    """The offsets a consumer group committed, per partition (empty: an unknown group)."""
+    admin = make_admin(settings, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: int(om.offset) for tp, om in offsets.items() if om.offset >= 0}
 
 
 async def produce_batches(
@@ -62,7 +79,7 @@ async def produce_batches(
     """Queue (key, value) records per (topic, partition) as whole produce batches (a new one
     when a batch is full); returns ((topic, partition, records in it), delivery future) per
     batch. A batch costs the client ~5 µs per record against ~14 µs for `send`, and the
-    broker pays per batch (shared/PERFORMANCE-NOTES.md). aiokafka queues one batch per
+    broker pays per batch (BENCHMARKS.md). aiokafka queues one batch per
     partition at a time, so call this from one flush at a time."""
     out: list[tuple[tuple[str, int, int], asyncio.Future[Any]]] = []
     for (topic, partition), recs in records.items():
@@ -95,6 +112,7 @@ def make_consumer(
         rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
         max_poll_records=settings.sink_batch_max,
         fetch_max_wait_ms=100,
+        **settings.kafka_security(),
     )
     kw.update(overrides)
     consumer = aiokafka.AIOKafkaConsumer(*topics, **kw)
@@ -216,7 +234,7 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[st
 
     Returns the names created. Existing topics are left as they are.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10000)
+    admin = make_admin(settings, request_timeout_ms=10000)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

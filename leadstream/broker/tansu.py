@@ -1,6 +1,6 @@
 """Workarounds for the embedded broker (Tansu 0.6), in one place, used only with it.
 
-Measured differences from Apache Kafka (see shared/EMBEDDED-BROKER.md) and what we do:
+Measured differences from Apache Kafka (see docs/embedded-broker.md) and what we do:
 
 1. ListOffsets(LATEST) answers the newest batch's base offset + 1 when that batch holds
    several records. Faust's changelog recovery targets that offset and silently stops early,

@@ -96,3 +96,50 @@ async def rotate_secret(conn: asyncpg.Connection, phone_number_id: str, new_secr
         " previous_secret_until = now() + $3::interval, webhook_secret = $2"
         " WHERE phone_number_id = $1", phone_number_id, new_secret, overlap)
     return bool(result.endswith(" 1"))
+
+
+async def list_workspaces(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    """Every workspace with its numbers and tokens; never a secret or a token itself (a
+    token shows as the first 12 hex digits of its hash, enough to revoke it by)."""
+    out: list[dict[str, object]] = []
+    for w in await conn.fetch("SELECT workspace_id, region FROM workspaces ORDER BY 1"):
+        numbers = await conn.fetch(
+            "SELECT phone_number_id, previous_secret_until FROM workspace_numbers"
+            " WHERE workspace_id = $1 ORDER BY 1", w["workspace_id"])
+        tokens = await conn.fetch(
+            "SELECT token_sha256, role, user_name FROM api_tokens WHERE workspace_id = $1"
+            " ORDER BY role, user_name NULLS FIRST, token_sha256", w["workspace_id"])
+        out.append({
+            "workspace_id": w["workspace_id"], "region": w["region"],
+            "numbers": [{"phone_number_id": n["phone_number_id"],
+                         "old_secret_until": n["previous_secret_until"]} for n in numbers],
+            "tokens": [{"hash": t["token_sha256"][:12], "role": t["role"],
+                        "user": t["user_name"]} for t in tokens],
+        })
+    return out
+
+
+async def revoke(conn: asyncpg.Connection, *, token: str | None = None,
+                 token_hash_prefix: str | None = None, phone_number_id: str | None = None
+                 ) -> int:
+    """Remove a token (by value, or by the hash prefix `workspace list` shows) or a number;
+    returns how many were removed. A hash prefix must name exactly one token."""
+    if token is not None:
+        result = await conn.execute("DELETE FROM api_tokens WHERE token_sha256 = $1",
+                                    token_hash(token))
+    elif token_hash_prefix is not None:
+        prefix = token_hash_prefix.lower()
+        if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+            raise ValueError("a token hash prefix is at least 8 hex digits")
+        matches = await conn.fetchval(
+            "SELECT count(*) FROM api_tokens WHERE token_sha256 LIKE $1 || '%'", prefix)
+        if matches > 1:
+            raise ValueError(f"{matches} tokens start with {prefix}: give more digits")
+        result = await conn.execute("DELETE FROM api_tokens WHERE token_sha256 LIKE $1 || '%'",
+                                    prefix)
+    elif phone_number_id is not None:
+        result = await conn.execute("DELETE FROM workspace_numbers WHERE phone_number_id = $1",
+                                    phone_number_id)
+    else:
+        raise ValueError("name a token, a token hash or a phone number id")
+    return int(result.rsplit(" ", 1)[1])

@@ -125,6 +125,7 @@ class KafkaCluster:
     flavor: str = "kafka"
     version: str = KAFKA_VERSION
     _nodes: list[_Node] = field(default_factory=list)
+    _launch: tuple[str, str, str] = ("", "", "")
 
     @property
     def name(self) -> str:
@@ -194,12 +195,21 @@ class KafkaCluster:
                 capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage failed: {r.stdout}{r.stderr}")
+        self._launch = (java, classpath, str(log4j))
         for node in self._nodes:
             self._spawn(node, java, classpath, str(log4j))
         for node in self._nodes:
             wait_port(self.host, node.port, timeout, node.proc)
         self.wait_ready(timeout)
         return self
+
+    def restart(self, node_id: int, timeout: float = 90.0) -> None:
+        """Start a stopped or killed node again, with its log and ports (fault tests)."""
+        node = self._nodes[node_id - 1]
+        if node.proc is not None and node.proc.poll() is None:
+            return
+        self._spawn(node, *self._launch)
+        wait_port(self.host, node.port, timeout, node.proc)
 
     def _spawn(self, node: _Node, java: str, classpath: str, log4j: str) -> None:
         config = node.log_dir.parent / f"server-{node.node_id}.properties"

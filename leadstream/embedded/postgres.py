@@ -127,6 +127,28 @@ class EmbeddedPostgres:
             time.sleep(0.05)
         raise TimeoutError("embedded postgres did not become ready")
 
+    @classmethod
+    def standby_of(cls, primary: EmbeddedPostgres, data_dir: Path) -> EmbeddedPostgres:
+        """A streaming standby of a running `primary` (production's read replica, as local
+        processes): `pg_basebackup -R` copies it and writes the recovery settings; `start()`
+        then runs it as a read-only hot standby that follows the primary."""
+        standby = cls(data_dir, fsync=primary.fsync)
+        ids = _run_as()
+        standby.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        password = primary.password_file.read_text().strip()
+        fd = os.open(standby.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        if ids:
+            standby.data_dir.mkdir(parents=True, exist_ok=True)
+            os.chown(standby.data_dir, ids["user"], ids["group"])
+            standby.data_dir.chmod(0o700)
+        subprocess.run(
+            [_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+             "-D", str(standby.data_dir), "-R", "-X", "stream", "--no-sync"],
+            check=True, capture_output=True, env={**os.environ, "PGPASSWORD": password}, **ids)
+        return standby
+
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGINT)  # fast shutdown
 

@@ -26,18 +26,25 @@ from leadstream.embedded.procs import die_with_parent
 from leadstream.embedded.runtime import read_runtime, remove_runtime, write_runtime
 
 DEMO = dict(workspace_id="demo", phone_number_id="demo-pnid", webhook_secret="demo-secret",
-            api_token="demo-token", role="human", verify_token="demo-verify")
+            api_token="demo-token", role="human", verify_token="demo-verify",
+            user="Dewi (demo)")
+#: the demo's bot tokens (simulate.Credentials has the same)
+DEMO_BOTS = (("demo-sarah-token", "sarah-bot"), ("demo-brain-token", "brain-bot"))
 
 
 class Stack:
     """Start with `start()` (returns the settings the children use), stop with `stop()`."""
 
-    def __init__(self, settings: Settings, *, demo: bool = True,
+    def __init__(self, settings: Settings, *, demo: bool = True, verbose: bool = False,
                  notice: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.demo = demo
+        self.verbose = verbose
         self.notice = notice
         self.data_dir = settings.data_dir.absolute()
+        #: where the worker's output goes unless `verbose` (the broker and Postgres keep
+        #: theirs in their own directories)
+        self.log_dir = self.data_dir / "logs"
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.worker: subprocess.Popen[bytes] | None = None
@@ -78,10 +85,17 @@ class Stack:
             "kafka_flavor": self.settings.kafka_flavor, "broker": self.broker_name,
             "database_url": self.settings.dsn, "http": self.base_url,
         })
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "leadstream", "worker"],
-            env={**os.environ, "LEADSTREAM_DATA_DIR": str(self.data_dir)},
-            preexec_fn=die_with_parent)  # no orphan if `up` is killed
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out = None if self.verbose else (self.log_dir / "worker.log").open("ab")
+        try:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "leadstream", "worker"],
+                env={**os.environ, "LEADSTREAM_DATA_DIR": str(self.data_dir)},
+                stdout=out, stderr=subprocess.STDOUT if out else None,
+                preexec_fn=die_with_parent)  # no orphan if `up` is killed
+        finally:
+            if out is not None:
+                out.close()
         return self.settings
 
     async def _prepare(self) -> None:
@@ -97,6 +111,9 @@ class Stack:
             await migrate(conn)
             if self.demo:
                 await add_workspace(conn, region=self.settings.default_region, **DEMO)
+                for token, role in DEMO_BOTS:
+                    await add_workspace(conn, workspace_id="demo", phone_number_id=None,
+                                        webhook_secret=None, api_token=token, role=role)
         finally:
             await conn.close()
 
@@ -133,6 +150,7 @@ class Stack:
         remove_runtime(self.data_dir)
 
     def summary(self) -> list[str]:
+        """What runs where, in a few lines (the services' own logs are in files)."""
         base = self.base_url
         lines = [
             "leadstream is up",
@@ -143,8 +161,11 @@ class Stack:
             f"  DATABASE_URL    {self.settings.dsn}",
         ]
         if self.demo:
-            lines.append("  demo workspace  id=demo phone_number_id=demo-pnid "
-                         "secret=demo-secret token=demo-token")
+            lines += ["  demo workspace  id=demo  number demo-pnid, webhook secret demo-secret",
+                      "                  tokens: demo-token (Dewi, human), demo-sarah-token,"
+                      " demo-brain-token"]
+        if not self.verbose:
+            lines.append(f"  logs            {self.log_dir}/ (--verbose shows them here)")
         lines.append("Ctrl-C stops everything.")
         return lines
 

@@ -15,6 +15,7 @@ from leadstream.config import Settings
 from leadstream.http import api, webhooks
 from leadstream.http.directory import Directory
 from leadstream.http.publisher import Publisher
+from leadstream.ops.health import broker_ready, database_ready
 from leadstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def make_app(settings: Settings) -> web.Application:
     app[webhooks.TOPICS] = TopicNames.from_settings(settings)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        pool = await _connect_pool(settings.dsn)
+        pool = await _connect_pool(settings.read_dsn)  # the server only reads
         directory = Directory(pool)
         await directory.refresh(force=True)
         publisher = Publisher(settings)
@@ -131,13 +132,22 @@ def make_app(settings: Settings) -> web.Application:
     api.add_routes(app)
 
     async def health(request: web.Request) -> web.Response:
-        ready = request.app[webhooks.PUBLISHER].ready
-        return web.json_response({"broker": ready}, status=200 if ready else 503)
+        """Alive: the process serves requests (a load balancer's liveness probe)."""
+        return web.json_response({"alive": True})
+
+    async def ready(request: web.Request) -> web.Response:
+        """Ready: the broker and the database answer now (contract §5)."""
+        producer = request.app[webhooks.PUBLISHER].producer
+        broker = producer is not None and await broker_ready(producer.client)
+        database = await database_ready(request.app[webhooks.POOL])
+        return web.json_response({"broker": broker, "database": database},
+                                 status=200 if broker and database else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
     app.router.add_get("/metrics", metrics)
     return app
 

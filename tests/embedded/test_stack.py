@@ -33,12 +33,34 @@ def _ours(data_dir: Path) -> list[str]:
     return found
 
 
+def _wait_for_demo_leads(port: int, deadline: float) -> int:
+    """Leads the demo token sees, once there are some (0 at the deadline)."""
+    import urllib.error
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/leads",
+                                     headers={"Authorization": "Bearer demo-token"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                n = len(json.loads(r.read())["leads"])
+            if n:
+                return n
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    return 0
+
+
 def test_up_starts_the_embedded_stack_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    """`up --demo`: a short summary on the terminal (the services log to files), a living
+    sales line in the demo workspace, and nothing left running after Ctrl-C."""
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
-    env.update(LEADSTREAM_DATA_DIR=str(data_dir), LEADSTREAM_HTTP_PORT=str(free_port()))
-    up = subprocess.Popen([sys.executable, "-m", "leadstream", "up"], env=env,
+    port = free_port()
+    env.update(LEADSTREAM_DATA_DIR=str(data_dir), LEADSTREAM_HTTP_PORT=str(port))
+    up = subprocess.Popen([sys.executable, "-m", "leadstream", "up", "--demo"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           process_group=0)
     try:
@@ -54,10 +76,15 @@ def test_up_starts_the_embedded_stack_and_ctrl_c_stops_every_process(tmp_path: P
         kind, _ = choose(wanted)
         assert info["kafka_flavor"] == kind
         assert len(_ours(data_dir)) >= 2  # the broker and Postgres run from the data dir
+        leads = _wait_for_demo_leads(port, deadline=time.monotonic() + 120)
+        assert leads > 0, "the demo sales line wrote nothing"
     finally:
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=90)
     text = out.decode(errors="replace")
+    before_stop = text.split("stopping...")[0].strip().splitlines()
+    assert len(before_stop) <= 15, text  # issue #19: a quiet `up`
+    assert "Faust" not in text and (data_dir / "logs" / "worker.log").stat().st_size > 0
     assert "leadstream is up" in text
     assert ("Apache Kafka" if kind == "kafka" else "Tansu") in text
     assert "stopped." in text

@@ -1,9 +1,9 @@
-"""Realistic signed Kapso traffic, for `leadstream simulate`, the benchmark and the tests."""
+"""Signed Kapso v2 traffic: payload builders and an open-loop sender, for the sales line
+(`simulate.salesline`), the benchmark and the tests."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -13,16 +13,6 @@ import orjson
 
 from leadstream.http.webhooks import sign
 
-FIRST = ["Budi", "Siti", "Agus", "Dewi", "Rudi", "Ayu", "Joko", "Putri", "Hendra", "Rina"]
-TEXTS = [
-    "Halo kak, mau tanya soal aplikasi kasirnya",
-    "Usaha saya warung makan di Bandung, sudah 3 tahun",
-    "Stok sering selisih, pencatatan masih manual",
-    "Berapa harga paket bulanannya?",
-    "Bisa demo minggu depan?",
-    "Oke kak, saya diskusikan dulu dengan partner",
-]
-
 
 def phone_for(i: int) -> str:
     """A valid Indonesian mobile number (Telkomsel 0812 range), as a wa_id."""
@@ -31,13 +21,15 @@ def phone_for(i: int) -> str:
 
 def kapso_message(pnid: str, *, wa_id: str, wamid: str, text: str, ts: int,
                   direction: str = "inbound", name: str | None = None,
-                  conversation_id: str | None = None, origin: str = "cloud_api"
-                  ) -> dict[str, Any]:
-    """One Kapso v2 `whatsapp.message.received|sent` item."""
+                  conversation_id: str | None = None, origin: str = "cloud_api",
+                  status: str | None = None) -> dict[str, Any]:
+    """One Kapso v2 `whatsapp.message.*` item (a message, or with `status` a delivery
+    status about an outbound one)."""
     msg: dict[str, Any] = {
         "id": wamid, "timestamp": str(ts), "type": "text", "text": {"body": text},
-        "kapso": {"direction": direction, "status": "received" if direction == "inbound"
-                  else "sent", "origin": origin, "content": text},
+        "kapso": {"direction": direction, "status": status or (
+                  "received" if direction == "inbound" else "sent"), "origin": origin,
+                  "content": text},
     }
     msg["from" if direction == "inbound" else "to"] = wa_id
     if name:
@@ -79,32 +71,3 @@ async def open_loop(rate: float, total: int,
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
     return time.perf_counter() - started
-
-
-async def run_simulation(base: str, *, phone_number_id: str, secret: str, leads: int,
-                         rate: float, duration: float, seed: int = 7) -> dict[str, Any]:
-    """Open-loop: requests leave on schedule whether or not earlier ones were answered."""
-    rnd = random.Random(seed)
-    total = int(rate * duration)
-    statuses: dict[int, int] = {}
-    started = time.monotonic()
-
-    async with aiohttp.ClientSession() as session:
-        async def one(i: int) -> None:
-            lead = rnd.randrange(leads)
-            inbound = rnd.random() < 0.6
-            body = kapso_message(
-                phone_number_id, wa_id=phone_for(lead), wamid=f"wamid.sim.{seed}.{i}",
-                text=rnd.choice(TEXTS), ts=int(time.time()),
-                direction="inbound" if inbound else "outbound",
-                name=f"{FIRST[lead % len(FIRST)]} {lead}",
-            )
-            event = "whatsapp.message.received" if inbound else "whatsapp.message.sent"
-            try:
-                st = await post_kapso(session, base, secret, event, body)
-            except aiohttp.ClientError:
-                st = -1
-            statuses[st] = statuses.get(st, 0) + 1
-
-        await open_loop(rate, total, one)
-    return {"sent": total, "statuses": statuses, "seconds": round(time.monotonic() - started, 2)}

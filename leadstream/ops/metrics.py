@@ -1,0 +1,173 @@
+"""The worker's `/healthz`, `/readyz` and `/metrics` (contract §5), on
+`LEADSTREAM_WORKER_HTTP_PORT`, as a `mode.Service` in the worker process.
+
+The metrics are read from the live objects when Prometheus scrapes (a collector, not
+counters updated on the hot path), so they cost nothing per event. What is exported, and
+what each means, is listed in the README (Operations).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from mode import Service
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from leadstream.ops.health import broker_ready, database_ready
+
+log = logging.getLogger(__name__)
+
+
+class WorkerCollector(Collector):
+    """Figures of one worker process: the batch path, the rules, the daily windows, the
+    sink and summarizer in the process, and consumer lag per source partition."""
+
+    def __init__(self, *, runner: Any, windows: Any, consumer: Callable[[], Any],
+                 services: list[Any]) -> None:
+        self.runner = runner
+        self.windows = windows
+        self.consumer = consumer
+        self.services = services
+
+    def collect(self) -> Iterator[Any]:
+        r, p = self.runner, self.runner.processor
+        yield _counter("leadstream_worker_events", "source records applied, by outcome",
+                       ["outcome"], [(["applied"], p.processed), (["unchanged"], p.skipped),
+                                     (["dead_lettered"], p.dead)])
+        yield _counter("leadstream_worker_flushes", "flushes made durable", [],
+                       [([], r.flushes)])
+        yield _counter("leadstream_worker_flushed_events", "events in durable flushes", [],
+                       [([], r.events)])
+        yield _counter("leadstream_worker_records_produced",
+                       "changelog and output records produced by flushes", [],
+                       [([], r.records_out)])
+        yield _counter("leadstream_worker_replica_rows", "rows the worker wrote to Postgres",
+                       [], [([], r.rows_out)])
+        yield _counter("leadstream_worker_flush_wait_seconds",
+                       "time spent waiting for a flush to be durable", [],
+                       [([], r.settle_wait_s)])
+        yield _counter("leadstream_worker_produce_retries", "flush produces retried", [],
+                       [([], r.produce_retries)])
+        replica = r.replica
+        yield _counter("leadstream_worker_replica_retries",
+                       "replica writes retried (Postgres away)", [],
+                       [([], replica.pg_retries if replica is not None else 0)])
+        w = self.windows
+        yield _counter("leadstream_daily_windows", "daily windows, by what happened",
+                       ["what"], [(["closed"], w.closed), (["late_update"], w.late_updates),
+                                  (["past_retention"], w.too_late)])
+        closed = [d for d in w.through.values() if d is not None]
+        if closed:
+            yield _gauge("leadstream_daily_closed_through_days",
+                         "newest closed day, as days since 1970-01-01 (the daily-close lag is"
+                         " today minus this)", [], [([], max(closed).toordinal() - 719163)])
+        for s in self.services:
+            name = type(s).__name__
+            if name == "PostgresSink":
+                yield _counter("leadstream_sink_rows", "rows the sink wrote", [],
+                               [([], s.rows_written)])
+                yield _counter("leadstream_sink_dead_letters", "records the sink dead-lettered",
+                               [], [([], s.dead_letters)])
+            elif name == "SummaryService":
+                yield _counter("leadstream_summaries", "daily summaries written", [],
+                               [([], s.summarized)])
+                yield _counter("leadstream_summarizer_fallbacks",
+                               "summaries written by the built-in summarizer after the LLM"
+                               " failed", [], [([], getattr(s.summarizer, "fallbacks", 0))])
+        yield from self._lag()
+
+    def _lag(self) -> Iterator[Any]:
+        try:
+            consumer = self.consumer()
+            assigned = consumer.assignment()
+        except Exception:  # not started yet
+            return
+        g = GaugeMetricFamily("leadstream_worker_consumer_lag",
+                              "records of a source partition not yet committed (log end minus"
+                              " committed offset)", labels=["topic", "partition"])
+        for tp in sorted(assigned):
+            if tp.topic not in self.runner.topics:
+                continue
+            try:
+                end = consumer.highwater(tp)
+            except Exception:
+                continue
+            committed = consumer._committed_offset.get(tp) or 0
+            if end is not None:
+                g.add_metric([tp.topic, str(tp.partition)], max(0, int(end) - int(committed)))
+        yield g
+
+
+def _counter(name: str, doc: str, labels: list[str],
+             values: list[tuple[list[str], float]]) -> CounterMetricFamily:
+    m = CounterMetricFamily(name, doc, labels=labels)
+    for lv, v in values:
+        m.add_metric(lv, v)
+    return m
+
+
+def _gauge(name: str, doc: str, labels: list[str],
+           values: list[tuple[list[str], float]]) -> GaugeMetricFamily:
+    m = GaugeMetricFamily(name, doc, labels=labels)
+    for lv, v in values:
+        m.add_metric(lv, v)
+    return m
+
+
+class WorkerWeb(Service):
+    """`/healthz` (the process runs), `/readyz` (broker and database answer now), `/metrics`."""
+
+    def __init__(self, *, host: str, port: int, collector: WorkerCollector,
+                 kafka_client: Callable[[], Any], pool: Callable[[], Any] | None,
+                 **kw: Any) -> None:
+        """`pool`: the process's Postgres pool (None: this worker uses no database)."""
+        super().__init__(**kw)
+        self.host = host
+        self.port = port
+        self.registry = CollectorRegistry()
+        self.registry.register(collector)
+        self.kafka_client = kafka_client
+        self.pool = pool
+        self._runner: web.AppRunner | None = None
+
+    async def on_start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:  # e.g. a second worker on one machine: it still works
+            log.error("worker health and metrics not served: %s:%s: %s (set"
+                      " LEADSTREAM_WORKER_HTTP_PORT)", self.host, self.port, exc)
+            return
+        log.info("worker health and metrics on http://%s:%s/metrics", self.host, self.port)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        try:
+            client = self.kafka_client()
+        except Exception:  # the producer has not started yet
+            client = None
+        broker = client is not None and await broker_ready(client)
+        database = None if self.pool is None else await database_ready(self.pool())
+        ok = broker and database is not False
+        return web.json_response({"broker": broker, "database": database},
+                                 status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,73 @@
+"""`leadstream status`: what the operator on call asks first, from the broker and the replica
+only (no worker needs to answer): consumer lag per group and partition, dead letters by stage,
+the last daily close, and how fresh the replica is."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from leadstream.broker.clients import group_offsets, log_ends
+from leadstream.config import Settings
+
+
+def groups(settings: Settings) -> dict[str, str]:
+    """What each consumer group does -> its id."""
+    return {"worker": settings.app_id, "sink": settings.sink_group,
+            "summarizer": settings.app_id + "-summaries"}
+
+
+async def gather(settings: Settings) -> dict[str, Any]:
+    lag: dict[str, Any] = {}
+    for role, group in groups(settings).items():
+        committed = await asyncio.wait_for(group_offsets(settings, group), 15)
+        topics = sorted({tp.topic for tp in committed})
+        ends = await asyncio.wait_for(log_ends(settings, topics), 15) if topics else {}
+        parts = [{"topic": tp.topic, "partition": tp.partition, "committed": committed[tp],
+                  "end": ends.get(tp), "lag": max(0, ends[tp] - committed[tp])
+                  if tp in ends else None}
+                 for tp in sorted(committed, key=lambda t: (t.topic, t.partition))
+                 if not tp.topic.startswith("__")]
+        lag[role] = {"group": group, "total": sum(p["lag"] or 0 for p in parts),
+                     "partitions": parts}
+    conn = await asyncpg.connect(settings.dsn, timeout=10)
+    try:
+        dead = {r["stage"]: r["n"] for r in await conn.fetch(
+            "SELECT stage, count(*) AS n FROM sync_failures GROUP BY stage ORDER BY stage")}
+        last_close = await conn.fetchval(
+            "SELECT max(day) FROM lead_daily_activity WHERE summary IS NOT NULL")
+        newest = await conn.fetchval("SELECT max(updated_at) FROM leads")
+        leads = await conn.fetchval("SELECT count(*) FROM leads")
+    finally:
+        await conn.close()
+    now = datetime.now(UTC)
+    return {
+        "at": now.isoformat(), "lag": lag, "dead_letters": dead,
+        "last_daily_close": last_close.isoformat() if last_close else None,
+        "replica": {"leads": leads, "newest_lead_update": newest.isoformat() if newest else None,
+                    "seconds_since": round((now - newest).total_seconds(), 1)
+                    if newest else None},
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    out = []
+    for role, g in r["lag"].items():
+        out.append(f"{role:10} group {g['group']}: lag {g['total']}")
+        for p in g["partitions"]:
+            if p["lag"]:
+                out.append(f"  {p['topic']}[{p['partition']}]  committed {p['committed']}"
+                           f"  end {p['end']}  lag {p['lag']}")
+        if not g["partitions"]:
+            out.append("  (no offsets committed: not started, or nothing consumed yet)")
+    dead = r["dead_letters"]
+    out.append("dead letters: " + (", ".join(f"{k} {v}" for k, v in dead.items()) or "none"))
+    out.append(f"last daily close: {r['last_daily_close'] or 'none yet'}")
+    rep = r["replica"]
+    fresh = (f"newest lead update {rep['newest_lead_update']} ({rep['seconds_since']} s ago)"
+             if rep["newest_lead_update"] else "no leads yet")
+    out.append(f"replica: {rep['leads']} leads; {fresh}")
+    return "\n".join(out)
