@@ -57,7 +57,7 @@ def db_migrate() -> None:
     """Create or upgrade the replica schema."""
     from leadstream.db.migrate import migrate_url
 
-    applied = asyncio.run(migrate_url(get_settings().dsn))
+    applied = _or_exit(lambda: migrate_url(get_settings().dsn))
     click.echo("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
 
@@ -107,7 +107,7 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
         finally:
             await conn.close()
 
-    asyncio.run(go())
+    _or_exit(go)
     click.echo(f"workspace {workspace_id} saved")
 
 
@@ -134,7 +134,7 @@ def workspace_rotate_secret(phone_number_id: str, new_secret: str, overlap_hours
         finally:
             await conn.close()
 
-    if not asyncio.run(go()):
+    if not _or_exit(go):
         raise click.ClickException(f"unknown phone_number_id {phone_number_id}")
     click.echo(f"{phone_number_id}: new secret in force; the old one verifies for another "
                f"{overlap_hours:g} h")
@@ -208,9 +208,14 @@ def workspace_revoke(api_token: str | None, token_hash: str | None,
 def _or_exit(go: Any) -> Any:
     """Run `go()`; a service that is not there is one line, not a traceback."""
     import asyncpg
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
+    # the client logs every failed connection attempt; the error below says it once
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(go())
+    except (KafkaConnectionError, KafkaTimeoutError, TimeoutError) as exc:
+        raise click.ClickException(f"cannot reach the Kafka broker: {exc!r}") from None
     except RuntimeError as exc:  # settings: no broker / no database named
         if "no Kafka broker" in str(exc) or "no Postgres" in str(exc):
             raise click.ClickException(str(exc)) from None
@@ -249,7 +254,7 @@ def topics_cmd() -> None:
     """Create the topics (final partition count; existing ones are kept)."""
     from leadstream.broker.clients import ensure_topics
 
-    created = asyncio.run(ensure_topics(get_settings()))
+    created = _or_exit(lambda: ensure_topics(get_settings()))
     click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
 
 

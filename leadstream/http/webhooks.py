@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from leadstream.db.registry import NumberEntry
 from leadstream.domain.identity import lead_key
@@ -64,13 +65,27 @@ def signed_by(entry: NumberEntry, body: bytes, given: str | None) -> bool:
     return any(signature_ok(secret, body, given) for secret in entry.secrets())
 
 
+#: refusals by reason (README, Operations): what an operator looks at when Kapso retries
+REFUSALS = Counter("leadstream_webhook_refusals_total", "webhook deliveries refused",
+                   ["reason"])
+#: from the first record sent to the broker's last acknowledgement, per request
+PRODUCE_SECONDS = Histogram("leadstream_webhook_produce_seconds",
+                            "time for the broker to acknowledge a request's records",
+                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+
+
 def _error(status: int, message: str) -> web.Response:
+    REFUSALS.labels(_REASONS.get(status, str(status))).inc()
     return web.json_response({"error": message}, status=status)
+
+
+_REASONS = {401: "signature", 413: "too_large", 503: "broker_unavailable"}
 
 
 async def _read_body(request: web.Request) -> bytes:
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
+        REFUSALS.labels("too_large").inc()
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     return await request.read()  # aiohttp enforces client_max_size too
 
@@ -78,14 +93,17 @@ async def _read_body(request: web.Request) -> bytes:
 async def _publish_or_503(request: web.Request,
                           records: list[tuple[str, bytes | None, bytes]]) -> None:
     try:
-        await request.app[PUBLISHER].publish(records)
+        with PRODUCE_SECONDS.time():
+            await request.app[PUBLISHER].publish(records)
     except RecordTooLarge as exc:
+        REFUSALS.labels("too_large").inc()
         log.warning("answering 413: %s", exc)
         raise web.HTTPRequestEntityTooLarge(
             max_size=request.app[MAX_BODY], actual_size=request.content_length or 0,
             text=orjson.dumps({"error": "too large for the broker"}).decode(),
             content_type="application/json") from exc
     except BrokerUnavailable as exc:
+        REFUSALS.labels("broker_unavailable").inc()
         log.warning("answering 503: %s", exc)
         raise web.HTTPServiceUnavailable(
             text=orjson.dumps({"error": "broker unavailable, retry later"}).decode(),

@@ -103,20 +103,22 @@ class WorkerCollector(Collector):
         yield g
 
 
-def _counter(name: str, doc: str, labels: list[str],
-             values: list[tuple[list[str], float]]) -> CounterMetricFamily:
-    m = CounterMetricFamily(name, doc, labels=labels)
+def _family(cls: Any, name: str, doc: str, labels: list[str],
+            values: list[tuple[list[str], float]]) -> Any:
+    m = cls(name, doc, labels=labels)
     for lv, v in values:
         m.add_metric(lv, v)
     return m
+
+
+def _counter(name: str, doc: str, labels: list[str],
+             values: list[tuple[list[str], float]]) -> CounterMetricFamily:
+    return _family(CounterMetricFamily, name, doc, labels, values)
 
 
 def _gauge(name: str, doc: str, labels: list[str],
            values: list[tuple[list[str], float]]) -> GaugeMetricFamily:
-    m = GaugeMetricFamily(name, doc, labels=labels)
-    for lv, v in values:
-        m.add_metric(lv, v)
-    return m
+    return _family(GaugeMetricFamily, name, doc, labels, values)
 
 
 class WorkerWeb(Service):
