@@ -703,7 +703,11 @@ def goals(R: dict[str, Any]) -> str:
 
 
 def draw(R: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("# no plot: matplotlib is not installed (pip install -e '.[bench]')")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -763,6 +767,10 @@ def main() -> None:
     for broker in args.brokers:
         args.broker = broker
         runs[broker] = R = asyncio.run(run(args))
+        if args.json:  # after each broker: a failure later keeps what was measured
+            args.json.write_bytes(orjson.dumps(runs if len(runs) > 1 else R,
+                                               option=orjson.OPT_INDENT_2
+                                               | orjson.OPT_NON_STR_KEYS))
         print()
         if set(args.parts) >= set(PARTS):
             print(report(R, args.plot if broker == args.brokers[0] else None))
