@@ -15,11 +15,11 @@ from leadstream.config import Settings, get_settings
 
 def _logging(level: str, fmt: str = "text") -> None:
     if fmt == "json":
-        import logging.config
+        from logging.config import dictConfig
 
         from leadstream.ops.logs import dict_config
 
-        logging.config.dictConfig(dict_config(level))
+        dictConfig(dict_config(level))
         return
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
