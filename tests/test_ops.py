@@ -5,6 +5,7 @@ traceback when a service is missing."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ def _free_port() -> int:
 
 def _env(s: Settings) -> dict[str, str]:
     return s.to_env()
+
+
+async def acli(args: list[str], env: dict[str, str] | None = None) -> Any:
+    """`cli` from an async test (the commands run their own event loop)."""
+    return await asyncio.to_thread(cli, args, env)
 
 
 def cli(args: list[str], env: dict[str, str] | None = None) -> Any:
@@ -56,10 +62,10 @@ def test_a_missing_database_is_one_line_not_a_traceback() -> None:
 
 async def test_workspace_list_and_revoke(pipeline: Pipeline) -> None:
     env = _env(pipeline.settings)
-    r = cli(["workspace", "add", "--id", "ws1", "--api-token", "bot-tok",
+    r = await acli(["workspace", "add", "--id", "ws1", "--api-token", "bot-tok",
                              "--role", "brain-bot"], env=env)
     assert r.exit_code == 0, r.output
-    listed: Any = cli(["workspace", "list"], env=env)
+    listed: Any = await acli(["workspace", "list"], env=env)
     assert listed.exit_code == 0 and "ws1" in listed.output and PNID in listed.output
     assert "brain-bot" in listed.output and "bot-tok" not in listed.output  # no secrets
 
@@ -70,11 +76,11 @@ async def test_workspace_list_and_revoke(pipeline: Pipeline) -> None:
             return resp.status
 
     assert await eventually(lambda: _is(status_of("bot-tok"), 200), timeout=15)
-    r = cli(["workspace", "revoke", "--api-token", "bot-tok"], env=env)
+    r = await acli(["workspace", "revoke", "--api-token", "bot-tok"], env=env)
     assert r.exit_code == 0 and "revoked 1" in r.output, r.output
     assert await eventually(lambda: _is(status_of("bot-tok"), 401), timeout=15)
     assert await status_of(TOKEN) == 200  # the others keep working
-    r = cli(["workspace", "revoke", "--api-token", "bot-tok"], env=env)
+    r = await acli(["workspace", "revoke", "--api-token", "bot-tok"], env=env)
     assert r.exit_code == 1 and "nothing matched" in r.output
 
 
@@ -96,7 +102,7 @@ async def test_status_shows_lag_while_the_worker_is_away(settings: Settings,
         for i in range(7):
             assert await p.message(f"62812{50000000 + i:08d}", f"wamid.st2.{i}") == 200
         assert await eventually(lambda: _worker_lag(env, 7), timeout=30)
-        text = cli(["status"], env=env).output
+        text = (await acli(["status"], env=env)).output
         assert "worker" in text and "lag 7" in text and "replica: 5 leads" in text
         p.worker.start()
         assert await eventually(lambda: _worker_lag(env, 0), timeout=90)
@@ -107,10 +113,11 @@ async def test_status_shows_lag_while_the_worker_is_away(settings: Settings,
 async def _worker_lag(env: dict[str, str], want: int) -> bool:
     import orjson
 
-    r = cli(["status", "--json"], env=env)
+    r = await acli(["status", "--json"], env=env)
     if r.exit_code != 0:
         return False
-    return bool(orjson.loads(r.output)["lag"]["worker"]["total"] == want)
+    got = orjson.loads(r.output)["lag"]["worker"]
+    return bool(got["total"] == want)
 
 
 async def test_worker_and_webhook_health_and_metrics(settings: Settings, tmp_path: Path

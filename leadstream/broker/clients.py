@@ -146,10 +146,19 @@ async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topics: Iterable[str]
 
 async def log_ends(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """Log-end offset of every partition of `topics`, now."""
+    return {tp: end for tp, (_, end) in (await log_bounds(settings, topics)).items()}
+
+
+async def log_bounds(settings: Settings, topics: Iterable[str]
+                     ) -> dict[TopicPartition, tuple[int, int]]:
+    """(log start, log end) of every partition of `topics`, now."""
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        return await end_offsets(settings, consumer, await _partitions(consumer, topics))
+        tps = await _partitions(consumer, topics)
+        ends = await end_offsets(settings, consumer, tps)
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+        return {tp: (int(starts.get(tp, 0)), end) for tp, end in ends.items()}
     finally:
         await consumer.stop()
 

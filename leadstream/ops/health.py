@@ -14,22 +14,13 @@ PROBE_SECONDS = 1.5
 
 async def broker_ready(client: Any, timeout: float = PROBE_SECONDS) -> bool:
     """Some broker of the cluster answers a metadata request now (`client`: the process's
-    aiokafka client). Brokers are tried in turn, so one dead broker of three is not
-    "unready"; the whole probe takes at most `timeout`."""
-    from aiokafka.protocol.metadata import MetadataRequest
-
-    nodes = [b.nodeId for b in client.cluster.brokers()] or [client.get_random_node()]
-    per = timeout / max(1, len(nodes))
-    for node in nodes:
-        if node is None:
-            continue
-        try:
-            resp = await asyncio.wait_for(client.send(node, MetadataRequest[0]([])), per)
-        except Exception:  # an unreachable broker, whatever the error
-            continue
-        if resp.brokers:
-            return True
-    return False
+    aiokafka client, which tries its known brokers in turn and speaks the metadata version
+    the broker supports); the whole probe takes at most `timeout`."""
+    try:
+        cluster = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
+    except Exception:  # unreachable, timed out, refused: not ready, whatever the error
+        return False
+    return bool(cluster.brokers())
 
 
 async def database_ready(pool: asyncpg.Pool | None, timeout: float = PROBE_SECONDS) -> bool:

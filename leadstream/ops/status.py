@@ -10,28 +10,35 @@ from typing import Any
 
 import asyncpg
 
-from leadstream.broker.clients import group_offsets, log_ends
+from leadstream.broker.clients import group_offsets, log_bounds
 from leadstream.config import Settings
+from leadstream.streams.topics import TopicNames
 
 
-def groups(settings: Settings) -> dict[str, str]:
-    """What each consumer group does -> its id."""
-    return {"worker": settings.app_id, "sink": settings.sink_group,
-            "summarizer": settings.app_id + "-summaries"}
+def groups(settings: Settings) -> dict[str, tuple[str, list[str]]]:
+    """What each consumer group does -> (its id, the topics it reads)."""
+    names = TopicNames.from_settings(settings)
+    sink_topics = ([names.daily, names.notes, names.dlq] if settings.replica_writer == "worker"
+                   else [*names.derived(), names.dlq])
+    return {"worker": (settings.app_id, [*names.sources(), names.ticks]),
+            "sink": (settings.sink_group, sink_topics),
+            "summarizer": (settings.app_id + "-summaries", [names.daily_closed])}
 
 
 async def gather(settings: Settings) -> dict[str, Any]:
     lag: dict[str, Any] = {}
-    for role, group in groups(settings).items():
+    for role, (group, topics) in groups(settings).items():
         committed = await asyncio.wait_for(group_offsets(settings, group), 15)
-        topics = sorted({tp.topic for tp in committed})
-        ends = await asyncio.wait_for(log_ends(settings, topics), 15) if topics else {}
-        parts = [{"topic": tp.topic, "partition": tp.partition, "committed": committed[tp],
-                  "end": ends.get(tp), "lag": max(0, ends[tp] - committed[tp])
-                  if tp in ends else None}
-                 for tp in sorted(committed, key=lambda t: (t.topic, t.partition))
-                 if not tp.topic.startswith("__")]
-        lag[role] = {"group": group, "total": sum(p["lag"] or 0 for p in parts),
+        bounds = await asyncio.wait_for(log_bounds(settings, topics), 15)
+        parts = []
+        for tp in sorted(bounds, key=lambda t: (t.topic, t.partition)):
+            start, end = bounds[tp]
+            # never committed: everything from the log start is still to be read
+            at = committed.get(tp, start)
+            parts.append({"topic": tp.topic, "partition": tp.partition,
+                          "committed": committed.get(tp), "end": end,
+                          "lag": max(0, end - max(at, start))})
+        lag[role] = {"group": group, "total": sum(p["lag"] for p in parts),
                      "partitions": parts}
     conn = await asyncpg.connect(settings.dsn, timeout=10)
     try:
