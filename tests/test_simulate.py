@@ -101,20 +101,23 @@ async def _dashboard(p: Pipeline, tmp_path: Path) -> None:
         assert "hot" in rows and ("warm" in rows or "lukewarm" in rows)
         # a lead from an earlier day that went all the way: its summary and timeline
         lead = await p.fetchrow(
-            "SELECT l.name FROM leads l JOIN lead_daily_activity d USING (lead_id)"
-            " WHERE l.lead_status IN ('converted', 'archived') AND d.summary IS NOT NULL"
-            " LIMIT 1")
+            "SELECT l.phone_e164 FROM leads l JOIN lead_daily_activity d USING (lead_id)"
+            " WHERE l.lead_status IN ('converted', 'archived', 'contacted')"
+            " AND d.summary IS NOT NULL ORDER BY l.lead_status = 'converted' DESC LIMIT 1")
+        summarized = lead is not None
         if lead is None:
-            lead = await p.fetchrow("SELECT name FROM leads WHERE lead_status = 'converted'"
-                                    " LIMIT 1")
+            lead = await p.fetchrow("SELECT phone_e164 FROM leads WHERE lead_status ="
+                                    " 'converted' LIMIT 1")
         assert lead is not None
-        await page.fill("input[name=q]", str(lead["name"]))
+        await page.fill("input[name=q]", str(lead["phone_e164"]))
         await _until(lambda: _positive(page.locator("#rows tr").count()), True)
         await page.click("#rows tr")
         await page.wait_for_selector("#timeline li")
         timeline = await page.inner_text("#timeline")
         assert "Pesan masuk" in timeline and "Balasan" in timeline and "Catatan" in timeline
         assert "Status" in timeline
+        if summarized:
+            assert "Ringkasan" in await page.inner_text("#detail ul.timeline >> nth=0")
         await page.fill("input[name=q]", "")
         await page.screenshot(path=str(shots / "demo-desktop.png"), full_page=False)
         phone = await browser.new_page(viewport={"width": 390, "height": 844},
