@@ -96,8 +96,7 @@ async def test_production_topology_as_processes(kafka_settings: Settings, tmp_pa
             for node in (1, 2, 3):
                 cluster.kill(node)
             assert await eventually(lambda: _is(http, ready, 503), timeout=30)
-            for node in (1, 2, 3):
-                cluster.restart(node)
+            cluster.restart(1, 2, 3)
             assert await eventually(lambda: _is(http, ready, 200), timeout=90)
     finally:
         second.stop()

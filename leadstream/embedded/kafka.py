@@ -203,13 +203,16 @@ class KafkaCluster:
         self.wait_ready(timeout)
         return self
 
-    def restart(self, node_id: int, timeout: float = 90.0) -> None:
-        """Start a stopped or killed node again, with its log and ports (fault tests)."""
-        node = self._nodes[node_id - 1]
-        if node.proc is not None and node.proc.poll() is None:
-            return
-        self._spawn(node, *self._launch)
-        wait_port(self.host, node.port, timeout, node.proc)
+    def restart(self, *node_ids: int, timeout: float = 90.0) -> None:
+        """Start stopped or killed nodes again, with their logs and ports (fault tests).
+        All at once: a broker that comes back alone waits for a controller quorum (two of
+        three voters) and gives up when there is none."""
+        nodes = [self._nodes[i - 1] for i in node_ids]
+        nodes = [n for n in nodes if n.proc is None or n.proc.poll() is not None]
+        for node in nodes:
+            self._spawn(node, *self._launch)
+        for node in nodes:
+            wait_port(self.host, node.port, timeout, node.proc)
 
     def _spawn(self, node: _Node, java: str, classpath: str, log4j: str) -> None:
         config = node.log_dir.parent / f"server-{node.node_id}.properties"
