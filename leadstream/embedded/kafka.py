@@ -108,6 +108,8 @@ class _Node:
     controller_port: int
     log_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: a SASL_PLAINTEXT listener's port (only with `KafkaCluster.sasl_users`)
+    sasl_port: int = 0
 
 
 @dataclass
@@ -122,6 +124,10 @@ class KafkaCluster:
     nodes: int = 1
     host: str = "127.0.0.1"
     server_props: dict[str, str] = field(default_factory=dict)
+    #: user -> password: adds a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256 and
+    #: SCRAM-SHA-512) beside the plaintext one, as a managed Kafka has (tests of
+    #: LEADSTREAM_KAFKA_SECURITY_PROTOCOL and friends)
+    sasl_users: dict[str, str] = field(default_factory=dict)
     flavor: str = "kafka"
     version: str = KAFKA_VERSION
     _nodes: list[_Node] = field(default_factory=list)
@@ -134,6 +140,41 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(f"{self.host}:{n.port}" for n in self._nodes)
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return ",".join(f"{self.host}:{n.sasl_port}" for n in self._nodes)
+
+    def _sasl_props(self, node: _Node) -> dict[str, str]:
+        if not self.sasl_users:
+            return {}
+        plain = " ".join(f'user_{u}="{pw}"' for u, pw in self.sasl_users.items())
+        admin, admin_pw = next(iter(self.sasl_users.items()))
+        return {
+            "listeners": f"PLAINTEXT://{self.host}:{node.port},"
+                         f"SASL_PLAINTEXT://{self.host}:{node.sasl_port},"
+                         f"CONTROLLER://{self.host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{node.port},"
+                                    f"SASL_PLAINTEXT://{self.host}:{node.sasl_port}",
+            "listener.security.protocol.map":
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{admin}" password="{admin_pw}" {plain};',
+            **{f"listener.name.sasl_plaintext.scram-sha-{b}.sasl.jaas.config":
+               "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+               for b in ("256", "512")},
+        }
+
+    def _scram_args(self) -> list[str]:
+        """`kafka-storage format --add-scram`: the SCRAM credentials, stored with the
+        cluster's metadata when it is formatted (KRaft keeps them there)."""
+        args = []
+        for u, pw in self.sasl_users.items():
+            for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                args += ["--add-scram", f"{mech}=[name={u},password={pw}]"]
+        return args
 
     def _props(self, node: _Node, voters: str) -> str:
         rf = min(3, self.nodes)
@@ -162,6 +203,7 @@ class KafkaCluster:
             "num.io.threads": "4",
             "log.cleaner.threads": "1",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+            **self._sasl_props(node),
             **self.server_props,
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
@@ -173,7 +215,8 @@ class KafkaCluster:
         self.base_dir = Path(self.base_dir).absolute()
         self._nodes = [
             _Node(i + 1, free_port(self.host), free_port(self.host),
-                  self.base_dir / f"kafka-{i + 1}")
+                  self.base_dir / f"kafka-{i + 1}",
+                  sasl_port=free_port(self.host) if self.sasl_users else 0)
             for i in range(self.nodes)
         ]
         voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self._nodes)
@@ -190,7 +233,7 @@ class KafkaCluster:
                 [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
                  # `=`: an id may start with "-" (base64url), which would read as an option
                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                 "-c", str(config),
+                 "-c", str(config), *self._scram_args(),
                  "--ignore-formatted"],
                 capture_output=True, text=True)
             if r.returncode != 0:
