@@ -1,8 +1,9 @@
-"""Faust agents: apply the domain rules to the source topics, keep state, emit derived records.
+"""Faust wiring: apply the domain rules to the source topics, keep state, emit derived records.
 
-One agent reads the three source topics (events, sarah, commands); all are keyed by lead_key
-with the same partition count, so one lead's inputs are handled by one worker, in order per
-topic.
+One agent subscribes to the three source topics (events, sarah, commands); all are keyed by
+lead_key with the same partition count, so one lead's inputs are handled by one worker, in
+order per topic. Their records reach `runner` (agents.batch) per batch, straight from the
+consumer; the daily close runs on timer ticks through Faust's per-record path.
 
 Exactly-once effects on an at-least-once broker (Tansu has no transactions), whatever the
 order records are (re)processed in. Faust reprocesses from the last commit after a restart,
@@ -13,8 +14,9 @@ so a replay is not in offset order; nothing here depends on that order:
 * Sarah updates and commands are applied at most once per event id (a bounded list of recent
   ids per lead), and a Sarah update older than the last applied one is skipped.
 * A record that changes nothing re-emits the current derived records it touched (the lead
-  snapshot, its message, its note or status change), so a crash between the table write and
-  the output send loses nothing; the sink is idempotent, so the repeat is harmless.
+  snapshot, its message, its note or status change) and writes its state back, so a crash
+  anywhere in a flush loses nothing; the replica writes are idempotent, so repeats are
+  harmless.
 * A record that cannot be decoded or applied goes to the dead-letter topic; the worker goes on.
 """
 
