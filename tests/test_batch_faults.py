@@ -107,3 +107,40 @@ async def test_a_poison_record_inside_a_batch_is_dead_lettered_and_its_batch_app
     finally:
         await producer.stop()
         await p.stop()
+
+
+async def test_a_worker_frozen_past_its_session_rejoins_and_goes_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """SIGSTOP (a VM pause, a long GC) for longer than the session timeout: the group moves
+    on without the worker; after SIGCONT it rejoins, and new messages show within seconds."""
+    import os
+    import signal
+
+    p = await Pipeline(settings, str(tmp_path)).start()
+    try:
+        first = workload(leads=5, per_lead=4, seed=34, first_phone=44_000_000)
+        acked = await _send_all(p, first)
+        assert (await converge(p, *oracle(acked), timeout=90)).equal
+        assert p.worker.proc is not None
+        # frozen while busy: a wave arrives, and the worker stops in the middle of it
+        acked += await _send_all(p, workload(leads=5, per_lead=20, seed=36,
+                                             first_phone=44_000_000))
+        os.kill(p.worker.proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(float(os.environ.get("LEADSTREAM_TEST_FREEZE_S",
+                                                 3 * settings.session_timeout_seconds)))
+        os.kill(p.worker.proc.pid, signal.SIGCONT)
+        t0 = time.monotonic()
+        acked += await _send_all(p, workload(leads=5, per_lead=4, seed=35,
+                                             first_phone=44_000_000))
+        result = await converge(p, *oracle(acked), timeout=90)
+        report("batch path: worker frozen past its session", sent=len(acked),
+               acked=len(acked), faults=f"SIGSTOP {settings.session_timeout_seconds * 3:.0f}"
+               " s, then SIGCONT", result=result, recover_s=time.monotonic() - t0)
+        if not result.equal:  # what every task of the worker waits on (mode's SIGUSR1)
+            os.kill(p.worker.proc.pid, signal.SIGUSR1)
+            await asyncio.sleep(3)
+            print(p.worker.log_tail(400))
+        assert result.equal, result
+    finally:
+        await p.stop()

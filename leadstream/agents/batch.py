@@ -195,13 +195,23 @@ class BatchRunner:
         if held and self.lock.locked():
             self.lock.release()
 
-    async def close_daily(self, close: Callable[[], Awaitable[Any]]) -> Any:
+    async def close_daily(self, close: Callable[[], Awaitable[Any]],
+                          patience: float = 2.0) -> Any:
         """Run the daily close between flushes, never while one is being filled or is in
-        flight (it reads the stores)."""
+        flight (it reads the stores). If no gap comes within `patience` seconds the close is
+        skipped (the next tick tries again): a tick must never hold up its own ack, which a
+        rebalance waits for while the batch path waits for the rebalance."""
         self.waiting += 1
         try:
-            async with self.lock:
+            try:
+                await asyncio.wait_for(self.lock.acquire(), patience)
+            except TimeoutError:
+                log.debug("daily close skipped: the lead agent is busy (next tick retries)")
+                return None
+            try:
                 return await close()
+            finally:
+                self.lock.release()
         finally:
             self.waiting -= 1
 

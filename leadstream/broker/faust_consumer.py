@@ -217,6 +217,11 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         to_message = self._to_message
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if not self.flow_active and source.busy():
+                    # a rebalance stopped the flow: let go of what is not durable before
+                    # waiting for it to resume, so nothing the rebalance waits for (an
+                    # agent's unacked tick, the producer flush) waits on us in turn
+                    source.discard()
                 records, active = await self._wait_next_records(
                     0.0 if source.busy() else 1.0)
                 generation = self.app.consumer_generation_id
