@@ -324,7 +324,28 @@ def worker_cmd(sink: bool) -> None:
     # 83-92 against 97-106 us/event in the rules)
     gc.set_threshold(20_000, 50, 100)
     gc.freeze()
+    _log_long_gc_pauses()
     worker.execute_from_commandline()
+
+
+def _log_long_gc_pauses(over: float = 0.2) -> None:
+    """A collection that stops the worker for longer than `over` seconds is logged: it shows
+    as a freshness stall, and nothing else would tell."""
+    import gc
+    import time
+
+    started: list[float] = [0.0]
+    log = logging.getLogger("leadstream.gc")
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif (took := time.perf_counter() - started[0]) > over:
+            log.warning("garbage collection of generation %s stopped the worker %.2f s"
+                        " (%s objects collected)", info.get("generation"), took,
+                        info.get("collected"))
+
+    gc.callbacks.append(callback)
 
 
 @main.command("sink")
