@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from time import monotonic
 from typing import Any, Protocol, cast
 
 from aiokafka.errors import IllegalStateError
@@ -244,6 +245,13 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     else:
                         others.extend((tp, r) for r in recs)
                 fetched = sum(len(r) for r in ours.values())
+                if ours:
+                    # what Faust's streams record when they take an event: its stall
+                    # detector ("Stream has not started processing") reads it per partition
+                    inbound = self.app.monitor.stream_inbound_time
+                    now = monotonic()
+                    for tp in ours:
+                        inbound[tp] = now
                 while ours:
                     ours = dict(await source.process(ours, generation))
                     if ours:  # the flush is full: seal it, then take the rest
