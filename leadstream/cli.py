@@ -291,7 +291,8 @@ def worker_cmd(sink: bool) -> None:
     from leadstream.sink.service import PostgresSink
     from leadstream.summarize.service import SummaryService
 
-    services: list[Any] = [SummaryService(settings)]
+    summaries = SummaryService(settings)
+    services: list[Any] = [summaries]
     sink_service = PostgresSink(settings) if sink else None
     if sink_service is not None:
         services.append(sink_service)
@@ -305,7 +306,8 @@ def worker_cmd(sink: bool) -> None:
         services.append(WorkerWeb(
             host=settings.worker_http_host, port=settings.worker_http_port,
             collector=WorkerCollector(runner=runner, windows=windows,
-                                      consumer=lambda: app.consumer, services=list(services)),
+                                      consumer=lambda: app.consumer, sink=sink_service,
+                                      summaries=summaries),
             kafka_client=lambda: app.producer._ensure_producer().client,  # type: ignore[attr-defined]
             pool=pool if (runner.replica is not None or sink_service is not None) else None))
     json_logs = None

@@ -61,15 +61,20 @@ def make_admin(settings: Settings, **kw: Any) -> AIOKafkaAdminClient:
                                **settings.kafka_security(), **kw)
 
 
-async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
-    """The offsets a consumer group committed, per partition (empty: an unknown group)."""
+async def group_offsets(settings: Settings, groups: Iterable[str]
+                        ) -> dict[str, dict[TopicPartition, int]]:
+    """The offsets each consumer group committed, per partition (empty: an unknown group),
+    through one admin connection."""
     admin = make_admin(settings, request_timeout_ms=5000)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        out = {}
+        for group in groups:
+            offsets = await admin.list_consumer_group_offsets(group)
+            out[group] = {tp: int(om.offset) for tp, om in offsets.items() if om.offset >= 0}
+        return out
     finally:
         await admin.close()
-    return {tp: int(om.offset) for tp, om in offsets.items() if om.offset >= 0}
 
 
 async def produce_batches(
@@ -146,19 +151,20 @@ async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topics: Iterable[str]
 
 async def log_ends(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """Log-end offset of every partition of `topics`, now."""
-    return {tp: end for tp, (_, end) in (await log_bounds(settings, topics)).items()}
+    return {tp: end for tp, (_, end) in (await log_bounds(settings, topics, starts=False)).items()}
 
 
-async def log_bounds(settings: Settings, topics: Iterable[str]
+async def log_bounds(settings: Settings, topics: Iterable[str], *, starts: bool = True
                      ) -> dict[TopicPartition, tuple[int, int]]:
-    """(log start, log end) of every partition of `topics`, now."""
+    """(log start, log end) of every partition of `topics`, now (start 0 unless `starts`:
+    one request fewer for callers that only want the ends)."""
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
         tps = await _partitions(consumer, topics)
         ends = await end_offsets(settings, consumer, tps)
-        starts = await consumer.beginning_offsets(tps) if tps else {}
-        return {tp: (int(starts.get(tp, 0)), end) for tp, end in ends.items()}
+        first = await consumer.beginning_offsets(tps) if starts and tps else {}
+        return {tp: (int(first.get(tp, 0)), end) for tp, end in ends.items()}
     finally:
         await consumer.stop()
 

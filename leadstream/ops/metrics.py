@@ -28,11 +28,13 @@ class WorkerCollector(Collector):
     sink and summarizer in the process, and consumer lag per source partition."""
 
     def __init__(self, *, runner: Any, windows: Any, consumer: Callable[[], Any],
-                 services: list[Any]) -> None:
+                 sink: Any | None, summaries: Any | None) -> None:
+        """`sink`, `summaries`: the PostgresSink and SummaryService of this process, if any."""
         self.runner = runner
         self.windows = windows
         self.consumer = consumer
-        self.services = services
+        self.sink = sink
+        self.summaries = summaries
 
     def collect(self) -> Iterator[Any]:
         r, p = self.runner, self.runner.processor
@@ -66,19 +68,18 @@ class WorkerCollector(Collector):
             yield _gauge("leadstream_daily_closed_through_days",
                          "newest closed day, as days since 1970-01-01 (the daily-close lag is"
                          " today minus this)", [], [([], max(closed).toordinal() - 719163)])
-        for s in self.services:
-            name = type(s).__name__
-            if name == "PostgresSink":
-                yield _counter("leadstream_sink_rows", "rows the sink wrote", [],
-                               [([], s.rows_written)])
-                yield _counter("leadstream_sink_dead_letters", "records the sink dead-lettered",
-                               [], [([], s.dead_letters)])
-            elif name == "SummaryService":
-                yield _counter("leadstream_summaries", "daily summaries written", [],
-                               [([], s.summarized)])
-                yield _counter("leadstream_summarizer_fallbacks",
-                               "summaries written by the built-in summarizer after the LLM"
-                               " failed", [], [([], getattr(s.summarizer, "fallbacks", 0))])
+        if self.sink is not None:
+            yield _counter("leadstream_sink_rows", "rows the sink wrote", [],
+                           [([], self.sink.rows_written)])
+            yield _counter("leadstream_sink_dead_letters", "records the sink dead-lettered",
+                           [], [([], self.sink.dead_letters)])
+        if self.summaries is not None:
+            yield _counter("leadstream_summaries", "daily summaries written", [],
+                           [([], self.summaries.summarized)])
+            yield _counter("leadstream_summarizer_fallbacks",
+                           "summaries written by the built-in summarizer after the LLM"
+                           " failed", [],
+                           [([], getattr(self.summaries.summarizer, "fallbacks", 0))])
         yield from self._lag()
 
     def _lag(self) -> Iterator[Any]:

@@ -26,12 +26,17 @@ def groups(settings: Settings) -> dict[str, tuple[str, list[str]]]:
 
 
 async def gather(settings: Settings) -> dict[str, Any]:
+    roles = groups(settings)
+    committed_by_group = await asyncio.wait_for(
+        group_offsets(settings, [group for group, _ in roles.values()]), 15)
+    bounds = await asyncio.wait_for(
+        log_bounds(settings, sorted({t for _, topics in roles.values() for t in topics})), 15)
     lag: dict[str, Any] = {}
-    for role, (group, topics) in groups(settings).items():
-        committed = await asyncio.wait_for(group_offsets(settings, group), 15)
-        bounds = await asyncio.wait_for(log_bounds(settings, topics), 15)
+    for role, (group, topics) in roles.items():
+        committed = committed_by_group[group]
         parts = []
-        for tp in sorted(bounds, key=lambda t: (t.topic, t.partition)):
+        for tp in sorted((tp for tp in bounds if tp.topic in topics),
+                         key=lambda t: (t.topic, t.partition)):
             start, end = bounds[tp]
             # never committed: everything from the log start is still to be read
             at = committed.get(tp, start)
