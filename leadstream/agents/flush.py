@@ -136,10 +136,6 @@ class Outbox:
         if cur is None or n.version >= cur[2].version:
             self.notes[n.note_id] = (partition, key, n)
 
-    def __len__(self) -> int:
-        return (len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
-                + len(self.other))
-
 
 def decode_day(raw: bytes) -> DayAggregate:
     return DayAggregate.model_validate_json(raw)
