@@ -79,9 +79,12 @@ def workspace() -> None:
 @click.option("--verify-token", default=None, help="Meta GET hub.verify_token")
 @click.option("--user", default=None,
               help="the person a human token belongs to: recorded as the actor of its changes")
+@click.option("--inbox-url", default=None,
+              help="the workspace's inbox URL with {conversation_id} (and optionally {phone}),"
+                   " for the dashboard's \"Open in Inbox\" link")
 def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret: str | None,
                   api_token: str | None, role: str, region: str | None,
-                  verify_token: str | None, user: str | None) -> None:
+                  verify_token: str | None, user: str | None, inbox_url: str | None) -> None:
     """Register a workspace, a number and/or a token (repeat to add more)."""
     import asyncpg
 
@@ -94,6 +97,12 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
         raise click.BadParameter("--phone-number-id needs --webhook-secret")
     if user and (role != "human" or not api_token):
         raise click.BadParameter("--user names the person of a human --api-token")
+    if inbox_url is not None:
+        from leadstream.http.inbox import check_pattern
+
+        problem = check_pattern(inbox_url)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--inbox-url")
     settings = get_settings()
 
     async def go() -> None:
@@ -103,7 +112,7 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
             await add_workspace(conn, workspace_id=workspace_id, phone_number_id=phone_number_id,
                                 webhook_secret=webhook_secret, api_token=api_token, role=role,
                                 region=region or settings.default_region,
-                                verify_token=verify_token, user=user)
+                                verify_token=verify_token, user=user, inbox_url=inbox_url)
         finally:
             await conn.close()
 

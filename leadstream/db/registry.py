@@ -45,12 +45,14 @@ async def add_workspace(
     conn: asyncpg.Connection, *, workspace_id: str, phone_number_id: str | None,
     webhook_secret: str | None, api_token: str | None, role: str = "human",
     region: str = "ID", verify_token: str | None = None, user: str | None = None,
+    inbox_url: str | None = None,
 ) -> None:
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO workspaces (workspace_id, region) VALUES ($1, $2)"
-            " ON CONFLICT (workspace_id) DO UPDATE SET region = EXCLUDED.region",
-            workspace_id, region,
+            "INSERT INTO workspaces (workspace_id, region, inbox_url) VALUES ($1, $2, $3)"
+            " ON CONFLICT (workspace_id) DO UPDATE SET region = EXCLUDED.region,"
+            " inbox_url = coalesce(EXCLUDED.inbox_url, workspaces.inbox_url)",
+            workspace_id, region, inbox_url,
         )
         if phone_number_id:
             if not webhook_secret:
@@ -85,6 +87,13 @@ async def load_tokens(conn: asyncpg.Connection) -> dict[str, TokenEntry]:
     rows = await conn.fetch("SELECT token_sha256, workspace_id, role, user_name FROM api_tokens")
     return {r["token_sha256"]: TokenEntry(r["workspace_id"], r["role"], r["user_name"])
             for r in rows}
+
+
+async def load_inbox_urls(conn: asyncpg.Connection) -> dict[str, str]:
+    """Each workspace's "Open in Inbox" URL pattern (`workspace add --inbox-url`)."""
+    rows = await conn.fetch("SELECT workspace_id, inbox_url FROM workspaces"
+                            " WHERE inbox_url IS NOT NULL")
+    return {r["workspace_id"]: r["inbox_url"] for r in rows}
 
 
 async def rotate_secret(conn: asyncpg.Connection, phone_number_id: str, new_secret: str,

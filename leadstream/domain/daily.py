@@ -10,6 +10,7 @@ lead-day is bounded whatever the traffic.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -177,40 +178,84 @@ FIELD_ID = {"sarah_name": "nama", "business_type": "jenis usaha", "domisili": "d
             "chat_phase": "fase chat", "next_step": "langkah berikutnya"}
 
 
+#: a daily summary: at most this many characters, in 2 to 3 sentences (issue #17: the
+#: team reads it in the lead list and on a phone)
+SUMMARY_MAX_CHARS = 200
+SUMMARY_MAX_SENTENCES = 3
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` within `limit` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:max(0, limit - 1)]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+def fit_summary(text: str) -> str:
+    """Any summary (the built-in one or a model's) kept to the first sentences that fit in
+    `SUMMARY_MAX_CHARS`, at most `SUMMARY_MAX_SENTENCES`; a first sentence that alone is too
+    long is cut at a word."""
+    out: list[str] = []
+    for s in sentences(text)[:SUMMARY_MAX_SENTENCES]:
+        if len(" ".join([*out, s])) > SUMMARY_MAX_CHARS:
+            if not out:
+                out.append(_clip(s, SUMMARY_MAX_CHARS))
+            break
+        out.append(s)
+    return " ".join(out)
+
+
 def summarize(a: DayAggregate, tz: str) -> str:
-    """A deterministic Indonesian summary of the day, readable by the sales team."""
+    """A deterministic Indonesian summary of the day in 2-3 sentences, at most 200 characters:
+    who and how many messages, then the most useful of: status moves, what the lead asked,
+    the next step, what Sarah learned."""
     zone = ZoneInfo(tz)
-    name = a.lead_name or "Lead"
-    parts = [f"Ringkasan {a.day.isoformat()} untuk {name}:"]
+    name = _clip(a.lead_name or "Lead", 40)
     if a.inbound_count or a.outbound_count:
         window = ""
         if a.first_message_at and a.last_message_at:
             f = a.first_message_at.astimezone(zone).strftime("%H:%M")
             t = a.last_message_at.astimezone(zone).strftime("%H:%M")
             window = f" (pukul {f}–{t})" if f != t else f" (pukul {f})"
-        parts.append(f"{a.inbound_count} pesan masuk dan {a.outbound_count} pesan keluar"
-                     f"{window}.")
-        other = {t: n for t, n in a.message_types.items() if t != "text"}
-        if other:
-            parts.append("Termasuk " + ", ".join(f"{n} {t}" for t, n in sorted(other.items()))
-                         + ".")
+        first = (f"{name}: {a.inbound_count} pesan masuk dan {a.outbound_count} pesan keluar"
+                 f"{window}.")
     else:
-        parts.append("Tidak ada pesan.")
-    if a.texts:
-        quoted = "; ".join(f"“{s.text}”" for s in a.texts[-3:])
-        parts.append(f"Yang disampaikan lead: {quoted}.")
+        first = f"{name}: tidak ada pesan."
+    candidates: list[str] = []
     if a.status_changes_total:
-        moves = ", ".join(
-            f"{STATUS_ID.get(m.from_status or '', m.from_status or '-')} → "
-            f"{STATUS_ID.get(m.to_status, m.to_status)} oleh {m.by}" for m in a.status_changes)
-        parts.append(f"Status berubah: {moves}.")
+        m = a.status_changes[-1]
+        more = f" (+{a.status_changes_total - 1} lainnya)" if a.status_changes_total > 1 else ""
+        candidates.append(f"Status {STATUS_ID.get(m.from_status or '', m.from_status or '-')}"
+                          f" → {STATUS_ID.get(m.to_status, m.to_status)} oleh {m.by}{more}.")
+    asked = [s.text for s in a.texts if s.direction == "inbound"]
+    if asked:
+        candidates.append(f"Lead menulis: “{asked[-1]}”.")
+    if a.next_step:
+        candidates.append(f"Langkah berikutnya: {a.next_step}.")
     fields = {k: v for k, v in a.sarah_changes.items() if k not in ("next_step", "chat_phase")}
     if fields:
-        parts.append("Data dari Sarah: " + ", ".join(
+        candidates.append("Data dari Sarah: " + ", ".join(
             f"{FIELD_ID.get(k, k)} {v}" for k, v in sorted(fields.items())) + ".")
-    if a.next_step:
-        parts.append(f"Langkah berikutnya: {a.next_step}.")
-    return " ".join(parts)
+    chosen = [first]
+    for c in candidates:
+        if len(chosen) == SUMMARY_MAX_SENTENCES:
+            break
+        room = SUMMARY_MAX_CHARS - len(" ".join(chosen)) - 1
+        if len(c) <= room:
+            chosen.append(c)
+        elif c.startswith("Lead menulis: “") and room >= 30:  # a quote may be shortened
+            chosen.append(_clip(c[:-2], room - 2) + "”.")
+    if len(chosen) == 1:
+        chosen.append("Belum ada langkah berikutnya.")
+    return fit_summary(" ".join(chosen))
 
 
 class DailySummary(BaseModel):

@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StringConstraints
+import orjson
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 #: ids (wamids, conversation ids, business-scoped ids, event ids, idempotency keys)
 MAX_ID = 256
@@ -29,6 +30,10 @@ MAX_TEXT = 16_384
 MAX_NOTE = 10_000
 #: list fields (pain points)
 MAX_LIST = 50
+#: Sarah's fields without a column (`sarah_extra`): keys, a key's length, one value's JSON size
+MAX_EXTRA_KEYS = 50
+MAX_EXTRA_KEY = 64
+MAX_EXTRA_VALUE = 4_000
 #: items in one Kapso batch or one Meta delivery
 MAX_ITEMS = 1_000
 #: how far an event's own timestamp may be from its arrival: older than this is history we
@@ -54,6 +59,34 @@ Name = Annotated[str, _NoNul, StringConstraints(max_length=MAX_NAME)]
 FieldText = Annotated[str, _NoNul, StringConstraints(max_length=MAX_FIELD)]
 Text = Annotated[str, _NoNul, StringConstraints(max_length=MAX_TEXT)]
 NoteText = Annotated[str, _NoNul, StringConstraints(max_length=MAX_NOTE)]
+
+
+def _no_nul_deep(v: Any) -> Any:
+    if isinstance(v, str):
+        return strip_nul(v)
+    if isinstance(v, list):
+        return [_no_nul_deep(x) for x in v]
+    if isinstance(v, dict):
+        return {strip_nul(str(k)): _no_nul_deep(x) for k, x in v.items()}
+    return v
+
+
+def _bounded_extra(v: dict[str, Any]) -> dict[str, Any]:
+    """Sarah's extra fields: any JSON, within bounds, with NULs stripped at every depth."""
+    if len(v) > MAX_EXTRA_KEYS:
+        raise ValueError(f"at most {MAX_EXTRA_KEYS} fields without a column")
+    out: dict[str, Any] = {}
+    for k, x in v.items():
+        if not k or len(k) > MAX_EXTRA_KEY:
+            raise ValueError(f"a field name is 1 to {MAX_EXTRA_KEY} characters")
+        x = _no_nul_deep(x)
+        if len(orjson.dumps(x)) > MAX_EXTRA_VALUE:
+            raise ValueError(f"field {k[:64]!r} is over {MAX_EXTRA_VALUE} bytes of JSON")
+        out[strip_nul(k)] = x
+    return out
+
+
+SarahExtra = Annotated[dict[str, Any], AfterValidator(_bounded_extra)]
 
 
 def timestamp_problem(ts: datetime, received_at: datetime) -> str | None:

@@ -7,11 +7,20 @@ log's contract: add fields freely, never rename or drop one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from leadstream.domain.limits import MAX_LIST, FieldText, Id, LongId, Name, NoteText, Text
+from leadstream.domain.limits import (
+    MAX_LIST,
+    FieldText,
+    Id,
+    LongId,
+    Name,
+    NoteText,
+    SarahExtra,
+    Text,
+)
 
 LeadStatus = Literal["new", "qualified", "contacted", "converted", "archived"]
 LEAD_STATUSES: tuple[LeadStatus, ...] = ("new", "qualified", "contacted", "converted", "archived")
@@ -96,7 +105,11 @@ class InboundEvent(_Model):
 
 
 class SarahFields(_Model):
-    """What Sarah extracted; every field optional, only non-null ones are merged."""
+    """What Sarah extracted; every field optional, only non-null ones are merged.
+
+    A field Sarah sends that has no name here is kept in `sarah_extra` (bounded: see
+    `limits.SarahExtra`), never dropped; a key literally called `sarah_extra` is merged into it.
+    """
 
     name: Name | None = None
     business_type: FieldText | None = None
@@ -106,6 +119,31 @@ class SarahFields(_Model):
     priority: FieldText | None = None
     urgency_level: FieldText | None = None
     next_step: FieldText | None = None
+    story: NoteText | None = None
+    language: Name | None = None
+    interest_motivation: FieldText | None = None
+    closing_technique_used: FieldText | None = None
+    objection_raised: FieldText | None = None
+    sarah_extra: SarahExtra = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_extra(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        unknown = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if not unknown:
+            return data
+        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        given = known.get("sarah_extra")
+        known["sarah_extra"] = {**given, **unknown} if isinstance(given, dict) else unknown
+        return known
+
+
+#: Sarah's text fields merged as they are (non-null wins); `name` and `pain_points` have rules
+SARAH_TEXT_FIELDS = ("business_type", "domisili", "business_duration", "priority",
+                     "urgency_level", "next_step", "story", "language", "interest_motivation",
+                     "closing_technique_used", "objection_raised")
 
 
 class SarahUpdate(_Model):
@@ -172,6 +210,13 @@ class LeadState(_Model):
     priority: str | None = None
     urgency_level: str | None = None
     next_step: str | None = None
+    story: str | None = None
+    language: str | None = None
+    interest_motivation: str | None = None
+    closing_technique_used: str | None = None
+    objection_raised: str | None = None
+    #: Sarah's fields that have no column of their own
+    sarah_extra: dict[str, Any] = Field(default_factory=dict)
     lead_score: int | None = None
     lead_temperature: Temperature | None = None
     lead_status: LeadStatus = "new"

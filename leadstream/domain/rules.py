@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from leadstream.domain.identity import lead_id_for, split_key, stable_id
 from leadstream.domain.model import (
@@ -17,6 +18,7 @@ from leadstream.domain.model import (
     Command,
     InboundEvent,
     LeadState,
+    SARAH_TEXT_FIELDS,
     LeadStatus,
     MessageState,
     Note,
@@ -128,6 +130,13 @@ def merge_pain_points(existing: list[str], new: list[str] | None) -> list[str]:
         if k not in seen:
             seen.add(k)
             out.append(c)
+    return out
+
+
+def merge_extra(existing: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Sarah's extra fields: a non-null value replaces the held one; null keeps it."""
+    out = dict(existing)
+    out.update({k: v for k, v in new.items() if v is not None})
     return out
 
 
@@ -376,11 +385,12 @@ def apply_sarah(lead: LeadState | None, up: SarahUpdate) -> Applied:
     ex = up.extracted
     if _clean(ex.name):
         cur.sarah_name = _clean(ex.name)
-    for f in ("business_type", "domisili", "business_duration", "priority", "urgency_level",
-              "next_step"):
+    for f in SARAH_TEXT_FIELDS:
         v = _clean(getattr(ex, f))
         if v is not None:
             setattr(cur, f, v)
+    if ex.sarah_extra:
+        cur.sarah_extra = merge_extra(cur.sarah_extra, ex.sarah_extra)
     cur.pain_points = merge_pain_points(cur.pain_points, ex.pain_points)
     if up.lead_score is not None:
         cur.lead_score = up.lead_score

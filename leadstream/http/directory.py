@@ -13,7 +13,14 @@ import time
 
 import asyncpg
 
-from leadstream.db.registry import NumberEntry, TokenEntry, load_numbers, load_tokens, token_hash
+from leadstream.db.registry import (
+    NumberEntry,
+    TokenEntry,
+    load_inbox_urls,
+    load_numbers,
+    load_tokens,
+    token_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,8 @@ class Directory:
         self.reloads = 0
         self.numbers: dict[str, NumberEntry] = {}
         self.tokens: dict[str, TokenEntry] = {}
+        #: workspace -> its "Open in Inbox" URL pattern
+        self.inbox_urls: dict[str, str] = {}
         self._loaded_at = 0.0
         self._started_at = 0.0
         self._lock = asyncio.Lock()
@@ -55,6 +64,7 @@ class Directory:
                 async with self.pool.acquire() as conn:
                     self.numbers = await load_numbers(conn)
                     self.tokens = await load_tokens(conn)
+                    self.inbox_urls = await load_inbox_urls(conn)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("could not refresh workspaces: %s", exc)
             self._loaded_at = time.monotonic()

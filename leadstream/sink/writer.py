@@ -19,7 +19,9 @@ import orjson
 LEAD_COLUMNS = (
     "lead_id", "workspace_id", "lead_key", "phone_e164", "wa_id", "bsuid", "name", "kapso_name",
     "sarah_name", "contact_phone", "business_type", "domisili", "business_duration",
-    "pain_points", "priority", "urgency_level", "next_step", "lead_score", "lead_temperature",
+    "pain_points", "priority", "urgency_level", "next_step", "story", "language",
+    "interest_motivation", "closing_technique_used", "objection_raised", "sarah_extra",
+    "lead_score", "lead_temperature",
     "lead_status", "chat_phase", "status_updated_at", "status_updated_by",
     "kapso_conversation_id", "conversation_state", "message_count", "created_at", "updated_at",
     "last_message_at", "last_inbound_at", "last_outbound_at", "last_contact_at",

@@ -13,12 +13,13 @@ from typing import Any
 
 import aiohttp
 
-from leadstream.domain.daily import DayAggregate, summarize
+from leadstream.domain.daily import DayAggregate, fit_summary, sentences, summarize
 
 log = logging.getLogger(__name__)
 
 PROMPT = (
-    "Anda asisten tim sales. Tulis ringkasan singkat (maksimal 4 kalimat, bahasa Indonesia) "
+    "Anda asisten tim sales. Tulis ringkasan singkat (2-3 kalimat, paling banyak 200 karakter, "
+    "bahasa Indonesia) "
     "tentang aktivitas satu lead WhatsApp hari ini: apa yang ditanyakan, perubahan status, "
     "dan langkah berikutnya. Jangan mengarang fakta di luar data."
 )
@@ -99,9 +100,12 @@ class LLMSummarizer(Summarizer):
                         if r.status != 200:
                             raise RuntimeError(f"HTTP {r.status}")  # not retried
                         data = await r.json()
-                text = str(data["choices"][0]["message"]["content"]).strip()
+                text = fit_summary(str(data["choices"][0]["message"]["content"]))
                 if not text:
                     raise RuntimeError("empty completion")
+                if len(sentences(text)) < 2:
+                    # the same shape as the built-in summary, or that one (not retried)
+                    raise ValueError("the model's summary is not 2-3 sentences")
                 return text
             except (TimeoutError, aiohttp.ClientError) as exc:
                 last = exc

@@ -14,7 +14,11 @@ from leadstream.domain.daily import (
     day_of,
     fold,
     has_activity,
+    SUMMARY_MAX_CHARS,
+    SUMMARY_MAX_SENTENCES,
+    fit_summary,
     is_closable,
+    sentences,
     summarize,
     summary_records,
 )
@@ -116,10 +120,38 @@ def test_summary_is_readable_and_deterministic() -> None:
     agg = days[date(2026, 11, 1)]
     text = summarize(agg, "Asia/Jakarta")
     assert text == summarize(agg, "Asia/Jakarta")
-    assert "Budi" in text and "1 pesan masuk dan 1 pesan keluar (pukul 16:00–16:05)" in text
-    assert "“Berapa harga paket bulanannya?”" in text
-    assert "baru → terkualifikasi oleh sarah-bot" in text
-    assert "domisili Bandung" in text and "Langkah berikutnya: demo Senin." in text
+    assert text == ("Budi: 1 pesan masuk dan 1 pesan keluar (pukul 16:00–16:05)."
+                    " Status baru → terkualifikasi oleh sarah-bot."
+                    " Lead menulis: “Berapa harga paket bulanannya?”.")
+    assert len(text) <= SUMMARY_MAX_CHARS and len(sentences(text)) == 3
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_summary_is_two_or_three_sentences_within_200_characters(seed: int) -> None:
+    """Random days, long names, long texts and many moves: always 2-3 sentences, <= 200."""
+    import random
+
+    rnd = random.Random(seed)
+    events = [msg_event(f"m{i}", i * 3, direction=rnd.choice(["inbound", "outbound"]),
+                        text=rnd.choice(["", "ok", "Harga? " * rnd.randint(1, 60),
+                                         "Dr. A. Budi. Sp.  KK. " * rnd.randint(1, 9)]),
+                        name=rnd.choice(["Budi", "N" * 250, "Ibu Sri. Rahayu"]))
+              for i in range(rnd.randint(0, 6))]
+    if rnd.random() < 0.7:
+        events.append(sarah(30, rnd.choice("ABCDE"), domisili="Kota " * rnd.randint(1, 80),
+                            next_step=rnd.choice([None, "demo " * rnd.randint(1, 60)])))
+    days = _run_days(events) if events else {}
+    for agg in days.values():
+        text = summarize(agg, "Asia/Jakarta")
+        assert len(text) <= SUMMARY_MAX_CHARS, text
+        assert 2 <= len(sentences(text)) <= SUMMARY_MAX_SENTENCES, text
+
+
+def test_fit_summary_keeps_whole_sentences() -> None:
+    assert fit_summary("Satu. Dua! Tiga? Empat.") == "Satu. Dua! Tiga?"
+    long = "kata " * 100
+    assert len(fit_summary(long)) <= SUMMARY_MAX_CHARS and fit_summary(long).endswith("…")
+    assert fit_summary("Pendek. " + "x" * 300 + ".") == "Pendek."
 
 
 def test_summary_records_keep_their_ids_across_versions() -> None:

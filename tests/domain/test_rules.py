@@ -405,3 +405,41 @@ def test_old_redelivery_beyond_the_recent_ring_is_not_counted() -> None:
     assert lead is not None and lead.message_count == 40
     a = apply_inbound(lead, msgs["w0"], msg_event("w0", 0))
     assert a.lead.message_count == 40 and not a.lead_changed
+
+
+def test_all_of_sarahs_fields_are_kept_and_unknown_ones_go_to_sarah_extra() -> None:
+    """Issue #17: story, language, interest_motivation, closing_technique_used and
+    objection_raised have columns; anything else Sarah sends is kept, never dropped."""
+    first = SarahFields.model_validate({
+        "story": "Buka toko kue sejak 2019", "language": "id",
+        "interest_motivation": "stok sering selisih", "closing_technique_used": "trial gratis",
+        "objection_raised": "harga", "budget": "2jt", "channels": ["wa", "ig"]})
+    a = apply_sarah(None, sarah(0, **first.model_dump(exclude={"sarah_extra"}),
+                                sarah_extra=first.sarah_extra)).lead
+    assert (a.story, a.language, a.interest_motivation, a.closing_technique_used,
+            a.objection_raised) == ("Buka toko kue sejak 2019", "id", "stok sering selisih",
+                                    "trial gratis", "harga")
+    assert a.sarah_extra == {"budget": "2jt", "channels": ["wa", "ig"]}
+    # a later extraction: null keeps, a new value replaces, a new key is added
+    b = apply_sarah(a, sarah(1, objection_raised=None, language="en",
+                             sarah_extra={"budget": None, "team_size": 4})).lead
+    assert b.objection_raised == "harga" and b.language == "en"
+    assert b.sarah_extra == {"budget": "2jt", "channels": ["wa", "ig"], "team_size": 4}
+    assert a.sarah_extra == {"budget": "2jt", "channels": ["wa", "ig"]}  # the input unchanged
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ({f"k{i}": i for i in range(51)}, "at most 50"),
+    ({"k" * 65: 1}, "1 to 64"),
+    ({"blob": "x" * 5000}, "over 4000 bytes"),
+])
+def test_sarah_extra_is_bounded(extra: dict[str, object], problem: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=problem):
+        SarahFields.model_validate(extra)
+
+
+def test_sarah_extra_strips_nul_at_every_depth() -> None:
+    f = SarahFields.model_validate({"notes": {"a\x00": ["x\x00y"]}})
+    assert f.sarah_extra == {"notes": {"a": ["xy"]}}

@@ -31,7 +31,7 @@ class FakeLLM:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            step = self.script.pop(0) if self.script else "Ringkasan dari model."
+            step = self.script.pop(0) if self.script else "Ringkasan dari model. Lead bertanya harga."
             if step == "slow":
                 await asyncio.sleep(2)
                 step = "terlambat"
@@ -64,7 +64,7 @@ async def test_success_uses_the_model_and_sends_the_facts(fake: tuple[FakeLLM, s
     s = llm(url)
     text, used = await s(AGG)
     await s.close()
-    assert (text, used) == ("Ringkasan dari model.", "llm:test-model")
+    assert (text, used) == ("Ringkasan dari model. Lead bertanya harga.", "llm:test-model")
     call = f.calls[0]
     assert call["auth"] == "Bearer k" and call["body"]["model"] == "test-model"
     assert "Budi" in call["body"]["messages"][1]["content"]
@@ -72,9 +72,9 @@ async def test_success_uses_the_model_and_sends_the_facts(fake: tuple[FakeLLM, s
 
 async def test_retries_5xx_and_429_then_succeeds(fake: tuple[FakeLLM, str]) -> None:
     f, url = fake
-    f.script = [500, 429, "ok setelah retry"]
+    f.script = [500, 429, "Ok setelah retry. Dua kalimat."]
     s = llm(url, retries=3)
-    assert await s(AGG) == ("ok setelah retry", "llm:test-model")
+    assert await s(AGG) == ("Ok setelah retry. Dua kalimat.", "llm:test-model")
     await s.close()
     assert len(f.calls) == 3
 
@@ -133,3 +133,26 @@ def test_a_slow_model_gets_a_batch_that_fits_the_poll_interval() -> None:
     hopeless = LLMSummarizer("Asia/Jakarta", base_url="http://x", model="m", api_key=None,
                              concurrency=1, timeout=600.0)
     assert hopeless.batch_limit(budget) == 1
+
+
+async def test_a_long_answer_is_kept_to_three_sentences_in_200_characters(
+        fake: tuple[FakeLLM, str]) -> None:
+    f, url = fake
+    f.script = ["Satu kalimat pertama. " + "Kalimat kedua cukup panjang. " * 3
+                + "Kalimat kelima yang tidak muat " * 10 + "."]
+    s = llm(url)
+    text, used = await s(AGG)
+    await s.close()
+    assert used == "llm:test-model"
+    assert text == "Satu kalimat pertama. Kalimat kedua cukup panjang. Kalimat kedua cukup panjang."
+
+
+async def test_a_one_sentence_answer_falls_back_to_the_builtin_shape(
+        fake: tuple[FakeLLM, str]) -> None:
+    f, url = fake
+    f.script = ["Hanya satu kalimat tanpa detail."]
+    s = llm(url, retries=3)
+    text, used = await s(AGG)
+    await s.close()
+    assert len(f.calls) == 1  # not retried: the model answered, badly
+    assert text == summarize(AGG, "Asia/Jakarta") and "not 2-3 sentences" in used

@@ -1,0 +1,214 @@
+"""The API's request and response models: what the handlers validate with and what the
+OpenAPI document is generated from (`http.openapi`), kept apart from the handlers so both
+import them and neither imports the other."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from leadstream.domain.model import LeadStatus, SarahFields, Temperature
+
+
+class SarahStateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contact_phone: str
+    chat_phase: str | None = None
+    extracted_data: SarahFields = Field(
+        default_factory=SarahFields,
+        description="named fields have columns; any other field is kept in `sarah_extra`")
+    lead_score: int | None = Field(default=None, ge=0, le=100)
+    lead_temperature: Temperature | None = None
+
+
+class LeadEditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, max_length=10_000)
+    author: str | None = Field(default=None, max_length=200)
+
+    @field_validator("content")
+    @classmethod
+    def not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("content must not be blank")
+        return v
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: LeadStatus
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+def _csv(v: Any) -> Any:
+    return [x for x in v.split(",") if x] if isinstance(v, str) else v
+
+
+class LeadQuery(BaseModel):
+    """`GET /api/leads` (and `/api/leads.csv`) query parameters (lists are comma-separated)."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: list[LeadStatus] | None = None
+    temperature: list[Temperature] | None = None
+    urgency: list[str] | None = Field(default=None, description="urgency_level values")
+    domisili: str | None = Field(default=None, max_length=200,
+                                 description="exact, case-insensitive")
+    business_type: str | None = Field(default=None, max_length=200,
+                                      description="exact, case-insensitive")
+    language: str | None = Field(default=None, max_length=200,
+                                 description="Sarah's `language`, exact, case-insensitive")
+    min_score: int | None = Field(default=None, ge=0, le=100)
+    max_score: int | None = Field(default=None, ge=0, le=100)
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    active_from: datetime | None = Field(default=None, description="last activity at or after")
+    active_to: datetime | None = Field(default=None, description="last activity before")
+    q: str | None = Field(default=None, min_length=1, max_length=200,
+                          description="substring of name, phone, business type, domisili, "
+                                      "interest motivation or objection raised")
+    needs_reply: bool | None = Field(
+        default=None, description="true: leads whose last inbound message is newer than their "
+                                  "last outbound one; sorted longest waiting first unless "
+                                  "`sort` is given")
+    sort: Literal["last_activity_at", "lead_score", "created_at", "waiting"] | None = Field(
+        default=None, description="default last_activity_at (newest first); `waiting`: "
+                                  "oldest unanswered inbound message first")
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+    limit: int = Field(default=50, ge=1, le=200)
+
+    _split = field_validator("status", "temperature", "urgency", mode="before")(_csv)
+
+    def sort_key(self) -> str:
+        if self.sort is not None:
+            return self.sort
+        return "waiting" if self.needs_reply else "last_activity_at"
+
+
+class Lead(BaseModel):
+    """A lead as the list, the detail, the CSV export and the live stream show it: the
+    replica's `leads` row (contract §4) plus the derived `inbox_url` and `waiting_since`."""
+
+    lead_id: UUID
+    workspace_id: str
+    lead_key: str
+    phone_e164: str | None
+    wa_id: str | None
+    bsuid: str | None
+    name: str | None
+    kapso_name: str | None
+    sarah_name: str | None
+    contact_phone: str | None = Field(description="the phone a human typed in")
+    business_type: str | None
+    domisili: str | None
+    business_duration: str | None
+    pain_points: list[str]
+    priority: str | None
+    urgency_level: str | None
+    next_step: str | None
+    story: str | None
+    language: str | None
+    interest_motivation: str | None
+    closing_technique_used: str | None
+    objection_raised: str | None
+    sarah_extra: dict[str, Any] = Field(description="Sarah's fields that have no column")
+    lead_score: int | None = Field(ge=0, le=100)
+    lead_temperature: Temperature | None
+    lead_status: LeadStatus
+    chat_phase: str | None
+    status_updated_at: datetime | None
+    status_updated_by: str | None
+    kapso_conversation_id: str | None
+    conversation_state: str | None
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+    last_inbound_at: datetime | None
+    last_outbound_at: datetime | None
+    last_contact_at: datetime | None
+    last_activity_at: datetime
+    version: int
+    merged_into: UUID | None
+    inbox_url: str | None = Field(description="the Kapso conversation in the workspace's inbox")
+    waiting_since: datetime | None = Field(
+        description="the unanswered inbound message's time, when the lead waits for a reply")
+
+
+class LeadPage(BaseModel):
+    leads: list[Lead]
+    next_cursor: str | None
+
+
+class StatusCounts(BaseModel):
+    counts: dict[str, int]
+    total: int
+    needs_reply: int = Field(description="leads waiting for a reply")
+
+
+class Accepted(BaseModel):
+    accepted: bool
+    event_id: str
+    lead_key: str | None = Field(default=None, description="POST /api/sarah/state only")
+
+
+class LeadDetail(BaseModel):
+    lead: Lead
+    notes: list[dict[str, Any]] = Field(description="newest first")
+    status_history: list[dict[str, Any]] = Field(description="newest first")
+    daily_summaries: list[dict[str, Any]] = Field(description="newest day first")
+    messages: list[dict[str, Any]] = Field(description="the 50 newest")
+
+
+class Me(BaseModel):
+    """Who the token is: the page shows the person signed in."""
+
+    workspace_id: str
+    role: str
+    user: str | None
+    inbox_url_pattern: str | None
+
+
+class SyncFailure(BaseModel):
+    id: int
+    event_id: str
+    stage: str
+    reason: str
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    failed_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+    original_preview: str = Field(description="the first 500 bytes of the original, as text")
+
+
+class SyncFailureQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolved: bool | None = Field(default=False, description="false: open ones (default); "
+                                                             "true: handled ones")
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class SyncFailurePage(BaseModel):
+    failures: list[SyncFailure]
+    open: int = Field(description="unresolved dead letters of the workspace")
+
+
+class Digest(BaseModel):
+    """The manager's digest of one workspace day."""
+
+    workspace_id: str
+    day: date
+    final: bool = Field(description="false: computed now, the day is not over")
+    content: str
+    facts: dict[str, Any]
+    created_at: datetime
