@@ -14,11 +14,11 @@ from typing import Any
 
 from leadstream.domain.identity import lead_id_for, split_key, stable_id
 from leadstream.domain.model import (
+    SARAH_TEXT_FIELDS,
     AuthorType,
     Command,
     InboundEvent,
     LeadState,
-    SARAH_TEXT_FIELDS,
     LeadStatus,
     MessageState,
     Note,

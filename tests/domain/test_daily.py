@@ -8,15 +8,15 @@ import pytest
 
 from leadstream.domain.daily import (
     MAX_TEXTS,
+    SUMMARY_MAX_CHARS,
+    SUMMARY_MAX_SENTENCES,
     DayAggregate,
     closes_at,
     contributions,
     day_of,
+    fit_summary,
     fold,
     has_activity,
-    SUMMARY_MAX_CHARS,
-    SUMMARY_MAX_SENTENCES,
-    fit_summary,
     is_closable,
     sentences,
     summarize,
