@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leadstream.config import Settings
 from leadstream.db.migrate import migrate_url
 from leadstream.db.registry import add_workspace
-from leadstream.http.api import LeadQuery, lead_list_sql
+from leadstream.http.models import LeadQuery
+from leadstream.http.queries import lead_list_sql
 from leadstream.http.server import make_app
 from tests.http.test_api import SEED
 

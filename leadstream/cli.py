@@ -302,6 +302,13 @@ def worker_cmd(sink: bool) -> None:
 
     summaries = SummaryService(settings)
     services: list[Any] = [summaries]
+    if settings.digest_time != "off" and (sink or settings.replica_writer == "worker"):
+        from datetime import time as clock
+
+        from leadstream.summarize.digest import DigestService
+
+        services.append(DigestService(settings.dsn, settings.timezone,
+                                      clock.fromisoformat(settings.digest_time)))
     sink_service = PostgresSink(settings) if sink else None
     if sink_service is not None:
         services.append(sink_service)

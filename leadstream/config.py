@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     daily_retention_days: int = Field(default=3, validation_alias="LEADSTREAM_DAILY_RETENTION_DAYS")
     #: how often each worker checks for daily windows to close
     daily_tick_seconds: float = Field(default=5.0, validation_alias="LEADSTREAM_DAILY_TICK_SECONDS")
+    #: local time (LEADSTREAM_TIMEZONE) the manager's workspace digest is written each day;
+    #: `off` writes none (`GET /api/digest` still computes one on request)
+    digest_time: str = Field(default="18:00", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d)$",
+                             validation_alias="LEADSTREAM_DIGEST_TIME")
     #: optional LLM summaries (any OpenAI-compatible chat-completions endpoint)
     llm_base_url: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_BASE_URL")
     llm_model: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_MODEL")

@@ -58,3 +58,14 @@ CREATE TRIGGER leads_notify_insert AFTER INSERT ON leads REFERENCING NEW TABLE A
     FOR EACH STATEMENT EXECUTE FUNCTION leadstream_notify_leads();
 CREATE TRIGGER leads_notify_update AFTER UPDATE ON leads REFERENCING NEW TABLE AS changed
     FOR EACH STATEMENT EXECUTE FUNCTION leadstream_notify_leads();
+
+-- `q` also finds domisili, interest motivation and objection raised (http.queries.SEARCH_EXPR)
+DROP INDEX IF EXISTS leads_search_trgm;
+CREATE INDEX IF NOT EXISTS leads_search2_trgm ON leads USING gin (
+    (coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' || coalesce(business_type, '')
+     || ' ' || coalesce(domisili, '') || ' ' || coalesce(interest_motivation, '') || ' '
+     || coalesce(objection_raised, '')) gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS leads_ws_language ON leads (workspace_id, lower(language));
+
+-- the digest counts a workspace's messages of one day
+CREATE INDEX IF NOT EXISTS messages_ws_sent ON messages (workspace_id, sent_at);

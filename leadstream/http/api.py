@@ -7,58 +7,55 @@ answers 404, not 403, so ids do not leak across workspaces.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import csv
+import io
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+import asyncpg
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from leadstream.db.registry import TokenEntry
 from leadstream.domain.identity import lead_key as make_lead_key
-from leadstream.domain.model import Command, LeadStatus, SarahFields, SarahUpdate, Temperature
+from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
+from leadstream.http.live import LeadFeed
+from leadstream.http.models import (
+    LeadEditIn,
+    LeadQuery,
+    NoteIn,
+    SarahStateIn,
+    StatusIn,
+    SyncFailureQuery,
+)
 from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
+from leadstream.http.queries import (
+    CSV_COLUMNS,
+    NEEDS_REPLY,
+    csv_cell,
+    lead_list_sql,
+    lead_out,
+    next_cursor,
+)
 from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS
 from leadstream.streams.records import encode
+from leadstream.summarize.digest import Digests
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_NS = uuid.UUID("0b6d1c1e-3f0e-5a44-9f2c-7d3b9c1a2e55")
-
-
-class SarahStateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    contact_phone: str
-    chat_phase: str | None = None
-    extracted_data: SarahFields = Field(default_factory=SarahFields)
-    lead_score: int | None = Field(default=None, ge=0, le=100)
-    lead_temperature: Temperature | None = None
-
-
-class LeadEditIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, max_length=200)
-    phone: str | None = Field(default=None, max_length=40)
-
-
-class NoteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content: str = Field(min_length=1, max_length=10_000)
-    author: str | None = Field(default=None, max_length=200)
-
-    @field_validator("content")
-    @classmethod
-    def not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("content must not be blank")
-        return v
-
-
-class StatusIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    status: LeadStatus
-    reason: str | None = Field(default=None, max_length=2000)
+#: the primary (writes the API makes itself: resolving a dead letter) and the live feed
+WRITE_POOL = web.AppKey("write_pool", asyncpg.Pool)
+FEED = web.AppKey("feed", LeadFeed)
+#: the workspace digest, computed on demand (`summarize.digest`)
+DIGESTS = web.AppKey("digests", Digests)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -209,162 +206,103 @@ async def set_status(request: web.Request) -> web.Response:
     return await _command(request, "status", StatusIn)
 
 
-#: sort name -> (SQL expression, its type); every one has an index led by workspace_id
-LIST_SORTS = {
-    "last_activity_at": ("last_activity_at", "timestamptz"),
-    "lead_score": ("coalesce(lead_score, -1)", "integer"),  # no score sorts last
-    "created_at": ("created_at", "timestamptz"),
-}
-SEARCH_EXPR = ("(coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' "
-               "|| coalesce(business_type, ''))")
-
-
-def _csv(v: Any) -> Any:
-    return [x for x in v.split(",") if x] if isinstance(v, str) else v
-
-
-class LeadQuery(BaseModel):
-    """`GET /api/leads` query parameters (lists are comma-separated)."""
-
-    model_config = ConfigDict(extra="forbid")
-    status: list[LeadStatus] | None = None
-    temperature: list[Temperature] | None = None
-    urgency: list[str] | None = Field(default=None, description="urgency_level values")
-    domisili: str | None = Field(default=None, max_length=200,
-                                 description="exact, case-insensitive")
-    business_type: str | None = Field(default=None, max_length=200,
-                                      description="exact, case-insensitive")
-    min_score: int | None = Field(default=None, ge=0, le=100)
-    max_score: int | None = Field(default=None, ge=0, le=100)
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    active_from: datetime | None = Field(default=None, description="last activity at or after")
-    active_to: datetime | None = Field(default=None, description="last activity before")
-    q: str | None = Field(default=None, min_length=1, max_length=200,
-                          description="substring of name, phone or business type")
-    sort: Literal["last_activity_at", "lead_score", "created_at"] = "last_activity_at"
-    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
-    limit: int = Field(default=50, ge=1, le=200)
-
-    _split = field_validator("status", "temperature", "urgency", mode="before")(_csv)
-
-
-class LeadPage(BaseModel):
-    leads: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-class StatusCounts(BaseModel):
-    counts: dict[str, int]
-    total: int
-
-
-class Accepted(BaseModel):
-    accepted: bool
-    event_id: str
-    lead_key: str | None = Field(default=None, description="POST /api/sarah/state only")
-
-
-class LeadDetail(BaseModel):
-    lead: dict[str, Any]
-    notes: list[dict[str, Any]] = Field(description="newest first")
-    status_history: list[dict[str, Any]] = Field(description="newest first")
-    daily_summaries: list[dict[str, Any]] = Field(description="newest day first")
-    messages: list[dict[str, Any]] = Field(description="the 50 newest")
-
-
 def _query_errors(exc: ValidationError) -> web.Response:
     return _unprocessable([{"loc": ("query", *e["loc"]), "msg": e["msg"], "type": e["type"]}
                            for e in exc.errors(include_url=False, include_context=False)])
 
 
-def lead_list_sql(workspace_id: str, lq: LeadQuery) -> tuple[str, list[Any]]:
-    """The list query: filters, then keyset pagination on (sort key, lead_id), both desc.
-
-    A page walk never repeats a lead; a lead that gets new activity meanwhile moves to the
-    top (the next refresh shows it), and new leads appear at the top, not in later pages.
-    """
-    where = ["workspace_id = $1"]
-    args: list[Any] = [workspace_id]
-
-    def arg(v: Any) -> str:
-        args.append(v)
-        return f"${len(args)}"
-
-    if lq.status:
-        where.append(f"lead_status = ANY({arg(list(lq.status))}::text[])")
-    if lq.temperature:
-        where.append(f"lead_temperature = ANY({arg(list(lq.temperature))}::text[])")
-    if lq.urgency:
-        where.append(f"urgency_level = ANY({arg(lq.urgency)}::text[])")
-    if lq.domisili:
-        where.append(f"lower(domisili) = lower({arg(lq.domisili)})")
-    if lq.business_type:
-        where.append(f"lower(business_type) = lower({arg(lq.business_type)})")
-    if lq.min_score is not None:
-        where.append(f"lead_score >= {arg(lq.min_score)}")
-    if lq.max_score is not None:
-        where.append(f"lead_score <= {arg(lq.max_score)}")
-    for col, op, v in (("created_at", ">=", lq.created_from), ("created_at", "<", lq.created_to),
-                       ("last_activity_at", ">=", lq.active_from),
-                       ("last_activity_at", "<", lq.active_to)):
-        if v is not None:
-            where.append(f"{col} {op} {arg(v)}")
-    if lq.q:
-        pat = "%" + lq.q.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
-        where.append(f"{SEARCH_EXPR} ILIKE {arg(pat)}")
-    col, typ = LIST_SORTS[lq.sort]
-    if lq.cursor:
-        cur = orjson.loads(bytes.fromhex(lq.cursor))
-        if not isinstance(cur, list) or len(cur) != 2 or not isinstance(cur[1], str):
-            raise ValueError("bad cursor")
-        if typ == "timestamptz":
-            value: Any = datetime.fromisoformat(cur[0])
-            if value.tzinfo is None:
-                raise ValueError("bad cursor")
-        else:
-            value = int(cur[0])
-            if not -2**31 <= value < 2**31:
-                raise ValueError("bad cursor")
-        where.append(f"({col}, lead_id) < ({arg(value)}::{typ}, {arg(uuid.UUID(cur[1]))})")
-    sql = (f"SELECT *, {col} AS _sort FROM leads WHERE {' AND '.join(where)}"
-           f" ORDER BY {col} DESC, lead_id DESC LIMIT {lq.limit + 1}")
-    return sql, args
+def _inbox(request: web.Request, tok: TokenEntry) -> str | None:
+    return request.app[DIRECTORY].inbox_urls.get(tok.workspace_id)
 
 
-async def list_leads(request: web.Request) -> web.Response:
-    """Filters, sort and keyset pagination (`cursor` = last row's sort value and lead_id)."""
-    tok = await _auth(request)
+def _lead_query(request: web.Request, tok: TokenEntry, *, paged: bool = True
+                ) -> tuple[LeadQuery, str, list[Any]] | web.Response:
     try:
         lq = LeadQuery.model_validate(dict(request.query))
-        sql, args = lead_list_sql(tok.workspace_id, lq)
+        sql, args = lead_list_sql(tok.workspace_id, lq, paged=paged)
     except ValidationError as exc:
         return _query_errors(exc)
     except (ValueError, IndexError, TypeError):
         return _unprocessable([{"loc": ("query", "cursor"), "msg": "bad cursor",
                                 "type": "value_error"}])
-    rows = [dict(r) for r in await request.app[POOL].fetch(sql, *args)]
+    return lq, sql, args
+
+
+async def list_leads(request: web.Request) -> web.Response:
+    """Filters, sort and keyset pagination (`cursor` = last row's sort value and lead_id)."""
+    tok = await _auth(request)
+    got = _lead_query(request, tok)
+    if isinstance(got, web.Response):
+        return got
+    lq, sql, args = got
+    rows = await request.app[POOL].fetch(sql, *args)
     more = len(rows) > lq.limit
     rows = rows[:lq.limit]
-    next_cursor = None
-    if more and rows:
-        v = rows[-1]["_sort"]
-        next_cursor = orjson.dumps([v.isoformat() if hasattr(v, "isoformat") else v,
-                                    str(rows[-1]["lead_id"])]).hex()
-    for r in rows:
-        r.pop("_sort", None)
-    return _json({"leads": [_row(r) for r in rows], "next_cursor": next_cursor})
+    pattern = _inbox(request, tok)
+    return _json({"leads": [lead_out(r, pattern) for r in rows],
+                  "next_cursor": next_cursor(dict(rows[-1])) if more and rows else None})
+
+
+#: rows fetched per round trip while exporting
+CSV_CHUNK = 500
+
+
+async def export_leads(request: web.Request) -> web.StreamResponse:
+    """The filtered list as CSV, whole (not a page), streamed from a server-side cursor in
+    one snapshot so a list of 100k leads costs neither memory nor a consistent view."""
+    tok = await _auth(request)
+    got = _lead_query(request, tok, paged=False)
+    if isinstance(got, web.Response):
+        return got
+    _, sql, args = got
+    pattern = _inbox(request, tok)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="leads-{tok.workspace_id[:40]}-{stamp}.csv"'})
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(CSV_COLUMNS)
+    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+        cur = await conn.cursor(sql, *args)
+        rows = await cur.fetch(CSV_CHUNK)  # a failure before the first byte is a clean 503
+        await resp.prepare(request)
+        await resp.write(b"\xef\xbb\xbf")  # BOM: spreadsheets then read UTF-8 names right
+        try:
+            while rows:
+                for r in rows:
+                    lead = lead_out(r, pattern)
+                    out.writerow([csv_cell(lead.get(c)) for c in CSV_COLUMNS])
+                await resp.write(buf.getvalue().encode())
+                buf.seek(0)
+                buf.truncate()
+                rows = await cur.fetch(CSV_CHUNK)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # the status is sent: cut the connection so the download fails visibly instead
+            # of ending like a complete (but short) file
+            log.warning("CSV export cut after a database error: %r", exc)
+            if request.transport is not None:
+                request.transport.abort()
+            return resp
+    await resp.write(buf.getvalue().encode())
+    await resp.write_eof()
+    return resp
 
 
 async def status_counts(request: web.Request) -> web.Response:
-    """Leads per status for the pipeline header (every status present, zeros included)."""
+    """Leads per status for the pipeline header (every status present, zeros included), and
+    how many wait for a reply."""
     tok = await _auth(request)
-    rows = await request.app[POOL].fetch(
+    pool = request.app[POOL]
+    rows = await pool.fetch(
         "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1 GROUP BY 1",
+        tok.workspace_id)
+    waiting = await pool.fetchval(
+        f"SELECT count(*) FROM leads WHERE workspace_id = $1 AND {NEEDS_REPLY}",
         tok.workspace_id)
     counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
     counts.update({r["lead_status"]: int(r["n"]) for r in rows})
-    return _json({"counts": counts, "total": sum(counts.values())})
+    return _json({"counts": counts, "total": sum(counts.values()), "needs_reply": int(waiting)})
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -390,10 +328,133 @@ async def get_lead(request: web.Request) -> web.Response:
                              " ORDER BY day DESC LIMIT 90", lead_id)
     messages = await pool.fetch("SELECT * FROM messages WHERE lead_id = $1"
                                 " ORDER BY sent_at DESC LIMIT 50", lead_id)
-    return _json({"lead": _row(dict(lead)), "notes": [_row(dict(n)) for n in notes],
+    return _json({"lead": lead_out(lead, _inbox(request, tok)),
+                  "notes": [_row(dict(n)) for n in notes],
                   "status_history": [_row(dict(h)) for h in history],
                   "daily_summaries": [_row(dict(d)) for d in daily],
                   "messages": [_row(dict(m)) for m in messages]})
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who the token is: the page shows the person signed in and builds inbox links."""
+    tok = await _auth(request)
+    return _json({"workspace_id": tok.workspace_id, "role": tok.role, "user": tok.user,
+                  "inbox_url_pattern": _inbox(request, tok)})
+
+
+#: seconds between keep-alive comments on an idle stream (proxies close silent connections)
+STREAM_KEEPALIVE = 15.0
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events of the token's workspace: `event: lead` with the lead as
+    `GET /api/leads` shows it, for every change of a lead row; `event: resync` when the
+    stream may have a gap (reload the list). Authenticated by the bearer header, like every
+    endpoint (the page reads it with fetch, not EventSource, which cannot send one)."""
+    tok = await _auth(request)
+    feed = request.app[FEED]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    sub = feed.subscribe(tok.workspace_id)
+    try:
+        await resp.prepare(request)
+        await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
+        while True:
+            try:
+                event, data = await asyncio.wait_for(sub.queue.get(), STREAM_KEEPALIVE)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if event == "close":
+                break
+            chunk = [f"event: {event}\ndata: ".encode() + orjson.dumps(
+                data, option=orjson.OPT_NAIVE_UTC) + b"\n\n"]
+            while not sub.queue.empty() and len(chunk) < 500:  # a burst in one write
+                event, data = sub.queue.get_nowait()
+                if event == "close":
+                    break
+                chunk.append(f"event: {event}\ndata: ".encode() + orjson.dumps(
+                    data, option=orjson.OPT_NAIVE_UTC) + b"\n\n")
+            await resp.write(b"".join(chunk))
+            if event == "close":
+                break
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(sub)
+    return resp
+
+
+def _actor(tok: TokenEntry) -> str:
+    return tok.user or tok.role
+
+
+async def sync_failures(request: web.Request) -> web.Response:
+    """The workspace's dead letters, newest first (open ones by default)."""
+    tok = await _auth(request)
+    try:
+        q = SyncFailureQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return _query_errors(exc)
+    pool = request.app[POOL]
+    cond = "resolved_at IS NULL" if q.resolved is False else (
+        "resolved_at IS NOT NULL" if q.resolved else "true")
+    rows = await pool.fetch(
+        "SELECT id, event_id, stage, reason, source_topic, source_partition, source_offset,"
+        " failed_at, resolved_at, resolved_by, left(original_b64, 700) AS b64"
+        f" FROM sync_failures WHERE workspace_id = $1 AND {cond}"
+        f" ORDER BY failed_at DESC, id DESC LIMIT {q.limit}", tok.workspace_id)
+    n_open = await pool.fetchval("SELECT count(*) FROM sync_failures WHERE workspace_id = $1"
+                                 " AND resolved_at IS NULL", tok.workspace_id)
+    return _json({"failures": [_failure(r) for r in rows], "open": int(n_open)})
+
+
+def _failure(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    raw = d.pop("b64", None) or d.pop("original_b64", None) or ""
+    try:
+        preview = base64.b64decode(raw[: len(raw) - len(raw) % 4])[:500]
+    except ValueError:
+        preview = b""
+    d["original_preview"] = preview.decode("utf-8", "replace")
+    return d
+
+
+async def resolve_sync_failure(request: web.Request) -> web.Response:
+    """Mark a dead letter handled, recording who and when. Dead letters are the operator's
+    worklist in the replica (a replay rebuilds leads, not this list), so this writes Postgres
+    directly and answers 200 with the row. Resolving twice keeps the first resolution."""
+    tok = await _auth(request)
+    _require_role(tok, ("human", "brain-bot"))
+    try:
+        failure_id = int(request.match_info["failure_id"])
+    except ValueError:
+        return _json({"error": "unknown sync failure"}, status=404)
+    if not 0 < failure_id < 2**63:
+        return _json({"error": "unknown sync failure"}, status=404)
+    row = await request.app[WRITE_POOL].fetchrow(
+        "UPDATE sync_failures SET resolved_at = coalesce(resolved_at, now()),"
+        " resolved_by = coalesce(resolved_by, $3)"
+        " WHERE id = $1 AND workspace_id = $2"
+        " RETURNING id, event_id, stage, reason, source_topic, source_partition, source_offset,"
+        " failed_at, resolved_at, resolved_by, left(original_b64, 700) AS b64",
+        failure_id, tok.workspace_id, _actor(tok))
+    if row is None:
+        return _json({"error": "unknown sync failure"}, status=404)
+    return _json(_failure(row))
+
+
+async def digest(request: web.Request) -> web.Response:
+    """The manager's digest of a day (`?day=YYYY-MM-DD`, default today in the workspace
+    timezone): the one written at the configured time, or, before then, computed now."""
+    tok = await _auth(request)
+    raw = request.query.get("day")
+    try:
+        day = date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return _unprocessable([{"loc": ("query", "day"), "msg": "not a date (YYYY-MM-DD)",
+                                "type": "date_parsing"}])
+    return _json(await request.app[DIGESTS].get(tok.workspace_id, day))
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -414,7 +475,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", dashboard)
     app.router.add_post("/api/sarah/state", sarah_state)
     app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_get("/api/me", me)
+    app.router.add_get("/api/stream", stream)
+    app.router.add_get("/api/digest", digest)
+    app.router.add_get("/api/sync-failures", sync_failures)
+    app.router.add_post("/api/sync-failures/{failure_id}/resolve", resolve_sync_failure)
     app.router.add_get("/api/leads", list_leads)
+    app.router.add_get("/api/leads.csv", export_leads)
     app.router.add_get("/api/leads/counts", status_counts)
     app.router.add_get("/api/leads/{lead_id}", get_lead)
     app.router.add_patch("/api/leads/{lead_id}", edit_lead)

@@ -7,16 +7,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from leadstream.http.api import (
+from leadstream.http.models import (
     Accepted,
+    Digest,
+    Lead,
     LeadDetail,
     LeadEditIn,
     LeadPage,
     LeadQuery,
+    Me,
     NoteIn,
     SarahStateIn,
     StatusCounts,
     StatusIn,
+    SyncFailure,
+    SyncFailurePage,
+    SyncFailureQuery,
 )
 
 REF = "#/components/schemas/{model}"
@@ -46,8 +52,8 @@ ERRORS: dict[str, Any] = {
 }
 
 
-def _query_parameters() -> list[dict[str, Any]]:
-    schema = LeadQuery.model_json_schema()
+def _query_parameters(model: type[BaseModel] = LeadQuery) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
     params = []
     for name, prop in schema["properties"].items():
         if "anyOf" in prop:  # Optional[X]: the non-null branch
@@ -83,17 +89,55 @@ def document() -> dict[str, Any]:
                                 "the broker (202). A token sees only its workspace."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": _schemas(LeadQuery, LeadPage, LeadDetail, StatusCounts, Accepted,
-                                SarahStateIn, LeadEditIn, NoteIn, StatusIn),
+            "schemas": _schemas(LeadQuery, Lead, LeadPage, LeadDetail, StatusCounts, Accepted,
+                                SarahStateIn, LeadEditIn, NoteIn, StatusIn, Me, SyncFailure,
+                                SyncFailurePage, Digest),
         },
         "paths": {
             "/api/leads": {"get": {
                 "summary": "list leads: filters, sort, cursor pagination",
                 "security": [{"bearer": []}], "parameters": _query_parameters(),
                 "responses": {"200": _json(LeadPage, "one page"), **ERRORS}}},
+            "/api/leads.csv": {"get": {
+                "summary": "the filtered list as CSV (the same parameters; every page)",
+                "security": [{"bearer": []}], "parameters": _query_parameters(),
+                "responses": {"200": {"description": "CSV, UTF-8 with a BOM", "content": {
+                    "text/csv": {"schema": {"type": "string"}}}}, **ERRORS}}},
             "/api/leads/counts": {"get": {
-                "summary": "leads per status", "security": [{"bearer": []}],
+                "summary": "leads per status, and waiting for a reply",
+                "security": [{"bearer": []}],
                 "responses": {"200": _json(StatusCounts, "counts"), "401": ERRORS["401"]}}},
+            "/api/me": {"get": {
+                "summary": "the token's workspace, role and person",
+                "security": [{"bearer": []}],
+                "responses": {"200": _json(Me, "who"), "401": ERRORS["401"]}}},
+            "/api/stream": {"get": {
+                "summary": "Server-Sent Events: `event: lead` (data: a Lead) for every lead "
+                           "change of the workspace; `event: resync` when the stream may "
+                           "have a gap",
+                "security": [{"bearer": []}],
+                "responses": {"200": {"description": "an event stream", "content": {
+                    "text/event-stream": {"schema": _ref(Lead)}}}, "401": ERRORS["401"]}}},
+            "/api/digest": {"get": {
+                "summary": "the manager's digest of a workspace day",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "day", "in": "query", "required": False,
+                                "schema": {"type": "string", "format": "date"}}],
+                "responses": {"200": _json(Digest, "the digest"), **ERRORS}}},
+            "/api/sync-failures": {"get": {
+                "summary": "the workspace's dead letters",
+                "security": [{"bearer": []}],
+                "parameters": _query_parameters(SyncFailureQuery),
+                "responses": {"200": _json(SyncFailurePage, "dead letters"), **ERRORS}}},
+            "/api/sync-failures/{failure_id}/resolve": {"post": {
+                "summary": "mark a dead letter handled (who and when are recorded)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "failure_id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}}],
+                "responses": {"200": _json(SyncFailure, "the resolved dead letter"),
+                              "401": ERRORS["401"],
+                              "403": {"description": "a sarah-bot token"},
+                              "404": {"description": "no such dead letter in the workspace"}}}},
             "/api/leads/{lead_id}": {
                 "get": {"summary": "one lead with notes, status history, daily summaries",
                         "security": [{"bearer": []}], "parameters": [lead_id],

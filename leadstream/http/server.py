@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from leadstream.config import Settings
 from leadstream.http import api, webhooks
 from leadstream.http.directory import Directory
+from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
 from leadstream.ops.health import broker_ready, database_ready
 from leadstream.streams.topics import TopicNames
+from leadstream.summarize.digest import Digests
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +113,21 @@ def make_app(settings: Settings) -> web.Application:
     app[webhooks.TOPICS] = TopicNames.from_settings(settings)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        pool = await _connect_pool(settings.read_dsn)  # the server only reads
+        pool = await _connect_pool(settings.read_dsn)  # reads: the standby when there is one
+        # the primary: the few writes the API makes itself, and the live feed (a standby
+        # relays no notifications)
+        primary = pool if settings.read_dsn == settings.dsn else await _connect_pool(settings.dsn)
         directory = Directory(pool)
         await directory.refresh(force=True)
         publisher = Publisher(settings)
         await publisher.start()
+        # (a refresh replaces the directory's dict: look it up at each use)
+        feed = LeadFeed(settings.dsn, primary, lambda ws: directory.inbox_urls.get(ws))
+        await feed.start()
         app[webhooks.POOL] = pool
+        app[api.WRITE_POOL] = primary
+        app[api.FEED] = feed
+        app[api.DIGESTS] = Digests(pool, settings.timezone)
         app[webhooks.DIRECTORY] = directory
         app[webhooks.PUBLISHER] = publisher
         refresher = asyncio.create_task(directory.run())
@@ -125,9 +136,17 @@ def make_app(settings: Settings) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
         await publisher.stop()
+        if primary is not pool:
+            await primary.close()
         await pool.close()
 
+    async def close_streams(app: web.Application) -> None:
+        """Open event streams end before the server waits for its handlers."""
+        if api.FEED in app:
+            await app[api.FEED].stop()
+
     app.cleanup_ctx.append(context)
+    app.on_shutdown.append(close_streams)
     webhooks.add_routes(app)
     api.add_routes(app)
 

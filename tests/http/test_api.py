@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from leadstream.config import Settings
-from leadstream.http.api import LeadQuery
+from leadstream.http.models import LeadQuery
 from tests.pipeline import TOKEN, Pipeline
 
 pytestmark = pytest.mark.integration
@@ -181,7 +181,9 @@ async def test_openapi_document_matches_the_handlers(web: Pipeline) -> None:
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/leads", "/api/leads/counts", "/api/leads/{lead_id}",
                                  "/api/leads/{lead_id}/notes", "/api/leads/{lead_id}/status",
-                                 "/api/sarah/state"}
+                                 "/api/sarah/state", "/api/leads.csv", "/api/me",
+                                 "/api/stream", "/api/digest", "/api/sync-failures",
+                                 "/api/sync-failures/{failure_id}/resolve"}
     params = {p["name"] for p in doc["paths"]["/api/leads"]["get"]["parameters"]}
     assert params == set(LeadQuery.model_fields)
     schemas = doc["components"]["schemas"]
@@ -201,6 +203,8 @@ def _example(schema: dict[str, Any]) -> str:
         return str(schema["enum"][0])
     if schema.get("format") == "date-time":
         return T0.isoformat()
+    if schema.get("type") == "boolean":
+        return "true"
     if schema.get("type") == "integer":
         return str(schema.get("minimum", 1) or 1)
     if "comma-separated:" in schema.get("description", ""):
@@ -219,7 +223,7 @@ async def test_api_pool_plans_each_list_query_for_its_own_pattern(settings: Sett
     pool = await _connect_pool(settings.dsn)
     try:
         assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
-        from leadstream.http.api import lead_list_sql
+        from leadstream.http.queries import lead_list_sql
 
         await pool.execute(SEED.replace(f"% {N})", "% 20000)"), "a", "ws1", 0, T0, 20_000)
         await pool.execute("ANALYZE leads")

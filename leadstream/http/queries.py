@@ -1,0 +1,145 @@
+"""The replica queries behind the lead list, its export and its counts, and the one shape a
+lead row is answered in (list, detail, CSV and the live stream alike)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from leadstream.http.inbox import inbox_link
+from leadstream.http.models import LeadQuery
+
+#: sort name -> (SQL expression, its type, descending); each has an index led by workspace_id
+LIST_SORTS: dict[str, tuple[str, str, bool]] = {
+    "last_activity_at": ("last_activity_at", "timestamptz", True),
+    "lead_score": ("coalesce(lead_score, -1)", "integer", True),  # no score sorts last
+    "created_at": ("created_at", "timestamptz", True),
+    # longest waiting first: the oldest unanswered inbound message (needs_reply only)
+    "waiting": ("last_inbound_at", "timestamptz", False),
+}
+#: `q` searches these (one trigram index, 007_team_dashboard.sql)
+SEARCH_EXPR = ("(coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' "
+               "|| coalesce(business_type, '') || ' ' || coalesce(domisili, '') || ' ' "
+               "|| coalesce(interest_motivation, '') || ' ' || coalesce(objection_raised, ''))")
+#: the needs-reply condition, as the partial index `leads_ws_needs_reply` states it
+NEEDS_REPLY = "last_inbound_at > coalesce(last_outbound_at, '-infinity'::timestamptz)"
+
+
+def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True
+                  ) -> tuple[str, list[Any]]:
+    """The list query: filters, then keyset pagination on (sort key, lead_id).
+
+    A page walk never repeats a lead; a lead that gets new activity meanwhile moves to the
+    top (the next refresh shows it), and new leads appear at the top, not in later pages.
+    `paged=False` is the whole filtered list (the CSV export), in the same order.
+    """
+    where = ["workspace_id = $1"]
+    args: list[Any] = [workspace_id]
+
+    def arg(v: Any) -> str:
+        args.append(v)
+        return f"${len(args)}"
+
+    if lq.status:
+        where.append(f"lead_status = ANY({arg(list(lq.status))}::text[])")
+    if lq.temperature:
+        where.append(f"lead_temperature = ANY({arg(list(lq.temperature))}::text[])")
+    if lq.urgency:
+        where.append(f"urgency_level = ANY({arg(lq.urgency)}::text[])")
+    for col, text in (("domisili", lq.domisili), ("business_type", lq.business_type),
+                      ("language", lq.language)):
+        if text:
+            where.append(f"lower({col}) = lower({arg(text)})")
+    if lq.min_score is not None:
+        where.append(f"lead_score >= {arg(lq.min_score)}")
+    if lq.max_score is not None:
+        where.append(f"lead_score <= {arg(lq.max_score)}")
+    for col, op, v in (("created_at", ">=", lq.created_from), ("created_at", "<", lq.created_to),
+                       ("last_activity_at", ">=", lq.active_from),
+                       ("last_activity_at", "<", lq.active_to)):
+        if v is not None:
+            where.append(f"{col} {op} {arg(v)}")
+    if lq.q:
+        pat = "%" + lq.q.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+        where.append(f"{SEARCH_EXPR} ILIKE {arg(pat)}")
+    sort = lq.sort_key()
+    if lq.needs_reply or sort == "waiting":
+        where.append(NEEDS_REPLY)
+    elif lq.needs_reply is False:
+        where.append(f"NOT coalesce({NEEDS_REPLY}, false)")
+    col, typ, desc = LIST_SORTS[sort]
+    if lq.cursor and paged:
+        cur = orjson.loads(bytes.fromhex(lq.cursor))
+        if not isinstance(cur, list) or len(cur) != 2 or not isinstance(cur[1], str):
+            raise ValueError("bad cursor")
+        if typ == "timestamptz":
+            value: Any = datetime.fromisoformat(cur[0])
+            if value.tzinfo is None:
+                raise ValueError("bad cursor")
+        else:
+            value = int(cur[0])
+            if not -2**31 <= value < 2**31:
+                raise ValueError("bad cursor")
+        where.append(f"({col}, lead_id) {'<' if desc else '>'} "
+                     f"({arg(value)}::{typ}, {arg(uuid.UUID(cur[1]))})")
+    order = "DESC" if desc else "ASC"
+    sql = (f"SELECT *, {col} AS _sort FROM leads WHERE {' AND '.join(where)}"
+           f" ORDER BY {col} {order}, lead_id {order}")
+    return (sql + f" LIMIT {lq.limit + 1}" if paged else sql), args
+
+
+def next_cursor(last: dict[str, Any]) -> str:
+    v = last["_sort"]
+    return orjson.dumps([v.isoformat() if hasattr(v, "isoformat") else v,
+                         str(last["lead_id"])]).hex()
+
+
+def lead_out(row: Any, inbox_pattern: str | None) -> dict[str, Any]:
+    """A `leads` row as the API answers it (`http.models.Lead`): ids as strings, plus the
+    "Open in Inbox" link and since when the lead waits for a reply."""
+    r = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(row).items()}
+    r.pop("_sort", None)
+    if isinstance(r.get("sarah_extra"), str):  # jsonb arrives as text without a codec
+        r["sarah_extra"] = orjson.loads(r["sarah_extra"])
+    r["inbox_url"] = inbox_link(inbox_pattern, r.get("kapso_conversation_id"),
+                                r.get("phone_e164"))
+    inbound, outbound = r.get("last_inbound_at"), r.get("last_outbound_at")
+    r["waiting_since"] = inbound if inbound and (outbound is None or inbound > outbound) else None
+    return r
+
+
+#: the CSV export's columns: what a sales team opens in a spreadsheet
+CSV_COLUMNS = (
+    "lead_id", "name", "phone_e164", "lead_status", "lead_temperature", "lead_score",
+    "business_type", "domisili", "business_duration", "pain_points", "priority",
+    "urgency_level", "next_step", "story", "language", "interest_motivation",
+    "closing_technique_used", "objection_raised", "chat_phase", "message_count",
+    "status_updated_at", "status_updated_by", "created_at", "last_inbound_at",
+    "last_outbound_at", "last_activity_at", "waiting_since", "inbox_url",
+)
+
+
+def csv_cell(v: Any) -> str:
+    """One CSV value: lists joined with "; ", times in ISO 8601, and a text that a
+    spreadsheet would run as a formula (= + - @ at its start) prefixed with a quote."""
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        v = "; ".join(str(x) for x in v)
+    elif isinstance(v, datetime):
+        return v.isoformat()
+    s = str(v)
+    if s[:1] in ("=", "+", "-", "@", "\t", "\r") and not _number(s):
+        return "'" + s
+    return s
+
+
+def _number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,156 @@
+"""The manager's workspace digest: gathered from the replica, written once a day at
+`LEADSTREAM_DIGEST_TIME` (local, `LEADSTREAM_TIMEZONE`) into `workspace_digests`, and
+readable any time through `GET /api/digest` (before the time, computed on the spot).
+
+The digest reads the replica rather than the log: it is a report of what the team sees, and
+a replayed replica yields the same report. Several workers may run the service; the first
+insert of a workspace-day wins (`ON CONFLICT DO NOTHING`), so the manager gets one digest.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import orjson
+from mode import Service
+
+from leadstream.domain.daily import day_bounds
+from leadstream.domain.digest import DigestFacts, LeadRef, Move, Waiting, digest_text
+
+log = logging.getLogger(__name__)
+
+#: how many names each line of the digest lists
+SHOWN = 5
+NAME = "coalesce(l.name, l.phone_e164, l.bsuid, 'Lead')"
+NEEDS_REPLY = "last_inbound_at > coalesce(last_outbound_at, '-infinity'::timestamptz)"
+
+
+async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFacts:
+    """The facts of one workspace day, read in one snapshot."""
+    start, end = day_bounds(day, tz)
+    f = DigestFacts(workspace_id=workspace_id, day=day)
+    f.new_leads = await conn.fetchval(
+        "SELECT count(*) FROM leads WHERE workspace_id = $1 AND created_at >= $2"
+        " AND created_at < $3", workspace_id, start, end)
+    for r in await conn.fetch(
+            "SELECT direction, count(*) AS n FROM messages WHERE workspace_id = $1"
+            " AND sent_at >= $2 AND sent_at < $3 GROUP BY 1", workspace_id, start, end):
+        if r["direction"] == "inbound":
+            f.inbound_messages = r["n"]
+        else:
+            f.outbound_messages = r["n"]
+    f.status_counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
+    f.status_counts.update({r["lead_status"]: r["n"] for r in await conn.fetch(
+        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1 GROUP BY 1",
+        workspace_id)})
+    f.moves_total = await conn.fetchval(
+        "SELECT count(*) FROM lead_status_history WHERE workspace_id = $1"
+        " AND changed_at >= $2 AND changed_at < $3", workspace_id, start, end)
+    f.moves = [Move(name=r["name"], from_status=r["from_status"], to_status=r["to_status"],
+                    by=r["by"]) for r in await conn.fetch(
+        f"SELECT {NAME} AS name, h.from_status, h.to_status,"
+        " coalesce(h.actor, h.changed_by) AS by FROM lead_status_history h"
+        " JOIN leads l USING (lead_id) WHERE h.workspace_id = $1 AND h.changed_at >= $2"
+        f" AND h.changed_at < $3 ORDER BY h.changed_at DESC LIMIT {SHOWN}",
+        workspace_id, start, end)]
+    hot = ("workspace_id = $1 AND lead_temperature = 'hot'"
+           " AND lead_status NOT IN ('converted', 'archived')")
+    f.hot_total = await conn.fetchval(f"SELECT count(*) FROM leads WHERE {hot}", workspace_id)
+    f.hot = [LeadRef(lead_id=str(r["lead_id"]), name=r["name"]) for r in await conn.fetch(
+        f"SELECT l.lead_id, {NAME} AS name FROM leads l WHERE {hot}"
+        f" ORDER BY coalesce(lead_score, -1) DESC, last_activity_at DESC LIMIT {SHOWN}",
+        workspace_id)]
+    waiting = f"workspace_id = $1 AND {NEEDS_REPLY} AND lead_status <> 'archived'"
+    f.waiting_total = await conn.fetchval(f"SELECT count(*) FROM leads WHERE {waiting}",
+                                          workspace_id)
+    f.waiting = [Waiting(name=r["name"], since=r["last_inbound_at"]) for r in await conn.fetch(
+        f"SELECT {NAME} AS name, last_inbound_at FROM leads l WHERE {waiting}"
+        f" ORDER BY last_inbound_at LIMIT {SHOWN}", workspace_id)]
+    return f
+
+
+class Digests:
+    """Reads (for the API) and writes (for the service) of workspace digests."""
+
+    def __init__(self, pool: asyncpg.Pool, tz: str) -> None:
+        self.pool = pool
+        self.tz = tz
+
+    def today(self, now: datetime | None = None) -> date:
+        return (now or datetime.now(UTC)).astimezone(ZoneInfo(self.tz)).date()
+
+    async def get(self, workspace_id: str, day: date | None = None) -> dict[str, Any]:
+        day = day or self.today()
+        row = await self.pool.fetchrow(
+            "SELECT workspace_id, day, content, facts, created_at FROM workspace_digests"
+            " WHERE workspace_id = $1 AND day = $2", workspace_id, day)
+        if row is not None:
+            return {**dict(row), "facts": orjson.loads(row["facts"]), "final": True}
+        now = datetime.now(UTC)
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True,
+                                                                 isolation="repeatable_read"):
+            facts = await gather(conn, workspace_id, day, self.tz)
+        return {"workspace_id": workspace_id, "day": day, "final": False,
+                "content": digest_text(facts, now), "facts": facts.model_dump(mode="json"),
+                "created_at": now}
+
+    async def write(self, workspace_id: str, day: date, now: datetime) -> bool:
+        """Write the day's digest unless one exists; True if this call wrote it."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            facts = await gather(conn, workspace_id, day, self.tz)
+            done = await conn.execute(
+                "INSERT INTO workspace_digests (workspace_id, day, content, facts, created_at)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING",
+                workspace_id, day, digest_text(facts, now),
+                orjson.dumps(facts.model_dump(mode="json")).decode(), now)
+        return bool(done.endswith(" 1"))
+
+    async def write_due(self, at: time, now: datetime | None = None) -> list[str]:
+        """Every workspace's digest of today, once its local time is past `at`."""
+        now = now or datetime.now(UTC)
+        if now.astimezone(ZoneInfo(self.tz)).time() < at:
+            return []
+        day = self.today(now)
+        todo = await self.pool.fetch(
+            "SELECT workspace_id FROM workspaces w WHERE NOT EXISTS (SELECT 1 FROM"
+            " workspace_digests d WHERE d.workspace_id = w.workspace_id AND d.day = $1)", day)
+        return [r["workspace_id"] for r in todo
+                if await self.write(r["workspace_id"], day, now)]
+
+
+class DigestService(Service):
+    """Writes each workspace's digest at the configured local time (checks every 30 s)."""
+
+    def __init__(self, dsn: str, tz: str, at: time, every: float = 30.0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.dsn = dsn
+        self.tz = tz
+        self.at = at
+        self.every = every
+        self.pool: asyncpg.Pool | None = None
+        self.written = 0
+
+    async def on_start(self) -> None:
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
+
+    async def on_stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    @Service.task
+    async def _run(self) -> None:
+        assert self.pool is not None
+        digests = Digests(self.pool, self.tz)
+        while not self.should_stop:
+            try:
+                wrote = await digests.write_due(self.at)
+                if wrote:
+                    self.written += len(wrote)
+                    log.info("workspace digest written for %s", ", ".join(wrote))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not write workspace digests: %r", exc)
+            await self.sleep(self.every)

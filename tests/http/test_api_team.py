@@ -1,0 +1,282 @@
+"""The team's API (issue #17): who is signed in, the needs-reply queue, CSV export, the live
+stream, dead letters and their resolution, the workspace digest, and the typed lead schema;
+each new endpoint's 401, 403 for the wrong role and 404 across workspaces (real Postgres)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from leadstream.config import Settings
+from leadstream.db.registry import add_workspace
+from leadstream.http.models import Lead
+from leadstream.http.queries import CSV_COLUMNS
+from tests.pipeline import TOKEN, Pipeline
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+DEWI, SARAH, OTHER = "tok-dewi", "tok-sarah", "tok-ws2"
+INBOX = "https://app.kapso.ai/projects/p1/inbox/{conversation_id}?wa={phone}"
+
+
+def _lead(i: int, ws: str = "ws1", **kw: Any) -> dict[str, Any]:
+    row = {"lead_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{ws}:{i}"), "workspace_id": ws,
+           "lead_key": f"{ws}:+62812000{i:05d}", "phone_e164": f"+62812000{i:05d}",
+           "name": f"Lead {i}", "lead_status": "new", "created_at": NOW - timedelta(days=1),
+           "updated_at": NOW, "last_activity_at": NOW - timedelta(minutes=i), "version": 1}
+    row.update(kw)
+    return row
+
+
+async def _insert(p: Pipeline, rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        cols = list(r)
+        await p.pool.execute(  # type: ignore[union-attr]
+            f"INSERT INTO leads ({', '.join(cols)}) VALUES "
+            f"({', '.join(f'${i + 1}' for i in range(len(cols)))})", *r.values())
+
+
+@pytest.fixture
+async def web(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    p = await Pipeline(settings, str(tmp_path)).start(worker=False)
+    assert p.pool is not None
+    async with p.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token=DEWI, role="human", user="Dewi", inbox_url=INBOX)
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token=SARAH, role="sarah-bot")
+        await add_workspace(conn, workspace_id="ws2", phone_number_id=None, webhook_secret=None,
+                            api_token=OTHER, role="human")
+    h = timedelta(hours=1)
+    await _insert(p, [
+        # waiting: inbound after outbound (or no outbound); 3 waits longest
+        _lead(1, last_inbound_at=NOW - 1 * h, last_outbound_at=NOW - 2 * h,
+              kapso_conversation_id="conv/1"),
+        _lead(2, last_inbound_at=NOW - 5 * h),
+        _lead(3, last_inbound_at=NOW - 9 * h, last_outbound_at=NOW - 10 * h,
+              lead_temperature="hot", lead_score=90),
+        # answered: outbound after inbound, or no inbound at all
+        _lead(4, last_inbound_at=NOW - 3 * h, last_outbound_at=NOW - 2 * h),
+        _lead(5, name="=HYPERLINK(\"http://x\")", business_type="Kuliner, \"Bakso\"",
+              pain_points=["stok", "kasir"], story="Baris satu\nbaris dua",
+              sarah_extra='{"budget": "2jt"}'),
+        _lead(6, "ws2", last_inbound_at=NOW - 20 * h),
+    ])
+    yield p
+    await p.stop()
+
+
+async def _call(p: Pipeline, method: str, path: str, token: str = TOKEN,
+                params: dict[str, Any] | None = None) -> tuple[int, Any]:
+    assert p.session is not None
+    async with p.session.request(method, f"{p.base}{path}", params=params or {},
+                                 headers={"Authorization": f"Bearer {token}"}) as r:
+        body = await r.read()
+        return r.status, (orjson.loads(body) if r.content_type == "application/json"
+                          else body.decode("utf-8-sig"))
+
+
+def _id(i: int, ws: str = "ws1") -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ws}:{i}"))
+
+
+async def test_me_names_the_person_of_a_personal_token(web: Pipeline) -> None:
+    assert await _call(web, "GET", "/api/me", DEWI) == (200, {
+        "workspace_id": "ws1", "role": "human", "user": "Dewi", "inbox_url_pattern": INBOX})
+    status, body = await _call(web, "GET", "/api/me", SARAH)
+    assert status == 200 and body["role"] == "sarah-bot" and body["user"] is None
+    assert (await _call(web, "GET", "/api/me", "nope"))[0] == 401
+
+
+async def test_needs_reply_lists_longest_waiting_first_and_the_header_counts_them(
+        web: Pipeline) -> None:
+    status, page = await _call(web, "GET", "/api/leads", params={"needs_reply": "true"})
+    assert status == 200
+    assert [x["lead_id"] for x in page["leads"]] == [_id(3), _id(2), _id(1)]
+    assert page["leads"][0]["waiting_since"] is not None
+    # paged one at a time, the order holds
+    seen, cursor = [], None
+    while True:
+        _, pg = await _call(web, "GET", "/api/leads", params={
+            "needs_reply": "true", "limit": 1, **({"cursor": cursor} if cursor else {})})
+        seen += [x["lead_id"] for x in pg["leads"]]
+        if not (cursor := pg["next_cursor"]):
+            break
+    assert seen == [_id(3), _id(2), _id(1)]
+    _, answered = await _call(web, "GET", "/api/leads", params={"needs_reply": "false"})
+    assert {x["lead_id"] for x in answered["leads"]} == {_id(4), _id(5)}
+    assert all(x["waiting_since"] is None for x in answered["leads"])
+    _, counts = await _call(web, "GET", "/api/leads/counts")
+    assert counts["needs_reply"] == 3 and counts["total"] == 5
+    _, other = await _call(web, "GET", "/api/leads/counts", OTHER)
+    assert other["needs_reply"] == 1 and other["total"] == 1
+
+
+async def test_lead_answers_carry_the_inbox_link_and_match_the_typed_schema(
+        web: Pipeline) -> None:
+    # (a new token reloads the directory: the pattern added with it is known at once)
+    status, detail = await _call(web, "GET", f"/api/leads/{_id(1)}", DEWI)
+    assert status == 200
+    lead = Lead.model_validate(detail["lead"])  # the OpenAPI schema is what is answered
+    assert lead.inbox_url == "https://app.kapso.ai/projects/p1/inbox/conv%2F1?wa=6281200000001"
+    _, five = await _call(web, "GET", f"/api/leads/{_id(5)}")
+    assert five["lead"]["inbox_url"] is None  # no conversation yet
+    assert five["lead"]["sarah_extra"] == {"budget": "2jt"}
+    columns = {r["column_name"] for r in await web.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'leads'"
+        " AND table_schema = 'public'")}
+    assert set(Lead.model_fields) - {"inbox_url", "waiting_since"} == columns
+    _, page = await _call(web, "GET", "/api/leads")
+    for x in page["leads"]:
+        Lead.model_validate(x)
+    # the other workspace's lead is unknown here
+    assert (await _call(web, "GET", f"/api/leads/{_id(6, 'ws2')}"))[0] == 404
+
+
+async def test_csv_export_is_the_whole_filtered_list_and_safe_in_a_spreadsheet(
+        web: Pipeline) -> None:
+    status, text = await _call(web, "GET", "/api/leads.csv", params={"limit": 1})
+    assert status == 200
+    rows = list(csv.reader(io.StringIO(text)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    body = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+    assert len(body) == 5  # every page, not the first (`limit` does not cut an export)
+    _, page = await _call(web, "GET", "/api/leads")
+    assert [r["lead_id"] for r in body] == [x["lead_id"] for x in page["leads"]]
+    five = next(r for r in body if r["lead_id"] == _id(5))
+    assert five["name"] == "'=HYPERLINK(\"http://x\")"  # not a formula
+    assert five["business_type"] == "Kuliner, \"Bakso\"" and five["pain_points"] == "stok; kasir"
+    assert five["story"] == "Baris satu\nbaris dua" and five["phone_e164"] == "+6281200000005"
+    _, waiting = await _call(web, "GET", "/api/leads.csv", params={"needs_reply": "true"})
+    assert [r[0] for r in list(csv.reader(io.StringIO(waiting)))[1:]] == [_id(3), _id(2), _id(1)]
+    _, other = await _call(web, "GET", "/api/leads.csv", OTHER)
+    assert [r[0] for r in list(csv.reader(io.StringIO(other)))[1:]] == [_id(6, "ws2")]
+    assert (await _call(web, "GET", "/api/leads.csv", params={"status": "won"}))[0] == 422
+    assert (await _call(web, "GET", "/api/leads.csv", "nope"))[0] == 401
+
+
+async def _failure(p: Pipeline, ws: str | None, n: int) -> int:
+    return int(await p.pool.fetchval(  # type: ignore[union-attr]
+        "INSERT INTO sync_failures (event_id, stage, reason, source_topic, source_partition,"
+        " source_offset, workspace_id, failed_at, original_b64)"
+        " VALUES ($1, 'webhook', 'unknown event type', 'leadstream.dlq', 0, $2, $3, $4, $5)"
+        " RETURNING id", f"dl-{ws}-{n}", n, ws, NOW - timedelta(minutes=n),
+        "eyJ0eXBlIjogIndoYXRzYXBwLmZvbyJ9"))
+
+
+async def test_sync_failures_are_listed_and_resolved_with_who_and_when(web: Pipeline) -> None:
+    a, b = await _failure(web, "ws1", 1), await _failure(web, "ws1", 2)
+    theirs = await _failure(web, "ws2", 3)
+    status, page = await _call(web, "GET", "/api/sync-failures")
+    assert status == 200 and page["open"] == 2
+    assert [f["id"] for f in page["failures"]] == [a, b]
+    assert page["failures"][0]["original_preview"] == '{"type": "whatsapp.foo"}'
+    # sarah-bot may read but not resolve; another workspace's dead letter is unknown
+    assert (await _call(web, "GET", "/api/sync-failures", SARAH))[0] == 200
+    assert (await _call(web, "POST", f"/api/sync-failures/{a}/resolve", SARAH))[0] == 403
+    assert (await _call(web, "POST", f"/api/sync-failures/{theirs}/resolve", DEWI))[0] == 404
+    assert (await _call(web, "POST", "/api/sync-failures/999999/resolve", DEWI))[0] == 404
+    assert (await _call(web, "POST", "/api/sync-failures/abc/resolve", DEWI))[0] == 404
+    assert (await _call(web, "POST", f"/api/sync-failures/{a}/resolve", "nope"))[0] == 401
+    status, done = await _call(web, "POST", f"/api/sync-failures/{a}/resolve", DEWI)
+    assert status == 200 and done["resolved_by"] == "Dewi" and done["resolved_at"]
+    # resolving again keeps the first resolution
+    _, again = await _call(web, "POST", f"/api/sync-failures/{a}/resolve", TOKEN)
+    assert again["resolved_by"] == "Dewi" and again["resolved_at"] == done["resolved_at"]
+    _, page = await _call(web, "GET", "/api/sync-failures")
+    assert page["open"] == 1 and [f["id"] for f in page["failures"]] == [b]
+    _, handled = await _call(web, "GET", "/api/sync-failures", params={"resolved": "true"})
+    assert [f["id"] for f in handled["failures"]] == [a]
+    _, ws2 = await _call(web, "GET", "/api/sync-failures", OTHER)
+    assert [f["id"] for f in ws2["failures"]] == [theirs]
+    assert (await _call(web, "GET", "/api/sync-failures", params={"limit": 0}))[0] == 422
+
+
+async def test_the_stream_pushes_every_changed_lead_of_the_workspace_only(
+        web: Pipeline) -> None:
+    assert web.session is not None
+    got: list[tuple[str, Any]] = []
+
+    async def listen(token: str, into: list[tuple[str, Any]]) -> None:
+        async with web.session.get(f"{web.base}/api/stream",  # type: ignore[union-attr]
+                                   headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200 and r.content_type == "text/event-stream"
+            event = None
+            async for line in r.content:
+                text = line.decode().rstrip("\n")
+                if text.startswith("event: "):
+                    event = text[7:]
+                elif text.startswith("data: "):
+                    into.append((event or "", orjson.loads(text[6:])))
+
+    theirs: list[tuple[str, Any]] = []
+    tasks = [asyncio.create_task(listen(TOKEN, got)), asyncio.create_task(listen(OTHER, theirs))]
+    try:
+        for _ in range(100):
+            if len(got) >= 1 and len(theirs) >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert got[0][0] == "hello"
+        await web.pool.execute(  # type: ignore[union-attr]
+            "UPDATE leads SET message_count = 7, version = 2 WHERE lead_id = ANY($1)",
+            [uuid.UUID(_id(1)), uuid.UUID(_id(2))])
+        for _ in range(100):
+            if len(got) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        leads = {d["lead_id"]: d for e, d in got if e == "lead"}
+        assert set(leads) == {_id(1), _id(2)}
+        assert leads[_id(1)]["message_count"] == 7 and leads[_id(1)]["inbox_url"]
+        Lead.model_validate(leads[_id(2)])
+        assert [e for e, _ in theirs] == ["hello"]  # nothing of ws1 leaks to ws2
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    async with web.session.get(f"{web.base}/api/stream",
+                               headers={"Authorization": "Bearer nope"}) as r:
+        assert r.status == 401
+
+
+async def test_digest_is_computed_until_written_then_read_back(web: Pipeline) -> None:
+    from datetime import time
+
+    from leadstream.summarize.digest import Digests
+
+    assert web.pool is not None
+    await web.pool.execute(
+        "INSERT INTO lead_status_history (event_id, lead_id, workspace_id, from_status,"
+        " to_status, changed_by, actor, changed_at) VALUES ('h1', $1, 'ws1', 'new',"
+        " 'qualified', 'human', 'Dewi', now())", uuid.UUID(_id(3)))
+    status, live = await _call(web, "GET", "/api/digest")
+    assert status == 200 and live["final"] is False
+    facts = live["facts"]
+    assert facts["waiting_total"] == 3 and [w["name"] for w in facts["waiting"]] == [
+        "Lead 3", "Lead 2", "Lead 1"]
+    assert facts["hot_total"] == 1 and facts["moves_total"] == 1
+    assert "Lead 3 (baru → terkualifikasi, Dewi)" in live["content"]
+    assert "3 lead menunggu balasan" in live["content"]
+    digests = Digests(web.pool, "Asia/Jakarta")
+    late = datetime.now(UTC).replace(hour=23, minute=59)
+    # before the configured time nothing is written; after it, once per workspace day
+    assert await digests.write_due(time(23, 59, 59), now=late - timedelta(minutes=1)) == []
+    wrote = await digests.write_due(time(0, 0), now=datetime.now(UTC))
+    assert set(wrote) == {"ws1", "ws2"}
+    assert await digests.write_due(time(0, 0), now=datetime.now(UTC)) == []
+    _, final = await _call(web, "GET", "/api/digest")
+    assert final["final"] is True and final["facts"]["waiting_total"] == 3
+    _, theirs = await _call(web, "GET", "/api/digest", OTHER)
+    assert theirs["facts"]["waiting_total"] == 1 and theirs["facts"]["moves_total"] == 0
+    assert (await _call(web, "GET", "/api/digest", params={"day": "kemarin"}))[0] == 422
+    _, old = await _call(web, "GET", "/api/digest", params={"day": "2020-01-01"})
+    assert old["final"] is False and old["facts"]["new_leads"] == 0
