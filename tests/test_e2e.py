@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -122,7 +123,9 @@ async def test_lead_model_through_the_pipeline(pipeline: Pipeline) -> None:
                                   ts=1_760_000_100, name="Rina WA") == 200
     sarah = {"contact_phone": "0813 9999 8888", "chat_phase": "B",
              "extracted_data": {"name": "Rina", "domisili": "Bandung",
-                                "pain_points": ["stok selisih"]}}
+                                "pain_points": ["stok selisih"], "story": "Toko kue sejak 2019",
+                                "language": "id", "objection_raised": "harga",
+                                "budget": "2jt", "team": {"size": 3}}}
     assert await _api(pipeline, "POST", "/api/sarah/state", "tok-sarah", sarah) == 202
     sarah2 = {"contact_phone": "+62 813-9999-8888", "chat_phase": "qualifying", "lead_score": 72,
               "lead_temperature": "warm", "extracted_data": {"pain_points": ["Stok Selisih",
@@ -134,6 +137,10 @@ async def test_lead_model_through_the_pipeline(pipeline: Pipeline) -> None:
     lid = str(lead["lead_id"])
     assert lead["name"] == "Rina" and lead["kapso_name"] == "Rina WA"
     assert lead["domisili"] == "Bandung"
+    # all of Sarah's fields: named ones in their columns, the rest in sarah_extra
+    assert (lead["story"], lead["language"], lead["objection_raised"]) == (
+        "Toko kue sejak 2019", "id", "harga")
+    assert json.loads(lead["sarah_extra"]) == {"budget": "2jt", "team": {"size": 3}}
     assert lead["pain_points"] == ["stok selisih", "laporan manual"]
     assert lead["message_count"] == 2
     msg = await pipeline.fetchrow("SELECT * FROM messages WHERE message_id = 'wamid.O1'")

@@ -51,12 +51,19 @@ FAILURE_COLUMNS = (
 )
 
 
+#: NOT NULL columns added after records were first written: a record from before them (on
+#: the log, read by a replay) gets the column's default instead of failing the batch
+LATER_DEFAULTS = {"sarah_extra": "'{}'::jsonb"}
+
+
 def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
     cols = ", ".join(columns)
+    values = ", ".join(f"coalesce({c}, {LATER_DEFAULTS[c]})" if c in LATER_DEFAULTS else c
+                       for c in columns)
     keys = {k.strip() for k in key.split(",")}
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
     return (
-        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
+        f"INSERT INTO {table} ({cols}) SELECT {values} FROM"
         f" jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
         f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
         f" WHERE {table}.version < EXCLUDED.version"
