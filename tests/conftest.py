@@ -89,6 +89,9 @@ def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings
         LEADSTREAM_DATA_DIR=tmp_path / "data",
         LEADSTREAM_TOPIC_PARTITIONS=4,
         LEADSTREAM_LOG_LEVEL="info",
+        # the digest service writes at a wall-clock time; tests read digests on demand and
+        # run the service themselves (tests/http/test_api_team.py)
+        LEADSTREAM_DIGEST_TIME="off",
     )
 
 

@@ -117,7 +117,7 @@ async def _dashboard(p: Pipeline, tmp_path: Path) -> None:
         assert "Pesan masuk" in timeline and "Balasan" in timeline and "Catatan" in timeline
         assert "Status" in timeline
         if summarized:
-            assert "Ringkasan" in await page.inner_text("#detail ul.timeline >> nth=0")
+            assert "pesan masuk" in await page.inner_text("#summaries")
         await page.fill("input[name=q]", "")
         await page.screenshot(path=str(shots / "demo-desktop.png"), full_page=False)
         phone = await browser.new_page(viewport={"width": 390, "height": 844},
