@@ -10,20 +10,26 @@ conversation has no link.
 from __future__ import annotations
 
 import string
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 PLACEHOLDERS = frozenset({"conversation_id", "phone"})
 MAX_PATTERN = 500
 
 
+@lru_cache(maxsize=1024)
 def check_pattern(pattern: str) -> str | None:
     """Why `pattern` cannot be an inbox URL pattern, or None when it can."""
     if len(pattern) > MAX_PATTERN:
         return f"at most {MAX_PATTERN} characters"
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(pattern)
+                 if f is not None]
     except ValueError as exc:
         return f"not a pattern: {exc}"
+    if any(spec or conv for _, spec, conv in parts):
+        return "placeholders take no format spec or conversion"
+    fields = {f for f, _, _ in parts}
     if "conversation_id" not in fields:
         return "must contain {conversation_id}"
     if fields - PLACEHOLDERS:
@@ -37,7 +43,7 @@ def check_pattern(pattern: str) -> str | None:
 def inbox_link(pattern: str | None, conversation_id: str | None,
                phone_e164: str | None) -> str | None:
     """The lead's inbox URL, or None (no pattern, or no conversation yet)."""
-    if not pattern or not conversation_id:
-        return None
+    if not pattern or not conversation_id or check_pattern(pattern) is not None:
+        return None  # (a pattern written around the CLI is not trusted either)
     return pattern.format(conversation_id=quote(conversation_id, safe=""),
                           phone=quote((phone_e164 or "").lstrip("+"), safe=""))

@@ -28,6 +28,7 @@ from leadstream.http.queries import lead_out
 log = logging.getLogger(__name__)
 
 CHANNEL = "leadstream_leads"
+APPLICATION_NAME = "leadstream-live-feed"
 #: a subscriber's backlog of events before it is told to resync
 QUEUE_SIZE = 2_000
 #: how long changes are gathered before one read (a flush writes many leads at once)
@@ -116,7 +117,9 @@ class LeadFeed:
         backoff = 0.2
         while True:
             try:
-                self._conn = await asyncpg.connect(self.dsn)
+                # named, so an operator sees it in pg_stat_activity
+                self._conn = await asyncpg.connect(
+                    self.dsn, server_settings={"application_name": APPLICATION_NAME})
                 lost = asyncio.Event()
                 self._conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await self._conn.add_listener(CHANNEL, self._on_notify)

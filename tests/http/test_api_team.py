@@ -290,3 +290,49 @@ async def test_digest_is_computed_until_written_then_read_back(web: Pipeline) ->
     assert (await _call(web, "GET", "/api/digest", params={"day": "kemarin"}))[0] == 422
     _, old = await _call(web, "GET", "/api/digest", params={"day": "2020-01-01"})
     assert old["final"] is False and old["facts"]["new_leads"] == 0
+
+
+async def test_a_feed_that_loses_postgres_tells_the_page_to_resync_and_carries_on(
+        web: Pipeline) -> None:
+    """The LISTEN connection is killed (a Postgres restart, a failover): every open stream
+    gets `resync` (it may have missed changes), and changes after the reconnect flow again."""
+    from leadstream.http.api import FEED
+
+    assert web.session is not None and web.server is not None and web.pool is not None
+    feed = web.server.app[FEED]
+    got: list[tuple[str, Any]] = []
+
+    async def listen() -> None:
+        async with web.session.get(f"{web.base}/api/stream",  # type: ignore[union-attr]
+                                   headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            event = None
+            async for line in r.content:
+                text = line.decode().rstrip("\n")
+                if text.startswith("event: "):
+                    event = text[7:]
+                elif text.startswith("data: "):
+                    got.append((event or "", orjson.loads(text[6:])))
+
+    async def until(pred: Any) -> None:
+        for _ in range(200):
+            if pred():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not seen; got {got}")
+
+    task = asyncio.create_task(listen())
+    try:
+        await until(lambda: got and got[0][0] == "hello")
+        killed = await web.pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'leadstream-live-feed'"
+            " AND datname = current_database()")
+        assert killed == 1
+        await until(lambda: any(e == "resync" for e, _ in got))
+        await until(lambda: feed.connected.is_set())
+        await web.pool.execute("UPDATE leads SET message_count = 9, version = 3"
+                               " WHERE lead_id = $1", uuid.UUID(_id(4)))
+        await until(lambda: any(e == "lead" and d["lead_id"] == _id(4) for e, d in got))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
