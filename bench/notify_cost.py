@@ -71,7 +71,7 @@ async def main() -> None:
         version = 1
         await conn.execute(SQL_LEADS, _rows(args.leads, version))  # inserted: now upserts
         times: dict[str, list[float]] = {}
-        for r in range(args.rounds):
+        for _ in range(args.rounds):
             for mode in ("triggers off", "triggers on, nobody listening",
                          "triggers on, one listener"):
                 await conn.execute("ALTER TABLE leads " + (

@@ -34,8 +34,8 @@ def check_pattern(pattern: str) -> str | None:
         return "must contain {conversation_id}"
     if fields - PLACEHOLDERS:
         return "unknown placeholder(s): " + ", ".join(sorted(fields - PLACEHOLDERS))
-    parts = urlsplit(pattern.replace("{", "").replace("}", ""))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    url = urlsplit(pattern.replace("{", "").replace("}", ""))
+    if url.scheme not in ("http", "https") or not url.netloc:
         return "must be an http(s) URL"
     return None
 
