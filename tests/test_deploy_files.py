@@ -8,12 +8,17 @@ local processes in tests/test_topology.py.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -139,3 +144,22 @@ def test_the_image_and_ci_install_the_locked_versions() -> None:
     assert re.search(r"^faust-streaming==\S+$", lock, re.M)
     assert "-c requirements.lock" in (ROOT / "Dockerfile").read_text()
     assert "-c requirements.lock" in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None,
+                    reason="no caddy here (`make test` installs Debian's where apt-get can)")
+def test_caddy_parses_the_caddyfile_and_never_buffers_the_live_stream() -> None:
+    """Caddy itself adapts the Caddyfile; the live stream is flushed at once and not gzipped
+    (a gzip buffer would hold Server-Sent Events back)."""
+    out = subprocess.run(["caddy", "adapt", "--config", str(ROOT / "deploy/Caddyfile"),
+                          "--adapter", "caddyfile"], capture_output=True, text=True,
+                         env={**os.environ, "LEADSTREAM_DOMAIN": "leads.example.com"},
+                         timeout=60, check=True)
+    routes = json.loads(out.stdout)["apps"]["http"]["servers"]["srv0"]["routes"]
+    handlers = routes[0]["handle"][0]["routes"][0]["handle"]
+    proxy = next(h for h in handlers if h["handler"] == "reverse_proxy")
+    assert proxy["flush_interval"] == -1
+    assert proxy["health_checks"]["active"]["uri"] == "/readyz"
+    encode = next(h for h in handlers if h["handler"] == "encode")
+    types = encode["match"]["headers"]["Content-Type"]
+    assert types and not any("event-stream" in t or t in ("text/*", "*") for t in types)
