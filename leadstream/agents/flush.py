@@ -84,6 +84,16 @@ class LeadEntry:
     recent: list[str] = field(default_factory=list)
     last_status: dict[str, Any] | None = None
     sarah_at: str | None = None
+    #: an identity that was never a lead of its own but belongs to one (`domain.merge`):
+    #: that lead's key; a merged lead has it in `lead.merged_into_key`
+    alias: str | None = None
+
+    @property
+    def forward_to(self) -> str | None:
+        """Where records for this key go instead (merged, or an alias), if anywhere."""
+        if self.lead is not None and self.lead.merged_into_key:
+            return self.lead.merged_into_key
+        return self.alias
 
     @classmethod
     def decode(cls, raw: bytes) -> LeadEntry:
@@ -91,7 +101,7 @@ class LeadEntry:
         lead = d.get("lead")
         return cls(lead=LeadState.model_validate(lead) if lead else None,
                    recent=list(d.get("recent") or []), last_status=d.get("last_status"),
-                   sarah_at=d.get("sarah_at"))
+                   sarah_at=d.get("sarah_at"), alias=d.get("alias"))
 
     def encode(self, lead_json: bytes | None = None) -> bytes:
         """`lead_json`: the lead already encoded (the snapshot sent with it), if at hand."""
@@ -99,7 +109,8 @@ class LeadEntry:
             lead_json = encode(self.lead) if self.lead is not None else b"null"
         return b"".join((b'{"lead":', lead_json, b',"recent":', orjson.dumps(self.recent),
                          b',"last_status":', orjson.dumps(self.last_status),
-                         b',"sarah_at":', orjson.dumps(self.sarah_at), b"}"))
+                         b',"sarah_at":', orjson.dumps(self.sarah_at),
+                         b',"alias":', orjson.dumps(self.alias), b"}"))
 
 
 @dataclass

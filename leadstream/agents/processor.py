@@ -18,13 +18,28 @@ from pydantic import BaseModel, ValidationError
 
 from leadstream.agents.daily import DailyWindows
 from leadstream.agents.flush import Flush, LeadEntry
+from leadstream.domain.identity import stable_id
+from leadstream.domain.merge import (
+    MAX_HOPS,
+    absorb,
+    absorb_command,
+    claim_command,
+    learned,
+    mark_merged,
+)
 from leadstream.domain.model import (
     Command,
     InboundEvent,
     SarahUpdate,
     StatusChange,
 )
-from leadstream.domain.rules import Applied, apply_command, apply_inbound, apply_sarah
+from leadstream.domain.rules import (
+    Applied,
+    apply_command,
+    apply_inbound,
+    apply_sarah,
+    new_lead,
+)
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
 
@@ -84,10 +99,81 @@ class LeadProcessor:
                               f"apply failed: {type(exc).__name__}: {exc}")
         flush.done(topic, partition, offset)
 
+    def _topic_of(self, record: BaseModel) -> str:
+        if isinstance(record, InboundEvent):
+            return self.names.events
+        if isinstance(record, SarahUpdate):
+            return self.names.sarah
+        return self.names.commands
+
+    def _send(self, flush: Flush, record: InboundEvent | SarahUpdate | Command) -> None:
+        """A record for another lead (a forward, an absorb, a claim): produced with this
+        flush, before its offsets are committed, so it is never lost (at worst sent twice,
+        and every kind is applied at most once by its event id or its content)."""
+        flush.out.other.append((self._topic_of(record), record.lead_key.encode(),
+                                encode(record)))
+
+    def _forwarded(self, flush: Flush, partition: int, key: bytes, entry: LeadEntry,
+                   target: str, record: BaseModel) -> bool:
+        """Records for a merged lead or an alias go to the survivor; True if this one was
+        dealt with here (forwarded, or nothing to do), False if the duplicate keeps it (an
+        event about a message it already holds: its row stays its row)."""
+        own = key.decode()
+        if isinstance(record, Command) and record.kind in ("merge", "claim"):
+            if record.target_key in (target, own) or record.kind == "merge":
+                return True  # merged already: nothing left to merge here
+            # the identity is claimed by another lead: the two leads are one person
+            self._send(flush, Command(
+                event_id=stable_id("claim-merge", record.event_id), workspace_id=record.workspace_id,
+                lead_key=target, occurred_at=record.occurred_at, kind="merge",
+                actor_role=record.actor_role, author=record.author, reason=record.reason,
+                target_key=record.target_key, hops=record.hops + 1))
+            return True
+        if (isinstance(record, InboundEvent) and record.message is not None
+                and flush.messages.get(key + b"|" + record.message.wamid.encode()) is not None):
+            return False
+        return self._forward(flush, own, target, record)
+
+    def _forward(self, flush: Flush, own: str, target: str, record: BaseModel) -> bool:
+        hops: int = record.hops  # type: ignore[attr-defined]
+        if hops >= MAX_HOPS:
+            raise ValueError(f"forwarded {hops} times (a merge cycle?): {own} -> {target}")
+        self._send(flush, record.model_copy(update={"lead_key": target,  # type: ignore[arg-type]
+                                                    "hops": hops + 1}))
+        return True
+
+    def _merge(self, flush: Flush, partition: int, key: bytes, entry: LeadEntry,
+               record: Command) -> None:
+        """`merge` (or a `claim` of a lead's identity by another lead): mark this lead merged
+        and hand its state to the survivor; an identity with no lead becomes an alias."""
+        target = record.target_key
+        recent = [*entry.recent[-(RECENT_IDS - 1):], record.event_id]
+        if not target or target == key.decode():
+            flush.leads.put(key, partition, LeadEntry(entry.lead, recent, entry.last_status,
+                                                      entry.sarah_at, entry.alias))
+            return
+        lead = entry.lead
+        if lead is None:
+            flush.leads.put(key, partition, LeadEntry(None, recent, None, None, target))
+            return
+        applied = mark_merged(lead, target, record.occurred_at)
+        self._emit(flush, partition, key, applied)
+        flush.leads.put(key, partition, LeadEntry(applied.lead, recent, entry.last_status,
+                                                  entry.sarah_at))
+        self._send(flush, absorb_command(record, lead, target))
+
     def _apply(self, flush: Flush, partition: int, key: bytes, record: BaseModel) -> None:
         entry = flush.leads.get(key) or LeadEntry()
         lead = entry.lead
         event_id: str = record.event_id  # type: ignore[attr-defined]
+        target = entry.forward_to
+        if target is not None and self._forwarded(flush, partition, key, entry, target, record):
+            return
+        if isinstance(record, Command) and record.kind in ("merge", "claim"):
+            if event_id in entry.recent:
+                return
+            self._merge(flush, partition, key, entry, record)
+            return
 
         # Sarah and commands are not idempotent by content (a status move replayed after a
         # later one would undo it), so they are applied at most once, by event id, and an
@@ -110,6 +196,9 @@ class LeadProcessor:
             applied = apply_inbound(lead, message, record)
         elif isinstance(record, SarahUpdate):
             applied = apply_sarah(lead, record)
+        elif isinstance(record, Command) and record.kind == "absorb":
+            assert record.absorbed is not None
+            applied = absorb(lead or new_lead(record.lead_key, record.occurred_at), record)
         else:
             assert isinstance(record, Command)
             applied = apply_command(lead, record)
@@ -133,6 +222,11 @@ class LeadProcessor:
         if self.daily is not None:
             self.daily.stage(planned, partition, flush.daily.put, flush.out.other)
         self._emit(flush, partition, key, applied)
+        if applied.lead_changed and applied.lead.merged_into_key is None:
+            # an identity this lead did not have: records under it belong here from now on
+            for alias in learned(lead, applied.lead):
+                self._send(flush, claim_command(applied.lead, alias, applied.lead.updated_at,
+                                                event_id))
         if applied.message_changed and msg_key is not None and applied.message is not None:
             flush.messages.put(msg_key, partition, applied.message)
         last_status = (applied.status_changes[-1].model_dump(mode="json")

@@ -102,6 +102,15 @@ class InboundEvent(_Model):
     occurred_at: datetime
     received_at: datetime
     message: MessageInfo | None = None
+    #: the full identity Kapso/Meta give (stored on the lead)
+    parent_bsuid: Id | None = None
+    username: Name | None = None
+    #: an identity change (kind "identity"): the contact's new number and/or new
+    #: business-scoped id; the lead follows them (`domain.merge`)
+    new_phone_e164: Name | None = None
+    new_bsuid: Id | None = None
+    #: times this record was forwarded from a merged lead to its survivor
+    hops: int = 0
 
 
 class SarahFields(_Model):
@@ -159,6 +168,7 @@ class SarahUpdate(_Model):
     extracted: SarahFields = Field(default_factory=SarahFields)
     lead_score: int | None = Field(default=None, ge=0, le=100)
     lead_temperature: Temperature | None = None
+    hops: int = 0
 
 
 class Command(_Model):
@@ -168,7 +178,10 @@ class Command(_Model):
     workspace_id: str
     lead_key: str
     occurred_at: datetime
-    kind: Literal["edit", "note", "status"]
+    #: merge: fold this lead into `target_key` (sent to the duplicate);
+    #: absorb: take in `absorbed` (sent by the duplicate to the survivor);
+    #: claim: this identity belongs to the lead `target_key` (sent by a lead that learned it)
+    kind: Literal["edit", "note", "status", "merge", "absorb", "claim"]
     actor_role: Role
     author: Name
     #: the person behind a personal `human` token (`workspace add --user`), else None
@@ -182,6 +195,10 @@ class Command(_Model):
     # status
     status: LeadStatus | None = None
     reason: FieldText | None = None
+    # merge, claim: the surviving lead's key; absorb: the duplicate as it was when merged
+    target_key: LongId | None = None
+    absorbed: LeadState | None = None
+    hops: int = 0
 
 
 class LeadState(_Model):
@@ -242,6 +259,12 @@ class LeadState(_Model):
     placeholder: bool = False
     #: the last wamids counted in message_count (see rules.apply_inbound: crash consistency)
     recent_counted: list[str] = Field(default_factory=list)
+    parent_bsuid: str | None = None
+    username: str | None = None
+    #: merged into another lead (its lead_id; the replica's `merged_into`) and that lead's
+    #: key, where every later record for this one is forwarded
+    merged_into: str | None = None
+    merged_into_key: str | None = None
 
 
 class MessageState(_Model):
@@ -297,3 +320,6 @@ class Note(_Model):
     created_at: datetime
     #: 0 for human/bot notes (never rewritten); the daily summary note counts up
     version: int = 0
+
+
+Command.model_rebuild()

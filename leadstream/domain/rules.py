@@ -329,6 +329,16 @@ def apply_inbound(
         cur.wa_id = ev.wa_id
     if ev.bsuid and not cur.bsuid:
         cur.bsuid = ev.bsuid
+    if ev.parent_bsuid:
+        cur.parent_bsuid = ev.parent_bsuid
+    if ev.username:
+        cur.username = ev.username
+    if ev.kind == "identity":  # the contact changed number or id: the lead follows
+        if ev.new_phone_e164:
+            cur.phone_e164 = ev.new_phone_e164
+            cur.wa_id = ev.new_phone_e164.lstrip("+")
+        if ev.new_bsuid:
+            cur.bsuid = ev.new_bsuid
     name = _clean(ev.contact_name)
     if name and (cur.kapso_name_at is None or ev.occurred_at >= cur.kapso_name_at):
         cur.kapso_name = name
