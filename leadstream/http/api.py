@@ -30,6 +30,7 @@ from leadstream.http.live import LeadFeed
 from leadstream.http.models import (
     LeadEditIn,
     LeadQuery,
+    MergeIn,
     NoteIn,
     SarahStateIn,
     StatusIn,
@@ -295,10 +296,11 @@ async def status_counts(request: web.Request) -> web.Response:
     tok = await _auth(request)
     pool = request.app[POOL]
     rows = await pool.fetch(
-        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1 GROUP BY 1",
-        tok.workspace_id)
+        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1"
+        " AND merged_into IS NULL GROUP BY 1", tok.workspace_id)
     waiting = await pool.fetchval(
-        f"SELECT count(*) FROM leads WHERE workspace_id = $1 AND {NEEDS_REPLY}",
+        "SELECT count(*) FROM leads WHERE workspace_id = $1 AND merged_into IS NULL"
+        f" AND {NEEDS_REPLY}",
         tok.workspace_id)
     counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
     counts.update({r["lead_status"]: int(r["n"]) for r in rows})
@@ -320,19 +322,69 @@ async def get_lead(request: web.Request) -> web.Response:
                                lead_id, tok.workspace_id)
     if lead is None:
         return _json({"error": "unknown lead"}, status=404)
-    notes = await pool.fetch("SELECT * FROM lead_notes WHERE lead_id = $1"
-                             " ORDER BY created_at DESC LIMIT 200", lead_id)
-    history = await pool.fetch("SELECT * FROM lead_status_history WHERE lead_id = $1"
-                               " ORDER BY changed_at DESC LIMIT 200", lead_id)
-    daily = await pool.fetch("SELECT * FROM lead_daily_activity WHERE lead_id = $1"
-                             " ORDER BY day DESC LIMIT 90", lead_id)
-    messages = await pool.fetch("SELECT * FROM messages WHERE lead_id = $1"
-                                " ORDER BY sent_at DESC LIMIT 50", lead_id)
-    return _json({"lead": lead_out(lead, _inbox(request, tok)),
+    # the lead and every lead merged into it (down its merge chains): their rows are its rows
+    family = await pool.fetch(
+        "WITH RECURSIVE fam AS (SELECT $1::uuid AS lead_id, 0 AS depth UNION ALL"
+        " SELECT l.lead_id, f.depth + 1 FROM leads l JOIN fam f ON l.merged_into = f.lead_id"
+        " WHERE l.workspace_id = $2 AND f.depth < 16)"
+        " SELECT l.* FROM fam JOIN leads l USING (lead_id) WHERE l.lead_id <> $1",
+        lead_id, tok.workspace_id)
+    ids = [lead_id, *(r["lead_id"] for r in family)]
+    notes = await pool.fetch("SELECT * FROM lead_notes WHERE lead_id = ANY($1)"
+                             " ORDER BY created_at DESC LIMIT 200", ids)
+    history = await pool.fetch("SELECT * FROM lead_status_history WHERE lead_id = ANY($1)"
+                               " ORDER BY changed_at DESC LIMIT 200", ids)
+    daily = await pool.fetch("SELECT * FROM lead_daily_activity WHERE lead_id = ANY($1)"
+                             " ORDER BY day DESC, lead_id LIMIT 90", ids)
+    messages = await pool.fetch("SELECT * FROM messages WHERE lead_id = ANY($1)"
+                                " ORDER BY sent_at DESC LIMIT 50", ids)
+    pattern = _inbox(request, tok)
+    return _json({"lead": lead_out(lead, pattern),
                   "notes": [_row(dict(n)) for n in notes],
                   "status_history": [_row(dict(h)) for h in history],
                   "daily_summaries": [_row(dict(d)) for d in daily],
-                  "messages": [_row(dict(m)) for m in messages]})
+                  "messages": [_row(dict(m)) for m in messages],
+                  "merged": [lead_out(r, pattern) for r in family]})
+
+
+async def merge_leads(request: web.Request) -> web.Response:
+    """Merge the duplicate into the lead in the path (irreversible). The command goes to
+    the duplicate's key, so it is ordered with the duplicate's own records; the worker then
+    hands the duplicate's state to the survivor (`domain.merge`). 404 for a lead of another
+    workspace, 409 when either lead is merged already, 422 for a lead merged into itself."""
+    tok = await _auth(request)
+    _require_role(tok, ("human", "brain-bot"))
+    try:
+        survivor_id = uuid.UUID(request.match_info["lead_id"])
+    except ValueError:
+        return _json({"error": "unknown lead"}, status=404)
+    body = await _body(request, MergeIn)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, MergeIn)
+    if body.duplicate_lead_id == survivor_id:
+        return _unprocessable([{"loc": ("duplicate_lead_id",), "type": "value_error",
+                                "msg": "a lead cannot be merged into itself"}])
+    rows = {r["lead_id"]: r for r in await request.app[POOL].fetch(
+        "SELECT lead_id, lead_key, merged_into FROM leads WHERE workspace_id = $1"
+        " AND lead_id = ANY($2)", tok.workspace_id, [survivor_id, body.duplicate_lead_id])}
+    survivor, duplicate = rows.get(survivor_id), rows.get(body.duplicate_lead_id)
+    if survivor is None:
+        return _json({"error": "unknown lead"}, status=404)
+    if duplicate is None:
+        return _json({"error": "unknown duplicate lead"}, status=404)
+    for r, what in ((survivor, "the lead"), (duplicate, "the duplicate")):
+        if r["merged_into"] is not None:
+            return _json({"error": f"{what} is already merged into {r['merged_into']}"},
+                         status=409)
+    key = str(duplicate["lead_key"])
+    cmd = Command(event_id=_event_id(request, "merge", key), workspace_id=tok.workspace_id,
+                  lead_key=key, occurred_at=datetime.now(UTC), kind="merge",
+                  actor_role=tok.role,  # type: ignore[arg-type]
+                  author=_actor(tok), actor=tok.user, reason=body.reason,
+                  target_key=str(survivor["lead_key"]))
+    await _publish(request, request.app[TOPICS].commands, key, encode(cmd))
+    return _json({"accepted": True, "event_id": cmd.event_id}, status=202)
 
 
 async def me(request: web.Request) -> web.Response:
@@ -487,3 +539,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/api/leads/{lead_id}", edit_lead)
     app.router.add_post("/api/leads/{lead_id}/notes", add_note)
     app.router.add_post("/api/leads/{lead_id}/status", set_status)
+    app.router.add_post("/api/leads/{lead_id}/merge", merge_leads)

@@ -137,7 +137,9 @@ class Lead(BaseModel):
     last_contact_at: datetime | None
     last_activity_at: datetime
     version: int
-    merged_into: UUID | None
+    parent_bsuid: str | None
+    username: str | None
+    merged_into: UUID | None = Field(description="the lead this one was merged into")
     inbox_url: str | None = Field(description="the Kapso conversation in the workspace's inbox")
     waiting_since: datetime | None = Field(
         description="the unanswered inbound message's time, when the lead waits for a reply")
@@ -160,12 +162,23 @@ class Accepted(BaseModel):
     lead_key: str | None = Field(default=None, description="POST /api/sarah/state only")
 
 
+class MergeIn(BaseModel):
+    """`POST /api/leads/{lead_id}/merge`: fold the duplicate into the lead in the path."""
+
+    model_config = ConfigDict(extra="forbid")
+    duplicate_lead_id: UUID
+    reason: str | None = Field(default=None, max_length=2000)
+
+
 class LeadDetail(BaseModel):
     lead: Lead
     notes: list[dict[str, Any]] = Field(description="newest first")
     status_history: list[dict[str, Any]] = Field(description="newest first")
     daily_summaries: list[dict[str, Any]] = Field(description="newest day first")
     messages: list[dict[str, Any]] = Field(description="the 50 newest")
+    merged: list[Lead] = Field(default_factory=list,
+                               description="the leads merged into this one (their messages, "
+                                           "notes, history and days are listed above)")
 
 
 class Me(BaseModel):

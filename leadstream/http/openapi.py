@@ -16,6 +16,7 @@ from leadstream.http.models import (
     LeadPage,
     LeadQuery,
     Me,
+    MergeIn,
     NoteIn,
     SarahStateIn,
     StatusCounts,
@@ -90,7 +91,7 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": _schemas(LeadQuery, Lead, LeadPage, LeadDetail, StatusCounts, Accepted,
-                                SarahStateIn, LeadEditIn, NoteIn, StatusIn, Me, SyncFailure,
+                                SarahStateIn, LeadEditIn, NoteIn, StatusIn, MergeIn, Me, SyncFailure,
                                 SyncFailurePage, Digest),
         },
         "paths": {
@@ -147,6 +148,10 @@ def document() -> dict[str, Any]:
             },
             "/api/leads/{lead_id}/notes": {"post": write(NoteIn, "add a note")},
             "/api/leads/{lead_id}/status": {"post": write(StatusIn, "change the status")},
+            "/api/leads/{lead_id}/merge": {"post": {
+                **write(MergeIn, "merge a duplicate into this lead (irreversible)"),
+                "responses": {**write(MergeIn, "")["responses"],
+                              "409": {"description": "either lead is merged already"}}}},
             "/api/sarah/state": {"post": write(SarahStateIn, "Sarah's extraction",
                                                path_id=False)},
         },

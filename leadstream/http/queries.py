@@ -36,7 +36,7 @@ def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True
     top (the next refresh shows it), and new leads appear at the top, not in later pages.
     `paged=False` is the whole filtered list (the CSV export), in the same order.
     """
-    where = ["workspace_id = $1"]
+    where = ["workspace_id = $1", "merged_into IS NULL"]  # a merged lead shows as its survivor
     args: list[Any] = [workspace_id]
 
     def arg(v: Any) -> str:

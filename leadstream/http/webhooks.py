@@ -23,7 +23,6 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from leadstream.db.registry import NumberEntry
-from leadstream.domain.identity import lead_key
 from leadstream.domain.limits import MAX_FIELD, MAX_ID, MAX_ITEMS
 from leadstream.domain.model import InboundEvent
 from leadstream.http.directory import Directory
@@ -215,7 +214,6 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
         original = body if len(units) == 1 else orjson.dumps(unit)
         letters.append(_dead_letter_record(
             request, original, reason, (entry or signer).workspace_id, source))
-    events = await route_known_bsuids(request, events)
     topic = request.app[TOPICS].events
     records = [(topic, e.lead_key.encode(), encode(e)) for e in events] + letters
     if records:
@@ -260,38 +258,6 @@ async def meta_verify(request: web.Request) -> web.Response:
         if attempt == 0:
             await directory.refresh()
     return _error(403, "verify token does not match")
-
-
-async def route_known_bsuids(request: web.Request, events: list[InboundEvent]
-                             ) -> list[InboundEvent]:
-    """A business-scoped id is the identity only until a phone is seen for it.
-
-    Events that name only a bsuid go to the lead whose phone is already known for that bsuid
-    (from the replica). If Postgres cannot answer, they keep the bsuid identity.
-    """
-    wanted = {(e.workspace_id, e.bsuid) for e in events if e.phone_e164 is None and e.bsuid}
-    if not wanted:
-        return events
-    pool = request.app[POOL]
-    try:
-        rows = await pool.fetch(
-            "SELECT DISTINCT ON (workspace_id, bsuid) workspace_id, bsuid, phone_e164 FROM leads"
-            " WHERE (workspace_id, bsuid) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-            " AND phone_e164 IS NOT NULL ORDER BY workspace_id, bsuid, last_activity_at DESC",
-            [w for w, _ in wanted], [b for _, b in wanted])
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("bsuid lookup failed, keeping bsuid identities: %s", exc)
-        return events
-    phones = {(r["workspace_id"], r["bsuid"]): r["phone_e164"] for r in rows}
-    out = []
-    for e in events:
-        phone = phones.get((e.workspace_id, e.bsuid)) if e.phone_e164 is None else None
-        if phone:
-            e = e.model_copy(update={"phone_e164": phone, "identity": phone,
-                                     "wa_id": phone.lstrip("+"),
-                                     "lead_key": lead_key(e.workspace_id, phone)})
-        out.append(e)
-    return out
 
 
 def add_routes(app: web.Application) -> None:

@@ -94,6 +94,36 @@ def render_text(msg: dict[str, Any]) -> str | None:
     return f"[{mtype}]"
 
 
+def contact_phone(ws: Workspace, phone: str | None, *, is_wa_id: bool) -> str | None:
+    """E.164 of a contact's number as an event gives it, or None; ParseError if invalid."""
+    if not phone:
+        return None
+    try:
+        return from_wa_id(phone) if is_wa_id else normalize_phone(phone, ws.region)
+    except InvalidPhone as exc:
+        raise ParseError(f"invalid contact phone: {exc}") from exc
+
+
+def _text(v: Any) -> str | None:
+    return str(v) if isinstance(v, str | int) and not isinstance(v, bool) and str(v) else None
+
+
+def identity_change(ws: Workspace, old_phone: Any, old_bsuid: Any, new_phone: Any,
+                    new_bsuid: Any) -> tuple[tuple[str, str, str | None, str | None],
+                                             str | None, str | None]:
+    """An identity change (Meta's `user_changed_number` / `user_changed_user_id`, Kapso's
+    `identity_changed`): the lead is the one of the old identity (`resolve_identity`); the
+    new number and id are what it follows (None where unchanged)."""
+    old_p, old_b, new_p, new_b = (_text(x) for x in (old_phone, old_bsuid, new_phone, new_bsuid))
+    if not (old_p or old_b):  # no previous values: the event names the contact as it is
+        old_p, old_b, new_p, new_b = new_p, new_b, None, None
+    who = resolve_identity(ws, old_p, old_b,
+                           is_wa_id=not str(old_p or "").startswith(("+", "0")))
+    new_e164 = contact_phone(ws, new_p, is_wa_id=not str(new_p or "").startswith(("+", "0")))
+    return (who, new_e164 if new_e164 and new_e164 != who[2] else None,
+            new_b if new_b and new_b != old_b else None)
+
+
 def resolve_identity(
     ws: Workspace, phone: str | None, bsuid: str | None, *, is_wa_id: bool
 ) -> tuple[str, str, str | None, str | None]:

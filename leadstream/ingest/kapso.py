@@ -16,6 +16,7 @@ from leadstream.ingest.common import (
     ParseError,
     Workspace,
     content_id,
+    identity_change,
     parse_ts,
     render_text,
     resolve_identity,
@@ -150,7 +151,10 @@ def parse_item(
             conversation_id=conversation_id, occurred_at=ts, received_at=received_at,
             message=info,
         )
-    if event_type in CONVERSATION_EVENTS or event_type in IDENTITY_EVENTS:
+    if event_type in IDENTITY_EVENTS:
+        return _identity_changed(ws, event_type, item, conv, received_at, idempotency_key,
+                                 index)
+    if event_type in CONVERSATION_EVENTS:
         phone = _digits_as_text(conv.get("phone_number") or item.get("phone_number")
                                 or item.get("wa_id"))
         is_wa_id = not str(phone or "").startswith(("+", "0"))
@@ -176,6 +180,48 @@ def parse_item(
             occurred_at=ts, received_at=received_at,
         )
     raise ParseError(f"unknown event type {event_type!r}")
+
+
+def _text_or_none(v: Any) -> str | None:
+    return str(v) if isinstance(v, str | int) and not isinstance(v, bool) and str(v) else None
+
+
+def _identity_changed(ws: Workspace, event_type: str, item: dict[str, Any],
+                      conv: dict[str, Any], received_at: datetime,
+                      idempotency_key: str | None, index: int) -> InboundEvent:
+    """`whatsapp.contact.identity_changed`: the ids are in a `contact` object (`wa_id`,
+    `business_scoped_user_id`, `parent_business_scoped_user_id`, `username`), the previous
+    values beside them (`previous_*` keys, or a `previous` object); older shapes put the
+    contact's ids on the item or the conversation."""
+    raw_contact = item.get("contact")
+    contact: dict[str, Any] = raw_contact if isinstance(raw_contact, dict) else {}
+    prev = contact.get("previous") or item.get("previous") or item.get("previous_contact")
+    if not isinstance(prev, dict):
+        prev = {k[len("previous_"):]: v for k, v in {**item, **contact}.items()
+                if k.startswith("previous_")}
+    phone = (contact.get("wa_id") or contact.get("phone_number") or conv.get("phone_number")
+             or item.get("phone_number") or item.get("wa_id"))
+    bsuid = (contact.get("business_scoped_user_id") or conv.get("business_scoped_user_id")
+             or item.get("business_scoped_user_id"))
+    (key, identity, e164, wa_id), new_phone, new_bsuid = identity_change(
+        ws, _digits_as_text(prev.get("wa_id") or prev.get("phone_number")),
+        prev.get("business_scoped_user_id"), _digits_as_text(phone), bsuid)
+    ts = parse_ts(item.get("occurred_at") or contact.get("updated_at"), received_at)
+    event_id = (f"kapso:idem:{idempotency_key}:{index}" if idempotency_key
+                else f"kapso:{event_type}:{content_id(item)}")
+    parent = (contact.get("parent_business_scoped_user_id")
+              or item.get("parent_business_scoped_user_id"))
+    username = contact.get("username") or item.get("username")
+    return InboundEvent(
+        event_id=event_id, kind="identity", event_type=event_type,
+        workspace_id=ws.workspace_id, lead_key=key, identity=identity, phone_e164=e164,
+        wa_id=wa_id, bsuid=_text_or_none(prev.get("business_scoped_user_id") if new_bsuid
+                                         else bsuid),
+        parent_bsuid=str(parent) if parent else None,
+        username=str(username) if username else None,
+        new_phone_e164=new_phone, new_bsuid=new_bsuid,
+        conversation_id=conv.get("id"), occurred_at=ts, received_at=received_at,
+    )
 
 
 def parse_kapso(

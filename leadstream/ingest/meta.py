@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from leadstream.domain.model import InboundEvent, MessageInfo
-from leadstream.ingest.common import ParseError, Workspace, parse_ts, render_text, resolve_identity
+from leadstream.ingest.common import (
+    ParseError,
+    Workspace,
+    identity_change,
+    parse_ts,
+    render_text,
+    resolve_identity,
+)
 
 
 def route_values(body: Any) -> tuple[list[tuple[str | None, Any]], set[str]]:
@@ -45,6 +52,9 @@ def parse_value(ws: Workspace, value: dict[str, Any], received_at: datetime) -> 
     for m in value.get("messages") or []:
         if not isinstance(m, dict) or not m.get("id"):
             raise ParseError("message without id")
+        if m.get("type") == "system":
+            out.append(_system(ws, m, received_at))
+            continue
         sender = m.get("from")
         contact = contacts.get(str(sender)) or (next(iter(contacts.values())) if contacts else {})
         bsuid = m.get("from_user_id") or contact.get("user_id")
@@ -81,6 +91,35 @@ def parse_value(ws: Workspace, value: dict[str, Any], received_at: datetime) -> 
                                 status=str(s["status"]), error=err, timestamp=ts),
         ))
     return out
+
+
+#: Meta system messages that change who the contact is (the lead follows)
+SYSTEM_CHANGES = ("user_changed_number", "user_changed_user_id", "customer_changed_number",
+                  "customer_identity_changed")
+
+
+def _system(ws: Workspace, m: dict[str, Any], received_at: datetime) -> InboundEvent:
+    """`type: system`: `user_changed_number` (the new number in `system.wa_id`, formerly
+    `new_wa_id`) or `user_changed_user_id` (`system.user_id`, with `previous_user_id`); both
+    may carry the new and previous (parent) business-scoped ids. No contacts array."""
+    raw = m.get("system")
+    sys_: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    kind = sys_.get("type")
+    if kind not in SYSTEM_CHANGES:
+        raise ParseError(f"unknown system message type {kind!r}")
+    new_phone = (sys_.get("wa_id") or sys_.get("new_wa_id")) if "number" in str(kind) else None
+    old_bsuid = sys_.get("previous_user_id") or m.get("from_user_id")
+    (key, identity, e164, wa_id), new_e164, new_bsuid = identity_change(
+        ws, m.get("from"), old_bsuid, new_phone, sys_.get("user_id"))
+    ts = parse_ts(m.get("timestamp"), received_at)
+    parent = sys_.get("parent_user_id")
+    return InboundEvent(
+        event_id=f"meta:system:{m['id']}", kind="identity",
+        event_type=f"whatsapp.system.{kind}", workspace_id=ws.workspace_id, lead_key=key,
+        identity=identity, phone_e164=e164, wa_id=wa_id,
+        bsuid=str(old_bsuid) if old_bsuid else None,
+        parent_bsuid=str(parent) if parent else None, new_phone_e164=new_e164,
+        new_bsuid=new_bsuid, occurred_at=ts, received_at=received_at)
 
 
 def parse_meta(ws: Workspace, body: Any, received_at: datetime) -> list[InboundEvent]:

@@ -25,7 +25,7 @@ LEAD_COLUMNS = (
     "lead_status", "chat_phase", "status_updated_at", "status_updated_by",
     "kapso_conversation_id", "conversation_state", "message_count", "created_at", "updated_at",
     "last_message_at", "last_inbound_at", "last_outbound_at", "last_contact_at",
-    "last_activity_at", "version",
+    "last_activity_at", "version", "parent_bsuid", "username", "merged_into",
 )
 MESSAGE_COLUMNS = (
     "message_id", "lead_id", "workspace_id", "conversation_id", "direction", "type", "text",

@@ -34,8 +34,8 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
     start, end = day_bounds(day, tz)
     f = DigestFacts(workspace_id=workspace_id, day=day)
     f.new_leads = await conn.fetchval(
-        "SELECT count(*) FROM leads WHERE workspace_id = $1 AND created_at >= $2"
-        " AND created_at < $3", workspace_id, start, end)
+        "SELECT count(*) FROM leads WHERE workspace_id = $1 AND merged_into IS NULL"
+        " AND created_at >= $2 AND created_at < $3", workspace_id, start, end)
     for r in await conn.fetch(
             "SELECT direction, count(*) AS n FROM messages WHERE workspace_id = $1"
             " AND sent_at >= $2 AND sent_at < $3 GROUP BY 1", workspace_id, start, end):
@@ -45,8 +45,8 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
             f.outbound_messages = r["n"]
     f.status_counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
     f.status_counts.update({r["lead_status"]: r["n"] for r in await conn.fetch(
-        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1 GROUP BY 1",
-        workspace_id)})
+        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1"
+        " AND merged_into IS NULL GROUP BY 1", workspace_id)})
     f.moves_total = await conn.fetchval(
         "SELECT count(*) FROM lead_status_history WHERE workspace_id = $1"
         " AND changed_at >= $2 AND changed_at < $3", workspace_id, start, end)
@@ -57,14 +57,15 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
         " JOIN leads l USING (lead_id) WHERE h.workspace_id = $1 AND h.changed_at >= $2"
         f" AND h.changed_at < $3 ORDER BY h.changed_at DESC LIMIT {SHOWN}",
         workspace_id, start, end)]
-    hot = ("workspace_id = $1 AND lead_temperature = 'hot'"
+    hot = ("workspace_id = $1 AND merged_into IS NULL AND lead_temperature = 'hot'"
            " AND lead_status NOT IN ('converted', 'archived')")
     f.hot_total = await conn.fetchval(f"SELECT count(*) FROM leads WHERE {hot}", workspace_id)
     f.hot = [LeadRef(lead_id=str(r["lead_id"]), name=r["name"]) for r in await conn.fetch(
         f"SELECT l.lead_id, {NAME} AS name FROM leads l WHERE {hot}"
         f" ORDER BY coalesce(lead_score, -1) DESC, last_activity_at DESC LIMIT {SHOWN}",
         workspace_id)]
-    waiting = f"workspace_id = $1 AND {NEEDS_REPLY} AND lead_status <> 'archived'"
+    waiting = (f"workspace_id = $1 AND merged_into IS NULL AND {NEEDS_REPLY}"
+               " AND lead_status <> 'archived'")
     f.waiting_total = await conn.fetchval(f"SELECT count(*) FROM leads WHERE {waiting}",
                                           workspace_id)
     f.waiting = [Waiting(name=r["name"], since=r["last_inbound_at"]) for r in await conn.fetch(
