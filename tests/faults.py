@@ -80,6 +80,27 @@ def oracle(deliveries: list[Delivery]) -> tuple[dict[str, dict[str, Any]],
     return want_leads, want_msgs
 
 
+#: what a survivor is compared on: its count is the sum of its own and its duplicates', and its
+#: timeline's ends are the latest of them (its name is its own, or a duplicate's when it had
+#: none yet at the merge: not asserted)
+MERGED_VIEW = ("message_count", "last_message_at", "last_inbound_at", "last_outbound_at")
+
+
+def merged_oracle(deliveries: list[Delivery], merges: dict[str, str]
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, str | None]]]:
+    """`oracle` after merging each duplicate (phone) into its survivor (phone): the leads the
+    team sees (survivors, untouched leads) and every message, whatever lead holds its row."""
+    want, msgs = oracle(deliveries)
+    out = {k: dict(v) for k, v in want.items()}
+    for dup, survivor in merges.items():
+        d, s = out.pop(dup), out[survivor]
+        s["message_count"] += d["message_count"]
+        for f in MERGED_VIEW[1:]:
+            s[f] = max((x for x in (s[f], d[f]) if x is not None), default=None)
+        s.pop("name", None)
+    return out, msgs
+
+
 def _lead_view(row: Any) -> dict[str, Any]:
     return {k: row[k] for k in ("message_count", "name", "last_message_at", "last_inbound_at",
                                 "last_outbound_at")}
@@ -99,9 +120,13 @@ class Comparison:
 
 async def compare(p: Pipeline, want_leads: dict[str, dict[str, Any]],
                   want_msgs: dict[str, tuple[str, str | None]]) -> Comparison:
+    """The replica against the oracle: the leads the team sees (merged ones are not), each
+    on the fields the oracle gives, and every message row."""
     rows = await p.fetch("SELECT phone_e164, message_count, name, last_message_at, "
-                         "last_inbound_at, last_outbound_at FROM leads")
-    got_leads = {r["phone_e164"]: _lead_view(r) for r in rows}
+                         "last_inbound_at, last_outbound_at FROM leads WHERE merged_into IS NULL")
+    got_leads = {r["phone_e164"]: {k: v for k, v in _lead_view(r).items()
+                                   if k in want_leads.get(r["phone_e164"], MERGED_VIEW)}
+                 for r in rows}
     msgs = await p.fetch("SELECT message_id, direction, text FROM messages")
     got_msgs = {r["message_id"]: (r["direction"], r["text"]) for r in msgs}
     missing = sorted(k for k, v in want_msgs.items() if got_msgs.get(k) != v)
@@ -111,6 +136,7 @@ async def compare(p: Pipeline, want_leads: dict[str, dict[str, Any]],
         max(0, got_leads[k]["message_count"] - v["message_count"])
         for k, v in want_leads.items() if k in got_leads)
     differing = {k: (v, got_leads.get(k)) for k, v in want_leads.items() if got_leads.get(k) != v}
+    differing.update({k: (None, v) for k, v in got_leads.items() if k not in want_leads})
     return Comparison(lost, duplicated, differing, missing[:20])
 
 

@@ -81,6 +81,10 @@ def absorb(survivor: LeadState, cmd: Command) -> Applied:
     dup = cmd.absorbed
     assert dup is not None
     cur = working_copy(survivor)
+    if cur.kapso_name is None and dup.kapso_name is not None:
+        cur.kapso_name_at = dup.kapso_name_at  # its own later name still wins
+    if cur.kapso_conversation_id is None and dup.kapso_conversation_id is not None:
+        cur.conversation_at = dup.conversation_at
     for f in FILL_FIELDS:
         if getattr(cur, f) is None and getattr(dup, f) is not None:
             setattr(cur, f, getattr(dup, f))
