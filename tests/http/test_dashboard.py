@@ -279,3 +279,43 @@ async def test_needs_reply_queue_export_and_resolving_a_sync_failure(pipeline: P
         await phone.wait_for_selector("#detail h2")
         await phone.screenshot(path=str(shots / "dashboard-phone.png"), full_page=False)
         await browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
+async def test_merge_a_duplicate_from_the_page(pipeline: Pipeline) -> None:
+    """Issue #18: find the duplicate from the survivor's detail, confirm (a merge cannot be
+    undone), and the list shows one lead whose detail includes the duplicate's messages."""
+    from playwright.async_api import async_playwright
+
+    await _personal_tokens(pipeline)
+    assert await pipeline.message("6281277744001", "wamid.mg.1", name="Wati",
+                                  text="dari nomor utama") == 200
+    assert await pipeline.message("6281277744002", "wamid.mg.2", name="Wati Kantor",
+                                  text="dari nomor kantor", ts=1_760_000_050) == 200
+    await eventually(lambda: pipeline.fetchrow("SELECT 1 FROM leads HAVING count(*) = 2"),
+                     timeout=60)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                           args=["--no-sandbox"])
+        page = await _login(browser, pipeline.base, DEWI)
+        await page.click("#rows tr:has-text('+6281277744001')")
+        await page.wait_for_selector("#detail h2:has-text('Wati')")
+        await page.fill("#f-merge-find input[name=q]", "Kantor")
+        await page.click("text=Cari duplikat")
+        await page.wait_for_selector("#merge-results button.merge")
+        await page.fill("#merge-results .merge-reason", "nomor kantor Wati")
+        await page.click("#merge-results button.merge")
+        await page.wait_for_selector("text=Yakin? Gabungkan permanen")  # nothing sent yet
+        assert await pipeline.fetchrow("SELECT 1 FROM leads WHERE merged_into IS NOT NULL") \
+            is None
+        await page.click("#merge-results button.merge")
+        await page.wait_for_selector("#notice.ok >> text=Penggabungan dikirim")
+        await page.wait_for_selector("#detail >> text=Termasuk lead yang digabung",
+                                     timeout=20_000)
+        await _until(lambda: page.locator("#rows tr").count(), 1, timeout=20)
+        timeline = await page.inner_text("#timeline")
+        assert "dari nomor kantor" in timeline and "dari nomor utama" in timeline
+        assert "digabung ke lead ini" in timeline and "nomor kantor Wati" in timeline
+        await browser.close()
+    merged = await pipeline.fetchrow("SELECT phone_e164 FROM leads WHERE merged_into IS NOT NULL")
+    assert merged is not None and merged["phone_e164"] == "+6281277744002"
