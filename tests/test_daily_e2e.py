@@ -60,7 +60,9 @@ async def test_one_summary_per_lead_day_late_events_update_in_place(fast_ticks: 
     for r in rows:
         assert r["note_id"] is not None, "every summary row has its note"
         assert r["author_type"] == "system" and r["summarizer"] == "builtin"
-    assert "Berapa harganya?" in rows[0]["summary"]
+    # 2-3 sentences within 200 characters: the day's counts, then what the lead wrote last
+    assert "2 pesan masuk dan 1 pesan keluar" in rows[0]["summary"]
+    assert "Kirim brosur ya" in rows[0]["summary"] and len(rows[0]["summary"]) <= 200
     notes = await p.fetch("SELECT note_id FROM lead_notes WHERE author = 'system-daily-summary'")
     assert len(notes) == 3
 
@@ -76,7 +78,7 @@ async def test_one_summary_per_lead_day_late_events_update_in_place(fast_ticks: 
 
     late = await eventually(updated, timeout=30)
     assert late["note_id"] == first["note_id"] and late["note_version"] > first["note_version"]
-    assert "Satu lagi" in late["content"]
+    assert "3 pesan masuk" in late["content"]  # the late message is counted in place
     assert len(await p.fetch(
         "SELECT 1 FROM lead_notes WHERE author = 'system-daily-summary'")) == 3
 

@@ -235,9 +235,9 @@ def summarize(a: DayAggregate, tz: str) -> str:
         more = f" (+{a.status_changes_total - 1} lainnya)" if a.status_changes_total > 1 else ""
         candidates.append(f"Status {STATUS_ID.get(m.from_status or '', m.from_status or '-')}"
                           f" → {STATUS_ID.get(m.to_status, m.to_status)} oleh {m.by}{more}.")
-    asked = [s.text for s in a.texts if s.direction == "inbound"]
-    if asked:
-        candidates.append(f"Lead menulis: “{asked[-1]}”.")
+    asked = [s for s in a.texts if s.direction == "inbound"]
+    if asked:  # the latest by time (a late event may arrive after a later one)
+        candidates.append(f"Lead menulis: “{max(asked, key=lambda s: s.at).text}”.")
     if a.next_step:
         candidates.append(f"Langkah berikutnya: {a.next_step}.")
     fields = {k: v for k, v in a.sarah_changes.items() if k not in ("next_step", "chat_phase")}

@@ -29,7 +29,7 @@ from tests.pipeline import TOKEN, Pipeline, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PER_OPERATION = int(os.environ.get("LEADSTREAM_API_FUZZ_CASES", "100"))
+PER_OPERATION = int(os.environ.get("LEADSTREAM_API_FUZZ_CASES", "60"))
 TOKENS = [TOKEN, "tok-sarah", "tok-brain", "tok-other-ws", "not-a-token", None]
 
 
@@ -100,7 +100,9 @@ async def test_the_api_never_answers_5xx_to_schema_driven_cases(settings: Settin
             try:
                 async with p.session.request(case.method, f"{p.base}{path}", params=query,
                                              data=data, headers=headers) as r:
-                    text = await r.text()
+                    # a live stream does not end: its status and first event are the answer
+                    text = (await r.content.readuntil(b"\n\n")).decode()[:200] \
+                        if r.content_type == "text/event-stream" else await r.text()
                     statuses[r.status] += 1
             except ValueError:  # the client refuses a header value (control characters)
                 statuses[0] += 1
