@@ -86,6 +86,10 @@ async def test_merge_then_later_messages_then_replay_is_equal(pipeline: Pipeline
     assert "catatan di lead duplikat" in notes
     assert any("digabung ke lead ini" in n and "nomor kedua Budi" in n for n in notes)
     assert [m["lead_id"] for m in detail["merged"]] == [_id(P2)]
+    # SQL readers reach the survivor through the view
+    rows = await pipeline.fetch("SELECT lead_id::text, survivor_id::text FROM lead_survivors")
+    assert {r["lead_id"]: r["survivor_id"] for r in rows} == {_id(P1): _id(P1),
+                                                             _id(P2): _id(P1)}
     # later messages from the duplicate's number count on the survivor; a redelivery of one
     # the duplicate had counted does not
     assert await pipeline.message(P2, "wamid.d-late", text="masih ada?",

@@ -80,7 +80,11 @@ def _bounded_extra(v: dict[str, Any]) -> dict[str, Any]:
         if not k or len(k) > MAX_EXTRA_KEY:
             raise ValueError(f"a field name is 1 to {MAX_EXTRA_KEY} characters")
         x = _no_nul_deep(x)
-        if len(orjson.dumps(x)) > MAX_EXTRA_VALUE:
+        try:
+            size = len(orjson.dumps({k: x}))
+        except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a lone surrogate
+            raise ValueError(f"field {k[:64]!r} cannot be stored as JSON: {exc}") from None
+        if size > MAX_EXTRA_VALUE + len(k) + 8:
             raise ValueError(f"field {k[:64]!r} is over {MAX_EXTRA_VALUE} bytes of JSON")
         out[strip_nul(k)] = x
     return out

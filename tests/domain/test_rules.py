@@ -443,3 +443,12 @@ def test_sarah_extra_is_bounded(extra: dict[str, object], problem: str) -> None:
 def test_sarah_extra_strips_nul_at_every_depth() -> None:
     f = SarahFields.model_validate({"notes": {"a\x00": ["x\x00y"]}})
     assert f.sarah_extra == {"notes": {"a": ["xy"]}}
+
+
+@pytest.mark.parametrize("value", [2**70, {"a": [1, -(2**65)]}, "\ud800", {"\udc00": 1}])
+def test_sarah_extra_that_json_cannot_hold_is_refused_not_crashed(value: object) -> None:
+    """Found by the API fuzz: a 70-bit integer made the server answer 500."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cannot be stored as JSON"):
+        SarahFields.model_validate({"extra_field": value})
