@@ -61,6 +61,9 @@ def identity_keys(lead: LeadState) -> set[str]:
 def learned(before: LeadState | None, after: LeadState) -> list[str]:
     """Keys of identities `after` holds that `before` did not, other than its own key: each
     gets a `claim` so records under it reach this lead."""
+    if (before is not None and before.phone_e164 == after.phone_e164
+            and before.bsuid == after.bsuid):
+        return []  # the common case, on the hot path: nothing new
     had = identity_keys(before) if before is not None else set()
     return sorted(identity_keys(after) - had - {after.lead_key})
 
