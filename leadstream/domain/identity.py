@@ -2,6 +2,11 @@
 
 The identity is the E.164 number when one is known, else the business-scoped user id
 (`ID.1234...`). `lead_id` is derived, so a replay rebuilds the same ids.
+
+Where an identity ends up is decided in two steps, both from the log: the edge keys a record
+by what its payload says (`identity_of`, no lookups), and the worker that owns that key
+forwards it when the identity is an alias of another lead (`domain.merge`: a merge, a number
+change, a business-scoped id seen with a number). No step reads the replica.
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ def lead_key(workspace_id: str, identity: str) -> str:
     if not identity:
         raise ValueError("identity must be non-empty")
     return f"{workspace_id}:{identity}"
+
+
+def identity_of(phone_e164: str | None, bsuid: str | None) -> str | None:
+    """The identity a payload names: its number when it has one, else its business-scoped
+    id, else none (the caller refuses the payload)."""
+    return phone_e164 or bsuid or None
 
 
 def lead_id_for(key: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from leadstream.domain.identity import lead_key
+from leadstream.domain.identity import identity_of, lead_key
 from leadstream.domain.limits import timestamp_problem
 from leadstream.domain.phone import InvalidPhone, from_wa_id, normalize_phone
 
@@ -127,16 +127,11 @@ def identity_change(ws: Workspace, old_phone: Any, old_bsuid: Any, new_phone: An
 def resolve_identity(
     ws: Workspace, phone: str | None, bsuid: str | None, *, is_wa_id: bool
 ) -> tuple[str, str, str | None, str | None]:
-    """(lead_key, identity, phone_e164, wa_id) from what an event says about the contact.
-
-    A phone wins; without one the business-scoped user id is the identity.
-    """
-    if phone:
-        try:
-            e164 = from_wa_id(phone) if is_wa_id else normalize_phone(phone, ws.region)
-        except InvalidPhone as exc:
-            raise ParseError(f"invalid contact phone: {exc}") from exc
-        return lead_key(ws.workspace_id, e164), e164, e164, e164.lstrip("+")
-    if bsuid:
-        return lead_key(ws.workspace_id, bsuid), bsuid, None, None
-    raise ParseError("event names no contact: neither a phone number nor a business-scoped id")
+    """(lead_key, identity, phone_e164, wa_id) from what an event says about the contact
+    (`domain.identity.identity_of`: a phone wins, else the business-scoped id)."""
+    e164 = contact_phone(ws, phone, is_wa_id=is_wa_id)
+    identity = identity_of(e164, bsuid)
+    if identity is None:
+        raise ParseError("event names no contact: neither a phone number nor a business-scoped id")
+    return (lead_key(ws.workspace_id, identity), identity, e164,
+            e164.lstrip("+") if e164 else None)
