@@ -121,6 +121,7 @@ def test_a_record_that_fails_part_way_emits_nothing_and_versions_stay_unique() -
     assert [t for t, _, v in sent if b"w-far" in v and t != NAMES.dlq] == []
     (dl,) = _of(sent, NAMES.dlq)
     assert "apply failed" in dl["reason"]
+    assert dl["workspace_id"] == "ws"  # listed on the workspace's own dashboard
 
 
 def test_one_flush_coalesces_a_lead_to_one_snapshot_and_one_changelog_record() -> None:
