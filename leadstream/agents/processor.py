@@ -24,8 +24,10 @@ from leadstream.domain.merge import (
     absorb,
     absorb_command,
     claim_command,
+    crossed,
     learned,
     mark_merged,
+    unmerged,
 )
 from leadstream.domain.model import (
     Command,
@@ -167,6 +169,10 @@ class LeadProcessor:
         if lead is None:
             flush.leads.put(key, partition, LeadEntry(None, recent, None, None, target))
             return
+        if target in lead.merged_from:  # that lead is already part of this one
+            flush.leads.put(key, partition, LeadEntry(lead, recent, entry.last_status,
+                                                      entry.sarah_at))
+            return
         applied = mark_merged(lead, target, record.occurred_at)
         self._emit(flush, partition, key, applied)
         flush.leads.put(key, partition, LeadEntry(applied.lead, recent, entry.last_status,
@@ -178,6 +184,14 @@ class LeadProcessor:
         lead = entry.lead
         event_id: str = record.event_id  # type: ignore[attr-defined]
         target = entry.forward_to
+        if target is not None and lead is not None and isinstance(record, Command):
+            survives = crossed(key.decode(), target, record)
+            if survives is False:
+                return  # its state is already going into the survivor
+            if survives:
+                lead = unmerged(lead)  # the smaller key takes the absorb below
+                entry = LeadEntry(lead, entry.recent, entry.last_status, entry.sarah_at)
+                target = None
         if target is not None and self._forwarded(flush, partition, key, entry, target, record):
             return
         if isinstance(record, Command) and record.kind in ("merge", "claim"):

@@ -15,6 +15,10 @@ is forwarded to the survivor. The merge happens in the log, in three records:
    `MAX_HOPS`), except events about messages the duplicate already holds, which it keeps
    updating (their rows stay its rows; readers see them through `merged_into`).
 
+Two leads merged into each other at the same moment (two people, opposite directions) are
+resolved the same way on both sides: the smaller key survives (`crossed`); a merge into a
+lead this one has already absorbed is a no-op (`merged_from`).
+
 A lead that learns an identity it did not have (a number, a business-scoped id) sends a
 `claim` to that identity's key: an unknown identity becomes an alias of the lead, a known lead
 under it is merged into the claimant. Replaying the topics replays the same decisions.
@@ -38,6 +42,8 @@ from leadstream.domain.rules import Applied, _finish, _max, _touch, merge_extra,
 #: into each other at the same time)
 MAX_HOPS = 8
 MERGE_AUTHOR = "system-merge"
+#: how many absorbed leads a lead remembers (for refusing a merge back into one of them)
+MAX_MERGED_FROM = 100
 
 #: fields the survivor takes from the duplicate only where it has none
 FILL_FIELDS = ("phone_e164", "wa_id", "bsuid", "parent_bsuid", "username", "kapso_name",
@@ -68,6 +74,26 @@ def learned(before: LeadState | None, after: LeadState) -> list[str]:
     return sorted(identity_keys(after) - had - {after.lead_key})
 
 
+def crossed(own_key: str, merged_into_key: str, absorb: Command) -> bool | None:
+    """Two leads merged into each other at once (each took its merge before the other's
+    absorb arrived): the absorb this lead gets carries the very lead it was merged into.
+    The smaller key survives: True here (un-merge and take the absorb), False there (drop
+    it: this lead's own state is already on its way into the survivor); None: no cycle."""
+    if absorb.kind != "absorb" or absorb.absorbed is None:
+        return None
+    # sent to this lead itself (not forwarded here) by the lead this one merged into
+    if absorb.target_key != own_key or absorb.absorbed.lead_key != merged_into_key:
+        return None
+    return own_key < merged_into_key
+
+
+def unmerged(lead: LeadState) -> LeadState:
+    cur = working_copy(lead)
+    cur.merged_into = None
+    cur.merged_into_key = None
+    return cur
+
+
 def mark_merged(lead: LeadState, survivor_key: str, at: datetime) -> Applied:
     """The duplicate's side: it now points at the survivor."""
     cur = working_copy(lead)
@@ -94,6 +120,7 @@ def absorb(survivor: LeadState, cmd: Command) -> Applied:
     cur.pain_points = merge_pain_points(cur.pain_points, dup.pain_points)
     cur.sarah_extra = merge_extra(dup.sarah_extra, cur.sarah_extra)
     cur.message_count += dup.message_count
+    cur.merged_from = [*cur.merged_from, dup.lead_key][-MAX_MERGED_FROM:]
     cur.created_at = _min(cur.created_at, dup.created_at) or cur.created_at
     for f in ("last_message_at", "last_inbound_at", "last_outbound_at", "last_contact_at"):
         setattr(cur, f, _max(getattr(cur, f), getattr(dup, f)))

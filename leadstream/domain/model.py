@@ -265,6 +265,8 @@ class LeadState(_Model):
     #: key, where every later record for this one is forwarded
     merged_into: str | None = None
     merged_into_key: str | None = None
+    #: keys of the leads merged into this one (a merge back into one of them is a no-op)
+    merged_from: list[str] = Field(default_factory=list)
 
 
 class MessageState(_Model):

@@ -180,12 +180,40 @@ def test_a_number_change_onto_a_known_lead_merges_the_two() -> None:
     assert set(bus.active()) == {K1} and bus.leads[K1]["message_count"] == 3
 
 
-def test_two_leads_merged_into_each_other_at_once_are_cut_not_looped() -> None:
-    bus = Bus()
-    bus.send(msg("a", 0), msg("b", 1, P2))
+@pytest.mark.parametrize("seed", range(12))
+def test_two_leads_merged_into_each_other_at_once_end_as_one_lead(seed: int) -> None:
+    """Two people merge the same two leads in opposite directions at the same moment: in any
+    order (both merges before either absorb, or one absorb before the other merge), one lead
+    survives with both leads' messages, counted once."""
+    bus = Bus(seed)
+    bus.send(msg("a", 0), msg("a2", 1), msg("b", 2, P2))
     bus.drain()
     bus.send(merge(K1, K2, "m-a"), merge(K2, K1, "m-b"))
+    bus.drain(shuffle=True, redeliver=0.3)
+    assert not bus.dead
+    (survivor,) = bus.active()  # K1 when both merges come first (the smaller key), else
+    other = K2 if survivor == K1 else K1  # the one whose merge came second was a no-op
+    assert bus.leads[survivor]["message_count"] == 3
+    assert bus.leads[other]["merged_into_key"] == survivor
+
+
+def test_a_longer_merge_cycle_is_cut_at_the_hop_limit_not_looped() -> None:
+    bus = Bus()
+    k3 = lead_key("ws", "+6281311110003")
+    bus.send(msg("a", 0), msg("b", 1, P2), msg("c", 2, "+6281311110003"))
     bus.drain()
-    assert bus.dead, "a merge cycle is dead-lettered after MAX_HOPS forwards"
+    bus.send(merge(K1, K2, "m-a"), merge(K2, k3, "m-b"), merge(k3, K1, "m-c"))
+    bus.drain()
     assert any(b"merge cycle" in d for d in bus.dead)
     assert MAX_HOPS <= 8
+
+
+def test_crossed_merges_taken_before_either_absorb_keep_the_smaller_key() -> None:
+    bus = Bus()
+    bus.send(msg("a", 0), msg("a2", 1), msg("b", 2, P2))
+    bus.drain()
+    bus.send(merge(K2, K1, "m-b"), merge(K1, K2, "m-a"))  # one flush: both marked merged
+    bus.drain()
+    assert not bus.dead and set(bus.active()) == {K1}
+    assert bus.leads[K1]["message_count"] == 3 and bus.leads[K1]["merged_into"] is None
+    assert bus.leads[K2]["merged_into_key"] == K1
