@@ -29,7 +29,7 @@ from tests.pipeline import TOKEN, Pipeline, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PER_OPERATION = int(os.environ.get("LEADSTREAM_API_FUZZ_CASES", "40"))
+PER_OPERATION = int(os.environ.get("LEADSTREAM_API_FUZZ_CASES", "30"))
 TOKENS = [TOKEN, "tok-sarah", "tok-brain", "tok-other-ws", "not-a-token", None]
 
 

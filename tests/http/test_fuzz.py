@@ -10,7 +10,7 @@ correct, wrong, foreign, non-ASCII or missing signature. Properties, for every c
   the body limit), and every one of its items is accepted or dead-lettered;
 * afterwards the pipeline still works: a probe message becomes visible in the replica.
 
-Bounded: `LEADSTREAM_FUZZ_CASES` (10,000) cases, 16 in flight; the figures print at the end
+Bounded: `LEADSTREAM_FUZZ_CASES` (8,000) cases, 16 in flight; the figures print at the end
 of `make test`.
 """
 
@@ -35,7 +35,7 @@ from tests.pipeline import PNID, SECRET, Pipeline, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CASES = int(os.environ.get("LEADSTREAM_FUZZ_CASES", "10000"))
+CASES = int(os.environ.get("LEADSTREAM_FUZZ_CASES", "8000"))
 #: figures for the terminal summary (conftest)
 FUZZ: list[dict[str, Any]] = []
 
