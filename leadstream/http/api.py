@@ -22,6 +22,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from leadstream.db.leads import ACTIVE, NEEDS_REPLY
+from leadstream.db.leads import status_counts as lead_status_counts
 from leadstream.db.registry import TokenEntry
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
@@ -39,11 +41,11 @@ from leadstream.http.models import (
 from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
 from leadstream.http.queries import (
     CSV_COLUMNS,
-    NEEDS_REPLY,
     csv_cell,
     lead_list_sql,
     lead_out,
     next_cursor,
+    row_out,
 )
 from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS
 from leadstream.streams.records import encode
@@ -295,20 +297,11 @@ async def status_counts(request: web.Request) -> web.Response:
     how many wait for a reply."""
     tok = await _auth(request)
     pool = request.app[POOL]
-    rows = await pool.fetch(
-        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1"
-        " AND merged_into IS NULL GROUP BY 1", tok.workspace_id)
+    counts = await lead_status_counts(pool, tok.workspace_id)
     waiting = await pool.fetchval(
-        "SELECT count(*) FROM leads WHERE workspace_id = $1 AND merged_into IS NULL"
-        f" AND {NEEDS_REPLY}",
+        f"SELECT count(*) FROM leads WHERE workspace_id = $1 AND {ACTIVE} AND {NEEDS_REPLY}",
         tok.workspace_id)
-    counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
-    counts.update({r["lead_status"]: int(r["n"]) for r in rows})
     return _json({"counts": counts, "total": sum(counts.values()), "needs_reply": int(waiting)})
-
-
-def _row(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in r.items()}
 
 
 async def get_lead(request: web.Request) -> web.Response:
@@ -340,10 +333,10 @@ async def get_lead(request: web.Request) -> web.Response:
                                 " ORDER BY sent_at DESC LIMIT 50", ids)
     pattern = _inbox(request, tok)
     return _json({"lead": lead_out(lead, pattern),
-                  "notes": [_row(dict(n)) for n in notes],
-                  "status_history": [_row(dict(h)) for h in history],
-                  "daily_summaries": [_row(dict(d)) for d in daily],
-                  "messages": [_row(dict(m)) for m in messages],
+                  "notes": [row_out(n) for n in notes],
+                  "status_history": [row_out(h) for h in history],
+                  "daily_summaries": [row_out(d) for d in daily],
+                  "messages": [row_out(m) for m in messages],
                   "merged": [lead_out(r, pattern) for r in family]})
 
 
@@ -452,13 +445,16 @@ async def sync_failures(request: web.Request) -> web.Response:
     cond = "resolved_at IS NULL" if q.resolved is False else (
         "resolved_at IS NOT NULL" if q.resolved else "true")
     rows = await pool.fetch(
-        "SELECT id, event_id, stage, reason, source_topic, source_partition, source_offset,"
-        " failed_at, resolved_at, resolved_by, left(original_b64, 700) AS b64"
-        f" FROM sync_failures WHERE workspace_id = $1 AND {cond}"
+        f"SELECT {FAILURE_FIELDS} FROM sync_failures WHERE workspace_id = $1 AND {cond}"
         f" ORDER BY failed_at DESC, id DESC LIMIT {q.limit}", tok.workspace_id)
     n_open = await pool.fetchval("SELECT count(*) FROM sync_failures WHERE workspace_id = $1"
                                  " AND resolved_at IS NULL", tok.workspace_id)
     return _json({"failures": [_failure(r) for r in rows], "open": int(n_open)})
+
+
+#: a dead letter as the API answers it (`models.SyncFailure`; `b64`: enough for the preview)
+FAILURE_FIELDS = ("id, event_id, stage, reason, source_topic, source_partition, source_offset,"
+                  " failed_at, resolved_at, resolved_by, left(original_b64, 700) AS b64")
 
 
 def _failure(r: Any) -> dict[str, Any]:
@@ -488,8 +484,7 @@ async def resolve_sync_failure(request: web.Request) -> web.Response:
         "UPDATE sync_failures SET resolved_at = coalesce(resolved_at, now()),"
         " resolved_by = coalesce(resolved_by, $3)"
         " WHERE id = $1 AND workspace_id = $2"
-        " RETURNING id, event_id, stage, reason, source_topic, source_partition, source_offset,"
-        " failed_at, resolved_at, resolved_by, left(original_b64, 700) AS b64",
+        f" RETURNING {FAILURE_FIELDS}",
         failure_id, tok.workspace_id, _actor(tok))
     if row is None:
         return _json({"error": "unknown sync failure"}, status=404)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from leadstream.db.leads import ACTIVE, NEEDS_REPLY
 from leadstream.http.inbox import inbox_link
 from leadstream.http.models import LeadQuery
 
@@ -24,8 +25,6 @@ LIST_SORTS: dict[str, tuple[str, str, bool]] = {
 SEARCH_EXPR = ("(coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' "
                "|| coalesce(business_type, '') || ' ' || coalesce(domisili, '') || ' ' "
                "|| coalesce(interest_motivation, '') || ' ' || coalesce(objection_raised, ''))")
-#: the needs-reply condition, as the partial index `leads_ws_needs_reply` states it
-NEEDS_REPLY = "last_inbound_at > coalesce(last_outbound_at, '-infinity'::timestamptz)"
 
 
 def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True
@@ -36,7 +35,7 @@ def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True
     top (the next refresh shows it), and new leads appear at the top, not in later pages.
     `paged=False` is the whole filtered list (the CSV export), in the same order.
     """
-    where = ["workspace_id = $1", "merged_into IS NULL"]  # a merged lead shows as its survivor
+    where = ["workspace_id = $1", ACTIVE]  # a merged lead shows as its survivor
     args: list[Any] = [workspace_id]
 
     def arg(v: Any) -> str:
@@ -97,10 +96,15 @@ def next_cursor(last: dict[str, Any]) -> str:
                          str(last["lead_id"])]).hex()
 
 
+def row_out(row: Any) -> dict[str, Any]:
+    """A replica row as JSON-ready values (uuids as strings)."""
+    return {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(row).items()}
+
+
 def lead_out(row: Any, inbox_pattern: str | None) -> dict[str, Any]:
     """A `leads` row as the API answers it (`http.models.Lead`): ids as strings, plus the
     "Open in Inbox" link and since when the lead waits for a reply."""
-    r = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in dict(row).items()}
+    r = row_out(row)
     r.pop("_sort", None)
     if isinstance(r.get("sarah_extra"), str):  # jsonb arrives as text without a codec
         r["sarah_extra"] = orjson.loads(r["sarah_extra"])

@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 from mode import Service
 
+from leadstream.db.leads import ACTIVE, NEEDS_REPLY, status_counts
 from leadstream.domain.daily import day_bounds
 from leadstream.domain.digest import DigestFacts, LeadRef, Move, Waiting, digest_text
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 #: how many names each line of the digest lists
 SHOWN = 5
 NAME = "coalesce(l.name, l.phone_e164, l.bsuid, 'Lead')"
-NEEDS_REPLY = "last_inbound_at > coalesce(last_outbound_at, '-infinity'::timestamptz)"
 
 
 async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFacts:
@@ -34,7 +34,7 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
     start, end = day_bounds(day, tz)
     f = DigestFacts(workspace_id=workspace_id, day=day)
     f.new_leads = await conn.fetchval(
-        "SELECT count(*) FROM leads WHERE workspace_id = $1 AND merged_into IS NULL"
+        f"SELECT count(*) FROM leads WHERE workspace_id = $1 AND {ACTIVE}"
         " AND created_at >= $2 AND created_at < $3", workspace_id, start, end)
     for r in await conn.fetch(
             "SELECT direction, count(*) AS n FROM messages WHERE workspace_id = $1"
@@ -43,10 +43,7 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
             f.inbound_messages = r["n"]
         else:
             f.outbound_messages = r["n"]
-    f.status_counts = {s: 0 for s in ("new", "qualified", "contacted", "converted", "archived")}
-    f.status_counts.update({r["lead_status"]: r["n"] for r in await conn.fetch(
-        "SELECT lead_status, count(*) AS n FROM leads WHERE workspace_id = $1"
-        " AND merged_into IS NULL GROUP BY 1", workspace_id)})
+    f.status_counts = await status_counts(conn, workspace_id)
     f.moves_total = await conn.fetchval(
         "SELECT count(*) FROM lead_status_history WHERE workspace_id = $1"
         " AND changed_at >= $2 AND changed_at < $3", workspace_id, start, end)
@@ -57,14 +54,14 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
         " JOIN leads l USING (lead_id) WHERE h.workspace_id = $1 AND h.changed_at >= $2"
         f" AND h.changed_at < $3 ORDER BY h.changed_at DESC LIMIT {SHOWN}",
         workspace_id, start, end)]
-    hot = ("workspace_id = $1 AND merged_into IS NULL AND lead_temperature = 'hot'"
+    hot = (f"workspace_id = $1 AND {ACTIVE} AND lead_temperature = 'hot'"
            " AND lead_status NOT IN ('converted', 'archived')")
     f.hot_total = await conn.fetchval(f"SELECT count(*) FROM leads WHERE {hot}", workspace_id)
     f.hot = [LeadRef(lead_id=str(r["lead_id"]), name=r["name"]) for r in await conn.fetch(
         f"SELECT l.lead_id, {NAME} AS name FROM leads l WHERE {hot}"
         f" ORDER BY coalesce(lead_score, -1) DESC, last_activity_at DESC LIMIT {SHOWN}",
         workspace_id)]
-    waiting = (f"workspace_id = $1 AND merged_into IS NULL AND {NEEDS_REPLY}"
+    waiting = (f"workspace_id = $1 AND {ACTIVE} AND {NEEDS_REPLY}"
                " AND lead_status <> 'archived'")
     f.waiting_total = await conn.fetchval(f"SELECT count(*) FROM leads WHERE {waiting}",
                                           workspace_id)
