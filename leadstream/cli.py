@@ -302,30 +302,33 @@ def worker_cmd(sink: bool) -> None:
 
     summaries = SummaryService(settings)
     services: list[Any] = [summaries]
-    if settings.digest_time != "off" and (sink or settings.replica_writer == "worker"):
+    sink_service = PostgresSink(settings) if sink else None
+    if sink_service is not None:
+        services.append(sink_service)
+
+    def pool() -> Any:
+        """The worker's replica pool (its batch writer's, else its sink's), once connected."""
+        for replica in (runner.replica, sink_service.replica if sink_service else None):
+            if replica is not None and replica.pool is not None:
+                return replica.pool
+        return None
+
+    writes_replica = runner.replica is not None or sink_service is not None
+    if settings.digest_time != "off" and writes_replica:
         from datetime import time as clock
 
         from leadstream.summarize.digest import DigestService
 
-        services.append(DigestService(settings.dsn, settings.timezone,
+        services.append(DigestService(pool, settings.timezone,
                                       clock.fromisoformat(settings.digest_time)))
-    sink_service = PostgresSink(settings) if sink else None
-    if sink_service is not None:
-        services.append(sink_service)
     if settings.worker_http_port:
-        def pool() -> Any:
-            for replica in (runner.replica, sink_service.replica if sink_service else None):
-                if replica is not None and replica.pool is not None:
-                    return replica.pool
-            return None
-
         services.append(WorkerWeb(
             host=settings.worker_http_host, port=settings.worker_http_port,
             collector=WorkerCollector(runner=runner, windows=windows,
                                       consumer=lambda: app.consumer, sink=sink_service,
                                       summaries=summaries),
             kafka_client=lambda: app.producer._ensure_producer().client,  # type: ignore[attr-defined]
-            pool=pool if (runner.replica is not None or sink_service is not None) else None))
+            pool=pool if writes_replica else None))
     json_logs = None
     if settings.log_format == "json":
         from leadstream.ops.logs import dict_config

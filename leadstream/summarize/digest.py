@@ -10,6 +10,7 @@ insert of a workspace-day wins (`ON CONFLICT DO NOTHING`), so the manager gets o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -121,31 +122,27 @@ class Digests:
 
 
 class DigestService(Service):
-    """Writes each workspace's digest at the configured local time (checks every 30 s)."""
+    """Writes each workspace's digest at the configured local time (checks every 30 s).
 
-    def __init__(self, dsn: str, tz: str, at: time, every: float = 30.0, **kw: Any) -> None:
+    It borrows the worker's replica pool (`pool()`: None until that one is connected)
+    rather than opening its own at start, so a worker started while Postgres is away still
+    starts, and the digest is written once Postgres answers."""
+
+    def __init__(self, pool: Callable[[], asyncpg.Pool | None], tz: str, at: time,
+                 every: float = 30.0, **kw: Any) -> None:
         super().__init__(**kw)
-        self.dsn = dsn
+        self.pool = pool
         self.tz = tz
         self.at = at
         self.every = every
-        self.pool: asyncpg.Pool | None = None
         self.written = 0
-
-    async def on_start(self) -> None:
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
-
-    async def on_stop(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
 
     @Service.task
     async def _run(self) -> None:
-        assert self.pool is not None
-        digests = Digests(self.pool, self.tz)
         while not self.should_stop:
+            pool = self.pool()
             try:
-                wrote = await digests.write_due(self.at)
+                wrote = [] if pool is None else await Digests(pool, self.tz).write_due(self.at)
                 if wrote:
                     self.written += len(wrote)
                     log.info("workspace digest written for %s", ", ".join(wrote))

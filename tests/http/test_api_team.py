@@ -202,6 +202,17 @@ async def test_sync_failures_are_listed_and_resolved_with_who_and_when(web: Pipe
     assert (await _call(web, "GET", "/api/sync-failures", params={"limit": 0}))[0] == 422
 
 
+async def _read_events(r: Any, into: list[tuple[str, Any]]) -> None:
+    """Server-Sent Events of a response, as (event, data) pairs, until it ends."""
+    event = None
+    async for line in r.content:
+        text = line.decode().rstrip("\n")
+        if text.startswith("event: "):
+            event = text[7:]
+        elif text.startswith("data: "):
+            into.append((event or "", orjson.loads(text[6:])))
+
+
 async def test_the_stream_pushes_every_changed_lead_of_the_workspace_only(
         web: Pipeline) -> None:
     assert web.session is not None
@@ -211,13 +222,7 @@ async def test_the_stream_pushes_every_changed_lead_of_the_workspace_only(
         async with web.session.get(f"{web.base}/api/stream",  # type: ignore[union-attr]
                                    headers={"Authorization": f"Bearer {token}"}) as r:
             assert r.status == 200 and r.content_type == "text/event-stream"
-            event = None
-            async for line in r.content:
-                text = line.decode().rstrip("\n")
-                if text.startswith("event: "):
-                    event = text[7:]
-                elif text.startswith("data: "):
-                    into.append((event or "", orjson.loads(text[6:])))
+            await _read_events(r, into)
 
     theirs: list[tuple[str, Any]] = []
     tasks = [asyncio.create_task(listen(TOKEN, got)), asyncio.create_task(listen(OTHER, theirs))]
@@ -272,7 +277,7 @@ async def test_digest_is_computed_until_written_then_read_back(web: Pipeline) ->
     assert await digests.write_due(time(23, 59, 59), now=late - timedelta(minutes=1)) == []
     from leadstream.summarize.digest import DigestService
 
-    service = DigestService(web.settings.dsn, "Asia/Jakarta", time(0, 0), every=0.1)
+    service = DigestService(lambda: web.pool, "Asia/Jakarta", time(0, 0), every=0.1)
     await service.start()
     try:
         for _ in range(100):
@@ -305,13 +310,7 @@ async def test_a_feed_that_loses_postgres_tells_the_page_to_resync_and_carries_o
     async def listen() -> None:
         async with web.session.get(f"{web.base}/api/stream",  # type: ignore[union-attr]
                                    headers={"Authorization": f"Bearer {TOKEN}"}) as r:
-            event = None
-            async for line in r.content:
-                text = line.decode().rstrip("\n")
-                if text.startswith("event: "):
-                    event = text[7:]
-                elif text.startswith("data: "):
-                    got.append((event or "", orjson.loads(text[6:])))
+            await _read_events(r, got)
 
     async def until(pred: Any) -> None:
         for _ in range(200):
