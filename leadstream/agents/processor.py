@@ -18,7 +18,6 @@ from pydantic import BaseModel, ValidationError
 
 from leadstream.agents.daily import DailyWindows
 from leadstream.agents.flush import Flush, LeadEntry
-from leadstream.domain.identity import stable_id
 from leadstream.domain.merge import (
     MAX_HOPS,
     absorb,
@@ -27,6 +26,7 @@ from leadstream.domain.merge import (
     crossed,
     learned,
     mark_merged,
+    merge_command,
     unmerged,
 )
 from leadstream.domain.model import (
@@ -136,11 +136,7 @@ class LeadProcessor:
             if record.target_key in (target, own) or record.kind == "merge":
                 return True  # merged already: nothing left to merge here
             # the identity is claimed by another lead: the two leads are one person
-            self._send(flush, Command(
-                event_id=stable_id("claim-merge", record.event_id), workspace_id=record.workspace_id,
-                lead_key=target, occurred_at=record.occurred_at, kind="merge",
-                actor_role=record.actor_role, author=record.author, reason=record.reason,
-                target_key=record.target_key, hops=record.hops + 1))
+            self._send(flush, merge_command(record, target))
             return True
         if (isinstance(record, InboundEvent) and record.message is not None
                 and flush.messages.get(key + b"|" + record.message.wamid.encode()) is not None):

@@ -147,6 +147,16 @@ def absorb_command(merge: Command, duplicate: LeadState, survivor_key: str) -> C
                    reason=merge.reason, absorbed=duplicate, target_key=survivor_key)
 
 
+def merge_command(claim: Command, holder_key: str) -> Command:
+    """A `claim` reached an identity that already belongs to another lead (`holder_key`):
+    the two leads are one person, so the holder is merged into the claimant."""
+    return Command(event_id=stable_id("claim-merge", claim.event_id),
+                   workspace_id=claim.workspace_id, lead_key=holder_key,
+                   occurred_at=claim.occurred_at, kind="merge", actor_role=claim.actor_role,
+                   author=claim.author, reason=claim.reason, target_key=claim.target_key,
+                   hops=claim.hops + 1)
+
+
 def claim_command(claimant: LeadState, alias_key: str, at: datetime, cause: str) -> Command:
     """`alias_key` belongs to `claimant`: sent to the alias's key (its partition decides)."""
     return Command(event_id=stable_id("claim", claimant.lead_key, alias_key, cause),

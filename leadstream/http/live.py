@@ -115,6 +115,7 @@ class LeadFeed:
     async def _listen(self) -> None:
         """Keep one LISTENing connection; after a loss, every subscriber resyncs."""
         backoff = 0.2
+        had_gap = False
         while True:
             try:
                 # named, so an operator sees it in pg_stat_activity
@@ -123,8 +124,9 @@ class LeadFeed:
                 lost = asyncio.Event()
                 self._conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await self._conn.add_listener(CHANNEL, self._on_notify)
-                if backoff > 0.2:
+                if had_gap:
                     self._broadcast("resync", {"reason": "reconnected"})
+                had_gap = False
                 backoff = 0.2
                 self.connected.set()
                 while not lost.is_set():
@@ -137,6 +139,7 @@ class LeadFeed:
             except Exception as exc:
                 log.warning("live feed lost Postgres (%r); reconnecting", exc)
             self.connected.clear()
+            had_gap = True
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._conn.terminate()

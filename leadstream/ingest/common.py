@@ -104,8 +104,15 @@ def contact_phone(ws: Workspace, phone: str | None, *, is_wa_id: bool) -> str | 
         raise ParseError(f"invalid contact phone: {exc}") from exc
 
 
-def _text(v: Any) -> str | None:
+def text_or_none(v: Any) -> str | None:
+    """A payload's id as text: a non-empty string or number, else None."""
     return str(v) if isinstance(v, str | int) and not isinstance(v, bool) and str(v) else None
+
+
+def looks_like_wa_id(phone: str | None) -> bool:
+    """Kapso gives a contact's number as WhatsApp digits (international), unless a person
+    typed it: then it starts with `+` or a national `0`."""
+    return not str(phone or "").startswith(("+", "0"))
 
 
 def identity_change(ws: Workspace, old_phone: Any, old_bsuid: Any, new_phone: Any,
@@ -114,12 +121,12 @@ def identity_change(ws: Workspace, old_phone: Any, old_bsuid: Any, new_phone: An
     """An identity change (Meta's `user_changed_number` / `user_changed_user_id`, Kapso's
     `identity_changed`): the lead is the one of the old identity (`resolve_identity`); the
     new number and id are what it follows (None where unchanged)."""
-    old_p, old_b, new_p, new_b = (_text(x) for x in (old_phone, old_bsuid, new_phone, new_bsuid))
+    old_p, old_b, new_p, new_b = (text_or_none(x)
+                                  for x in (old_phone, old_bsuid, new_phone, new_bsuid))
     if not (old_p or old_b):  # no previous values: the event names the contact as it is
         old_p, old_b, new_p, new_b = new_p, new_b, None, None
-    who = resolve_identity(ws, old_p, old_b,
-                           is_wa_id=not str(old_p or "").startswith(("+", "0")))
-    new_e164 = contact_phone(ws, new_p, is_wa_id=not str(new_p or "").startswith(("+", "0")))
+    who = resolve_identity(ws, old_p, old_b, is_wa_id=looks_like_wa_id(old_p))
+    new_e164 = contact_phone(ws, new_p, is_wa_id=looks_like_wa_id(new_p))
     return (who, new_e164 if new_e164 and new_e164 != who[2] else None,
             new_b if new_b and new_b != old_b else None)
 

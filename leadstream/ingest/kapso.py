@@ -17,9 +17,11 @@ from leadstream.ingest.common import (
     Workspace,
     content_id,
     identity_change,
+    looks_like_wa_id,
     parse_ts,
     render_text,
     resolve_identity,
+    text_or_none,
 )
 
 MESSAGE_EVENTS: dict[str, tuple[Literal["message", "status"], str, str]] = {
@@ -130,7 +132,7 @@ def parse_item(
         phone = _digits_as_text(conv.get("phone_number") or (
             msg.get("from") if direction == "inbound" else msg.get("to")
         ))
-        is_wa_id = not str(phone or "").startswith(("+", "0"))
+        is_wa_id = looks_like_wa_id(phone)
         key, identity, e164, wa_id = resolve_identity(ws, phone, bsuid, is_wa_id=is_wa_id)
         ts = parse_ts(msg.get("timestamp"), received_at)
         info = MessageInfo(
@@ -157,7 +159,7 @@ def parse_item(
     if event_type in CONVERSATION_EVENTS:
         phone = _digits_as_text(conv.get("phone_number") or item.get("phone_number")
                                 or item.get("wa_id"))
-        is_wa_id = not str(phone or "").startswith(("+", "0"))
+        is_wa_id = looks_like_wa_id(phone)
         key, identity, e164, wa_id = resolve_identity(ws, phone, bsuid, is_wa_id=is_wa_id)
         ts = parse_ts(
             item.get("occurred_at") or conv.get("updated_at") or conv.get("created_at"),
@@ -180,10 +182,6 @@ def parse_item(
             occurred_at=ts, received_at=received_at,
         )
     raise ParseError(f"unknown event type {event_type!r}")
-
-
-def _text_or_none(v: Any) -> str | None:
-    return str(v) if isinstance(v, str | int) and not isinstance(v, bool) and str(v) else None
 
 
 def _identity_changed(ws: Workspace, event_type: str, item: dict[str, Any],
@@ -215,7 +213,7 @@ def _identity_changed(ws: Workspace, event_type: str, item: dict[str, Any],
     return InboundEvent(
         event_id=event_id, kind="identity", event_type=event_type,
         workspace_id=ws.workspace_id, lead_key=key, identity=identity, phone_e164=e164,
-        wa_id=wa_id, bsuid=_text_or_none(prev.get("business_scoped_user_id") if new_bsuid
+        wa_id=wa_id, bsuid=text_or_none(prev.get("business_scoped_user_id") if new_bsuid
                                          else bsuid),
         parent_bsuid=str(parent) if parent else None,
         username=str(username) if username else None,
