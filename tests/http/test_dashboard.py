@@ -31,8 +31,7 @@ async def test_login_filter_open_lead_and_live_refresh(pipeline: Pipeline,
     await eventually(lambda: pipeline.fetchrow("SELECT 1 FROM leads HAVING count(*) = 3"),
                      timeout=60)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
+        browser = await _chromium(pw)
         page = await browser.new_page(viewport={"width": 1400, "height": 800})
         await page.goto(pipeline.base + "/")
         await page.fill("#token", "wrong-token")
@@ -62,6 +61,12 @@ async def test_login_filter_open_lead_and_live_refresh(pipeline: Pipeline,
         await _until(lambda: page.locator("#rows tr").count(), 3)
         await page.screenshot(path=shot, full_page=True)
         await browser.close()
+
+async def _chromium(pw: Any) -> Any:
+    """Debian's headless Chromium (the sandbox needs privileges a CI box may not grant)."""
+    return await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox"])
+
 
 async def _has(page: Any, selector: str, text: str) -> bool:
     return text in await page.inner_text(selector)
@@ -116,8 +121,7 @@ async def test_edit_status_note_and_name_from_the_page_as_a_person(pipeline: Pip
     lead = await eventually(lambda: pipeline.fetchrow(
         "SELECT lead_id FROM leads WHERE phone_e164 = '+6281277711001'"), timeout=60)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
+        browser = await _chromium(pw)
         page = await _login(browser, pipeline.base, DEWI)
         assert "Dewi" in await page.inner_text("#whoami")
         await page.click("#rows tr")
@@ -179,8 +183,7 @@ async def test_live_push_shows_a_new_message_within_a_second(pipeline: Pipeline)
     await eventually(lambda: pipeline.fetchrow(
         "SELECT 1 FROM leads WHERE phone_e164 = '+6281277722001'"), timeout=60)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
+        browser = await _chromium(pw)
         page = await _login(browser, pipeline.base, TOKEN)
         await page.click("#rows tr")
         await page.wait_for_selector("#timeline >> text=halo")
@@ -233,8 +236,7 @@ async def test_needs_reply_queue_export_and_resolving_a_sync_failure(pipeline: P
         "SELECT id FROM sync_failures WHERE workspace_id = 'ws1'"), timeout=60)
     shots = Path(os.environ.get("LEADSTREAM_SCREENSHOT_DIR") or tmp_path)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
+        browser = await _chromium(pw)
         page = await _login(browser, pipeline.base, DEWI)
         assert await page.inner_text("#needs-reply b") == "2"
         await page.click("#needs-reply")
@@ -295,8 +297,7 @@ async def test_merge_a_duplicate_from_the_page(pipeline: Pipeline) -> None:
     await eventually(lambda: pipeline.fetchrow("SELECT 1 FROM leads HAVING count(*) = 2"),
                      timeout=60)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
+        browser = await _chromium(pw)
         page = await _login(browser, pipeline.base, DEWI)
         await page.click("#rows tr:has-text('+6281277744001')")
         await page.wait_for_selector("#detail h2:has-text('Wati')")
