@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from leadstream.broker import faust_consumer, tansu
+from leadstream.broker.producer import TrackingProducer
 from leadstream.config import Settings
 from leadstream.streams import topics as T
 from leadstream.streams.topics import TopicNames
@@ -39,7 +40,7 @@ def faust_broker_url(settings: Settings) -> str:
     return ";".join(f"{scheme}://{h.strip()}" for h in settings.bootstrap.split(","))
 
 
-def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProducer:
+def make_producer(settings: Settings, **overrides: Any) -> TrackingProducer:
     """acks=all; idempotent on Apache Kafka (a retried send is never written twice), plain on
     Tansu, which rejects InitProducerId (the pipeline is idempotent downstream anyway)."""
     kw: dict[str, Any] = dict(
@@ -53,7 +54,7 @@ def make_producer(settings: Settings, **overrides: Any) -> aiokafka.AIOKafkaProd
         **settings.kafka_security(),
     )
     kw.update(overrides)
-    return aiokafka.AIOKafkaProducer(**kw)
+    return TrackingProducer(**kw)
 
 
 def make_admin(settings: Settings, **kw: Any) -> AIOKafkaAdminClient:

@@ -48,6 +48,8 @@ from faust.types import TP
 from faust.utils.functional import consecutive_numbers
 from mode import Service
 
+from leadstream.broker.producer import FaustProducer
+
 log = logging.getLogger(__name__)
 
 SCHEME = "lskafka"
@@ -312,7 +314,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 pass
 
 
-class IdempotentProducer(faust_aiokafka.Producer):
+class IdempotentProducer(FaustProducer):
     """Faust's producer with `enable_idempotence` on Apache Kafka: a send retried after a lost
     answer is not written twice to a changelog or an output topic (Faust turns it on only
     for exactly-once, which needs transactions we do not use)."""

@@ -37,6 +37,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from leadstream.broker.faust_consumer import SafeOffsetsConsumer, SeekFirstConsumerThread
+from leadstream.broker.producer import FaustProducer
 from leadstream.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class TansuTransport(faust_aiokafka.Transport):
     `SafeOffsetsConsumer`); selected by `tansu://` broker URLs."""
 
     Consumer = TansuConsumer
+    Producer = FaustProducer
 
 
 def register_transport() -> None:
