@@ -321,14 +321,28 @@ def worker_cmd(sink: bool) -> None:
 
         services.append(DigestService(pool, settings.timezone,
                                       clock.fromisoformat(settings.digest_time)))
+    stall = None
+    if settings.stall_seconds:
+        from leadstream.ops.stall import StallWatch, WorkerView
+
+        def consumer() -> Any:
+            return app.consumer
+
+        stall = StallWatch(settings, WorkerView(
+            assigned=lambda: {tp for tp in consumer().assignment() if tp.topic in runner.topics},
+            committed=lambda tp: consumer().position_of(tp),
+            paused=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
+            describe=lambda: {"consumer": consumer().progress_state(), "batch": runner.state()},
+        ), after=settings.stall_seconds)
+        services.append(stall)
     if settings.worker_http_port:
         services.append(WorkerWeb(
             host=settings.worker_http_host, port=settings.worker_http_port,
             collector=WorkerCollector(runner=runner, windows=windows,
                                       consumer=lambda: app.consumer, sink=sink_service,
-                                      summaries=summaries),
+                                      summaries=summaries, stall=stall),
             kafka_client=lambda: app.producer._ensure_producer().client,  # type: ignore[attr-defined]
-            pool=pool if writes_replica else None))
+            pool=pool if writes_replica else None, stall=stall))
     json_logs = None
     if settings.log_format == "json":
         from leadstream.ops.logs import dict_config

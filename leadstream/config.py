@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     worker_http_host: str = Field(default="127.0.0.1",
                                   validation_alias="LEADSTREAM_WORKER_HTTP_HOST")
     worker_http_port: int = Field(default=6066, ge=0, validation_alias="LEADSTREAM_WORKER_HTTP_PORT")
+    #: a worker whose assigned source partitions have lag and whose committed offsets have
+    #: not moved for this long is stalled: `/readyz` 503 with the partitions, one log line
+    #: with its state, `leadstream_worker_stalled_partitions` (ops.stall); 0 turns it off
+    stall_seconds: float = Field(default=30.0, ge=0, validation_alias="LEADSTREAM_STALL_SECONDS")
     sink_batch_max: int = Field(default=5000, validation_alias="LEADSTREAM_SINK_BATCH_MAX")
     sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
     log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")

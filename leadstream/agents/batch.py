@@ -98,6 +98,10 @@ class BatchRunner:
         self.inflight: tuple[Flush, asyncio.Future[None]] | None = None
         self.completed: list[tuple[int, dict[TP, list[int]]]] = []
         self._contexts: dict[int, _InPartition] = {}
+        #: the last source offset applied per partition, and when the flush in flight was
+        #: sealed (what a stalled worker's log line shows: ops.stall)
+        self.applied: dict[TP, int] = {}
+        self.inflight_since: float | None = None
         # figures (exported as metrics by the worker)
         self.flushes = 0
         self.events = 0
@@ -142,6 +146,8 @@ class BatchRunner:
             if len(take) < len(recs):
                 left[tp] = recs[len(take):]
             room -= len(take)
+            if take:
+                self.applied[tp] = take[-1].offset
             for i in range(0, len(take), YIELD_EVERY):
                 # let the flush in flight send its produce requests and replica rows now:
                 # the broker and Postgres work on the other core while we compute
@@ -163,6 +169,7 @@ class BatchRunner:
         flush.detach()
         self.current = None
         self.inflight = (flush, asyncio.ensure_future(self._durable(flush)))
+        self.inflight_since = time.monotonic()
 
     async def settle(self) -> None:
         """Wait for the flush in flight; its offsets join `acks()`."""
@@ -180,6 +187,19 @@ class BatchRunner:
                     self.lock.release()
         self.completed.append(
             (flush.generation, {TP(t, p): offsets for (t, p), offsets in flush.offsets.items()}))
+
+    def state(self) -> dict[str, Any]:
+        """For a stalled worker's log line: what is pending, in flight and since when."""
+        inflight = self.inflight
+        return {
+            "pending_events": self.current.events if self.current is not None else 0,
+            "inflight_events": inflight[0].events if inflight is not None else 0,
+            "inflight_s": (round(time.monotonic() - self.inflight_since, 1)
+                           if inflight is not None and self.inflight_since else None),
+            "flushes": self.flushes, "events": self.events,
+            "produce_retries": self.produce_retries,
+            "applied": {f"{tp.topic}:{tp.partition}": o for tp, o in sorted(self.applied.items())},
+        }
 
     def acks(self) -> list[tuple[int, dict[TP, list[int]]]]:
         done, self.completed = self.completed, []

@@ -183,6 +183,27 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             return int(committed)
         return self.floors.get(tp)
 
+    def position_of(self, tp: TP) -> int | None:
+        """The next offset of `tp` this group must process: its committed offset, else where
+        the assignment started (the stall watch's position: ops.stall)."""
+        return self._start_of(tp)
+
+    def progress_state(self) -> dict[str, Any]:
+        """For a stalled worker's log line: flow, generation, and per source partition the
+        committed offset, the floor, an open hole and the acked offsets not yet committed."""
+        source = _SOURCES.get(id(self.app))
+        tps = sorted(tp for tp in self.assignment()
+                     if source is None or tp.topic in source.topics)
+        return {
+            "flow_active": self.flow_active, "generation": self.app.consumer_generation_id,
+            "rebalancing": self.app.rebalancing,
+            "in_recovery": getattr(self.app, "in_recovery", False),
+            "partitions": {f"{tp.topic}:{tp.partition}": {
+                "committed": self._committed_offset.get(tp), "floor": self.floors.get(tp),
+                "hole": self.holes.get(tp), "acked_uncommitted": len(self._acked.get(tp, ())),
+            } for tp in tps},
+        }
+
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if not acked:

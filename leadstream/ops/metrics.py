@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from leadstream.ops.health import broker_ready, database_ready
+from leadstream.ops.stall import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,11 @@ class WorkerCollector(Collector):
     sink and summarizer in the process, and consumer lag per source partition."""
 
     def __init__(self, *, runner: Any, windows: Any, consumer: Callable[[], Any],
-                 sink: Any | None, summaries: Any | None) -> None:
-        """`sink`, `summaries`: the PostgresSink and SummaryService of this process, if any."""
+                 sink: Any | None, summaries: Any | None, stall: StallWatch | None = None
+                 ) -> None:
+        """`sink`, `summaries`, `stall`: the PostgresSink, SummaryService and StallWatch of
+        this process, if any."""
+        self.stall = stall
         self.runner = runner
         self.windows = windows
         self.consumer = consumer
@@ -80,6 +84,13 @@ class WorkerCollector(Collector):
                            "summaries written by the built-in summarizer after the LLM"
                            " failed", [],
                            [([], getattr(self.summaries.summarizer, "fallbacks", 0))])
+        if self.stall is not None:
+            yield _gauge("leadstream_worker_stalled_partitions",
+                         "assigned source partitions with lag whose committed offset has not"
+                         " moved for LEADSTREAM_STALL_SECONDS", [],
+                         [([], len(self.stall.stalls))])
+            yield _counter("leadstream_worker_stalls", "times the worker became stalled", [],
+                           [([], self.stall.episodes)])
         yield from self._lag()
 
     def _lag(self) -> Iterator[Any]:
@@ -123,13 +134,16 @@ def _gauge(name: str, doc: str, labels: list[str],
 
 
 class WorkerWeb(Service):
-    """`/healthz` (the process runs), `/readyz` (broker and database answer now), `/metrics`."""
+    """`/healthz` (the process runs), `/readyz` (broker and database answer now, and the
+    worker is not stalled), `/metrics`."""
 
     def __init__(self, *, host: str, port: int, collector: WorkerCollector,
                  kafka_client: Callable[[], Any], pool: Callable[[], Any] | None,
-                 **kw: Any) -> None:
-        """`pool`: the process's Postgres pool (None: this worker uses no database)."""
+                 stall: StallWatch | None = None, **kw: Any) -> None:
+        """`pool`: the process's Postgres pool (None: this worker uses no database);
+        `stall`: its stall watch (a stalled worker is not ready)."""
         super().__init__(**kw)
+        self.stall = stall
         self.host = host
         self.port = port
         self.registry = CollectorRegistry()
@@ -167,9 +181,12 @@ class WorkerWeb(Service):
             client = None
         broker = client is not None and await broker_ready(client)
         database = None if self.pool is None else await database_ready(self.pool())
-        ok = broker and database is not False
-        return web.json_response({"broker": broker, "database": database},
-                                 status=200 if ok else 503)
+        body: dict[str, Any] = {"broker": broker, "database": database}
+        stalls = self.stall.stalls if self.stall is not None else []
+        if stalls:
+            body["stalled"] = [s.as_dict() for s in stalls]
+        ok = broker and database is not False and not stalls
+        return web.json_response(body, status=200 if ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry),

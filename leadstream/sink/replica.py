@@ -62,13 +62,18 @@ class Replica:
         self.pg_retries = 0
 
     async def connect(self) -> None:
+        """Retried until Postgres takes the connection. Any refusal is retried, not only a
+        lost network: a database that does not accept connections now (maintenance,
+        `ALLOW_CONNECTIONS false`), too many clients, even a wrong password being fixed. A
+        worker that crashed instead would stop every tenant's pipeline; waiting shows on
+        `/readyz` (database, then the stall watch) and in this log line."""
         delay = 0.2
         while True:
             try:
                 self.pool = await asyncpg.create_pool(
                     self.settings.dsn, min_size=1, max_size=2, command_timeout=30)
                 return
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("%s: Postgres not reachable (%s); retrying in %.1fs", self.name,
                             exc, delay)
                 await asyncio.sleep(delay)
