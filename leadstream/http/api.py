@@ -143,11 +143,14 @@ async def sarah_state(request: web.Request) -> web.Response:
     up = SarahUpdate(
         event_id=_event_id(request, "sarah", key), workspace_id=tok.workspace_id,
         lead_key=key, identity=phone, phone_e164=phone, occurred_at=datetime.now(UTC),
-        chat_phase=body.chat_phase, extracted=body.extracted_data, lead_score=body.lead_score,
+        chat_phase=body.phase, extracted=body.extracted_data, lead_score=body.lead_score,
         lead_temperature=body.lead_temperature,
     )
     await _publish(request, request.app[TOPICS].sarah, key, encode(up))
-    return _json({"accepted": True, "event_id": up.event_id, "lead_key": key}, status=202)
+    # `success`, `sync`, `syncReason`: what the old endpoint answered (its callers read them)
+    return _json({"accepted": True, "event_id": up.event_id, "lead_key": key,
+                  "success": True, "sync": "queued", "syncReason": None,
+                  "ignored": body.ignored}, status=202)
 
 
 async def _lead_key_of(request: web.Request, tok: TokenEntry) -> str:
@@ -164,10 +167,28 @@ async def _lead_key_of(request: web.Request, tok: TokenEntry) -> str:
     return str(key)
 
 
+#: who may send each command: Sarah may add notes to the timeline, as the old system let her
+COMMAND_ROLES: dict[str, tuple[str, ...]] = {
+    "edit": ("human", "brain-bot"), "status": ("human", "brain-bot"),
+    "note": ("human", "brain-bot", "sarah-bot"),
+}
+
+
+def command_author(tok: TokenEntry, claimed: str | None) -> str:
+    """Who a change is shown as: a personal token's person; a bot's role (`sarah-bot`,
+    `brain-bot`: a bot cannot sign as someone else); a shared human token's `author` as
+    the body gives it, else `human`."""
+    if tok.user:
+        return tok.user
+    if tok.role != "human":
+        return tok.role
+    return claimed or tok.role
+
+
 async def _command(request: web.Request, kind: Literal["edit", "note", "status"],
                    model: type[BaseModel]) -> web.Response:
     tok = await _auth(request)
-    _require_role(tok, ("human", "brain-bot"))
+    _require_role(tok, COMMAND_ROLES[kind])
     key = await _lead_key_of(request, tok)
     body = await _body(request, model)
     if isinstance(body, web.Response):
@@ -187,8 +208,7 @@ async def _command(request: web.Request, kind: Literal["edit", "note", "status"]
     elif isinstance(body, StatusIn):
         fields["status"] = body.status
         fields["reason"] = body.reason
-    # a personal token's person is the author and actor, whatever the body says
-    author = tok.user or getattr(body, "author", None) or tok.role
+    author = command_author(tok, getattr(body, "author", None))
     cmd = Command(event_id=_event_id(request, kind, key), workspace_id=tok.workspace_id,
                   lead_key=key, occurred_at=datetime.now(UTC), kind=kind,
                   actor_role=tok.role,  # type: ignore[arg-type]

@@ -10,18 +10,58 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from leadstream.domain.limits import MAX_NAME, Name
 from leadstream.domain.model import LeadStatus, SarahFields, Temperature
+
+#: top-level keys of a Sarah state save that are ignored: at most this many named back
+IGNORED_NAMED = 50
 
 
 class SarahStateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    contact_phone: str
-    chat_phase: str | None = None
+    """`POST /api/sarah/state`, as the existing Sarah state save sends it (issue #25): the
+    phase may come as `state` (`chat_phase` wins when both come); any other top-level key is
+    accepted and ignored (the body limit bounds them) and named in the answer's `ignored`,
+    so an integrator sees what leadstream does not use."""
+
+    model_config = ConfigDict(extra="allow")
+    contact_phone: str = Field(max_length=MAX_NAME)
+    chat_phase: Name | None = None
+    state: Any = Field(default=None, description="the old state save's name for chat_phase")
     extracted_data: SarahFields = Field(
         default_factory=SarahFields,
         description="named fields have columns; any other field is kept in `sarah_extra`")
     lead_score: int | None = Field(default=None, ge=0, le=100)
     lead_temperature: Temperature | None = None
+
+    @field_validator("lead_temperature", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("extracted_data", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return {} if v is None else v  # a state save before any extraction
+
+    @property
+    def phase(self) -> str | None:
+        """`chat_phase`, else `state` when it is a phase name (a string within the bound)."""
+        if self.chat_phase is not None:
+            return self.chat_phase
+        return self.state if self._state_is_phase() else None
+
+    def _state_is_phase(self) -> bool:
+        return isinstance(self.state, str) and 0 < len(self.state) <= MAX_NAME
+
+    @property
+    def ignored(self) -> list[str]:
+        """The top-level keys leadstream does not use (a `state` that is no phase name, or
+        one `chat_phase` overrides, included), sorted, each cut to 64 characters."""
+        keys = set(self.model_extra or {})
+        if self.state is not None and (self.chat_phase is not None
+                                       or not self._state_is_phase()):
+            keys.add("state")
+        return sorted(k[:64] for k in keys)[:IGNORED_NAMED]
 
 
 class LeadEditIn(BaseModel):
