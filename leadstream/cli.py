@@ -320,7 +320,9 @@ def worker_cmd(sink: bool) -> None:
         from leadstream.summarize.digest import DigestService
 
         services.append(DigestService(pool, settings.timezone,
-                                      clock.fromisoformat(settings.digest_time)))
+                                      clock.fromisoformat(settings.digest_time),
+                                      covers=settings.digest_day,
+                                      writer=summaries.summarizer))
     stall = None
     if settings.stall_seconds:
         from leadstream.ops.stall import StallWatch, WorkerView

@@ -67,8 +67,12 @@ class Settings(BaseSettings):
     daily_tick_seconds: float = Field(default=5.0, validation_alias="LEADSTREAM_DAILY_TICK_SECONDS")
     #: local time (LEADSTREAM_TIMEZONE) the manager's workspace digest is written each day;
     #: `off` writes none (`GET /api/digest` still computes one on request)
-    digest_time: str = Field(default="18:00", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d)$",
+    digest_time: str = Field(default="09:00", pattern=r"^(off|([01]\d|2[0-3]):[0-5]\d)$",
                              validation_alias="LEADSTREAM_DIGEST_TIME")
+    #: which day the digest covers: `yesterday` (the morning report, default) or `today`
+    #: (e.g. LEADSTREAM_DIGEST_TIME=18:00 for an evening report over the day that ends)
+    digest_day: Literal["yesterday", "today"] = Field(default="yesterday",
+                                                      validation_alias="LEADSTREAM_DIGEST_DAY")
     #: optional LLM summaries (any OpenAI-compatible chat-completions endpoint)
     llm_base_url: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_BASE_URL")
     llm_model: str | None = Field(default=None, validation_alias="LEADSTREAM_LLM_MODEL")

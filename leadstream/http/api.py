@@ -512,8 +512,9 @@ async def resolve_sync_failure(request: web.Request) -> web.Response:
 
 
 async def digest(request: web.Request) -> web.Response:
-    """The manager's digest of a day (`?day=YYYY-MM-DD`, default today in the workspace
-    timezone): the one written at the configured time, or, before then, computed now."""
+    """The manager's digest of a day (`?day=YYYY-MM-DD`, default the day the current digest
+    covers: yesterday, or today with LEADSTREAM_DIGEST_DAY=today): the one written at the
+    configured time, or, before then, computed now."""
     tok = await _auth(request)
     raw = request.query.get("day")
     try:
@@ -521,7 +522,15 @@ async def digest(request: web.Request) -> web.Response:
     except ValueError:
         return _unprocessable([{"loc": ("query", "day"), "msg": "not a date (YYYY-MM-DD)",
                                 "type": "date_parsing"}])
+    if day is not None and not DIGEST_DAYS[0] <= day <= DIGEST_DAYS[1]:
+        # 9999-12-31 has no next day to end it: a 422, never an overflow
+        return _unprocessable([{"loc": ("query", "day"), "msg": "a day from "
+                                f"{DIGEST_DAYS[0]} to {DIGEST_DAYS[1]}", "type": "date_range"}])
     return _json(await request.app[DIGESTS].get(tok.workspace_id, day))
+
+
+#: the days a digest can be asked for
+DIGEST_DAYS = (date(2000, 1, 1), date(2999, 12, 31))
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -127,7 +127,7 @@ def make_app(settings: Settings) -> web.Application:
         app[webhooks.POOL] = pool
         app[api.WRITE_POOL] = primary
         app[api.FEED] = feed
-        app[api.DIGESTS] = Digests(pool, settings.timezone)
+        app[api.DIGESTS] = Digests(pool, settings.timezone, covers=settings.digest_day)
         app[webhooks.DIRECTORY] = directory
         app[webhooks.PUBLISHER] = publisher
         refresher = asyncio.create_task(directory.run())

@@ -1,6 +1,12 @@
 """The manager's workspace digest: gathered from the replica, written once a day at
-`LEADSTREAM_DIGEST_TIME` (local, `LEADSTREAM_TIMEZONE`) into `workspace_digests`, and
+`LEADSTREAM_DIGEST_TIME` (local, `LEADSTREAM_TIMEZONE`; 09:00) into `workspace_digests`, and
 readable any time through `GET /api/digest` (before the time, computed on the spot).
+
+Which day it covers is `LEADSTREAM_DIGEST_DAY`: `yesterday` (the default: the morning
+report the team reads over the previous calendar day) or `today` (an evening report over the
+day that ends). The row's `day` is the day covered, its `writer` who wrote the text: the
+language model when one is configured (`llm:<model>`), the built-in text otherwise or as the
+fallback, with the reason (`builtin (llm failed: ...)`), exactly like the daily summaries.
 
 The digest reads the replica rather than the log: it is a report of what the team sees, and
 a replayed replica yields the same report. Several workers may run the service; the first
@@ -11,8 +17,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -22,6 +28,9 @@ from mode import Service
 from leadstream.db.leads import ACTIVE, NEEDS_REPLY, status_counts
 from leadstream.domain.daily import day_bounds
 from leadstream.domain.digest import DigestFacts, LeadRef, Move, Waiting, digest_text
+from leadstream.summarize.llm import Summarizer
+
+Covers = Literal["yesterday", "today"]
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +84,28 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
 class Digests:
     """Reads (for the API) and writes (for the service) of workspace digests."""
 
-    def __init__(self, pool: asyncpg.Pool, tz: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, tz: str, *, covers: Covers = "yesterday",
+                 writer: Summarizer | None = None) -> None:
         self.pool = pool
         self.tz = tz
+        self.covers = covers
+        self.writer = writer or Summarizer(tz)
 
     def today(self, now: datetime | None = None) -> date:
         return (now or datetime.now(UTC)).astimezone(ZoneInfo(self.tz)).date()
 
+    def covered(self, now: datetime | None = None) -> date:
+        """The day the digest written on the local day of `now` covers."""
+        today = self.today(now)
+        return today - timedelta(days=1) if self.covers == "yesterday" else today
+
     async def get(self, workspace_id: str, day: date | None = None) -> dict[str, Any]:
-        day = day or self.today()
+        """The digest of `day` (default: the day the current digest covers): the one
+        written, or, before it is, the built-in text computed now (`final`: false)."""
+        day = day or self.covered()
         row = await self.pool.fetchrow(
-            "SELECT workspace_id, day, content, facts, created_at FROM workspace_digests"
-            " WHERE workspace_id = $1 AND day = $2", workspace_id, day)
+            "SELECT workspace_id, day, content, facts, writer, created_at FROM"
+            " workspace_digests WHERE workspace_id = $1 AND day = $2", workspace_id, day)
         if row is not None:
             return {**dict(row), "facts": orjson.loads(row["facts"]), "final": True}
         now = datetime.now(UTC)
@@ -95,25 +114,32 @@ class Digests:
             facts = await gather(conn, workspace_id, day, self.tz)
         return {"workspace_id": workspace_id, "day": day, "final": False,
                 "content": digest_text(facts, now), "facts": facts.model_dump(mode="json"),
-                "created_at": now}
+                "writer": "builtin", "created_at": now}
 
     async def write(self, workspace_id: str, day: date, now: datetime) -> bool:
-        """Write the day's digest unless one exists; True if this call wrote it."""
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        """Write the day's digest unless one exists; True if this call wrote it. The model
+        is asked outside the transaction (it may take seconds); the facts it was given are
+        the ones stored."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True,
+                                                                 isolation="repeatable_read"):
+            if await conn.fetchval("SELECT 1 FROM workspace_digests WHERE workspace_id = $1"
+                                   " AND day = $2", workspace_id, day):
+                return False
             facts = await gather(conn, workspace_id, day, self.tz)
-            done = await conn.execute(
-                "INSERT INTO workspace_digests (workspace_id, day, content, facts, created_at)"
-                " VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING",
-                workspace_id, day, digest_text(facts, now),
-                orjson.dumps(facts.model_dump(mode="json")).decode(), now)
+        text, writer = await self.writer.digest(facts, digest_text(facts, now))
+        done = await self.pool.execute(
+            "INSERT INTO workspace_digests (workspace_id, day, content, facts, writer,"
+            " created_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6) ON CONFLICT DO NOTHING",
+            workspace_id, day, text, orjson.dumps(facts.model_dump(mode="json")).decode(),
+            writer[:300], now)
         return bool(done.endswith(" 1"))
 
     async def write_due(self, at: time, now: datetime | None = None) -> list[str]:
-        """Every workspace's digest of today, once its local time is past `at`."""
+        """Every workspace's digest of the covered day, once its local time is past `at`."""
         now = now or datetime.now(UTC)
         if now.astimezone(ZoneInfo(self.tz)).time() < at:
             return []
-        day = self.today(now)
+        day = self.covered(now)
         todo = await self.pool.fetch(
             "SELECT workspace_id FROM workspaces w WHERE NOT EXISTS (SELECT 1 FROM"
             " workspace_digests d WHERE d.workspace_id = w.workspace_id AND d.day = $1)", day)
@@ -129,12 +155,15 @@ class DigestService(Service):
     starts, and the digest is written once Postgres answers."""
 
     def __init__(self, pool: Callable[[], asyncpg.Pool | None], tz: str, at: time,
-                 every: float = 30.0, **kw: Any) -> None:
+                 every: float = 30.0, *, covers: Covers = "yesterday",
+                 writer: Summarizer | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.pool = pool
         self.tz = tz
         self.at = at
         self.every = every
+        self.covers: Covers = covers
+        self.writer = writer
         self.written = 0
 
     @Service.task
@@ -142,7 +171,8 @@ class DigestService(Service):
         while not self.should_stop:
             pool = self.pool()
             try:
-                wrote = [] if pool is None else await Digests(pool, self.tz).write_due(self.at)
+                wrote = [] if pool is None else await Digests(
+                    pool, self.tz, covers=self.covers, writer=self.writer).write_due(self.at)
                 if wrote:
                     self.written += len(wrote)
                     log.info("workspace digest written for %s", ", ".join(wrote))

@@ -9,9 +9,10 @@ import csv
 import io
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -263,7 +264,8 @@ async def test_digest_is_computed_until_written_then_read_back(web: Pipeline) ->
         "INSERT INTO lead_status_history (event_id, lead_id, workspace_id, from_status,"
         " to_status, changed_by, actor, changed_at) VALUES ('h1', $1, 'ws1', 'new',"
         " 'qualified', 'human', 'Dewi', now())", uuid.UUID(_id(3)))
-    status, live = await _call(web, "GET", "/api/digest")
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta")).date().isoformat()
+    status, live = await _call(web, "GET", "/api/digest", params={"day": today})
     assert status == 200 and live["final"] is False
     facts = live["facts"]
     assert facts["waiting_total"] == 3 and [w["name"] for w in facts["waiting"]] == [
@@ -271,13 +273,14 @@ async def test_digest_is_computed_until_written_then_read_back(web: Pipeline) ->
     assert facts["hot_total"] == 1 and facts["moves_total"] == 1
     assert "Lead 3 (baru → terkualifikasi, Dewi)" in live["content"]
     assert "3 lead menunggu balasan" in live["content"]
-    digests = Digests(web.pool, "Asia/Jakarta")
+    digests = Digests(web.pool, "Asia/Jakarta", covers="today")
     late = datetime.now(UTC).replace(hour=23, minute=59)
     # before the configured time nothing is written; after it, once per workspace day
     assert await digests.write_due(time(23, 59, 59), now=late - timedelta(minutes=1)) == []
     from leadstream.summarize.digest import DigestService
 
-    service = DigestService(lambda: web.pool, "Asia/Jakarta", time(0, 0), every=0.1)
+    service = DigestService(lambda: web.pool, "Asia/Jakarta", time(0, 0), every=0.1,
+                            covers="today")
     await service.start()
     try:
         for _ in range(100):
@@ -288,11 +291,13 @@ async def test_digest_is_computed_until_written_then_read_back(web: Pipeline) ->
         await service.stop()
     assert service.written == 2  # ws1 and ws2, once each
     assert await digests.write_due(time(0, 0), now=datetime.now(UTC)) == []
-    _, final = await _call(web, "GET", "/api/digest")
+    _, final = await _call(web, "GET", "/api/digest", params={"day": today})
     assert final["final"] is True and final["facts"]["waiting_total"] == 3
-    _, theirs = await _call(web, "GET", "/api/digest", OTHER)
+    assert final["writer"] == "builtin"
+    _, theirs = await _call(web, "GET", "/api/digest", OTHER, params={"day": today})
     assert theirs["facts"]["waiting_total"] == 1 and theirs["facts"]["moves_total"] == 0
     assert (await _call(web, "GET", "/api/digest", params={"day": "kemarin"}))[0] == 422
+    assert (await _call(web, "GET", "/api/digest", params={"day": "9999-12-31"}))[0] == 422
     _, old = await _call(web, "GET", "/api/digest", params={"day": "2020-01-01"})
     assert old["final"] is False and old["facts"]["new_leads"] == 0
 
@@ -335,3 +340,70 @@ async def test_a_feed_that_loses_postgres_tells_the_page_to_resync_and_carries_o
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_morning_digest_covers_yesterday_written_by_the_model_or_its_fallback(
+        web: Pipeline) -> None:
+    """The default: at 09:00 Jakarta time, over the previous calendar day, written by the
+    language model when one is configured (its markdown removed), else or on its failure by
+    the built-in text, with the reason recorded. The clock is fixed."""
+    from datetime import time
+
+    from aiohttp import web as aioweb
+    from aiohttp.test_utils import TestServer
+
+    from leadstream.summarize.digest import Digests
+    from leadstream.summarize.llm import LLMSummarizer
+
+    jkt = ZoneInfo("Asia/Jakarta")
+    morning = datetime(2026, 11, 30, 9, 5, tzinfo=jkt)
+    before = datetime(2026, 11, 30, 8, 55, tzinfo=jkt)
+    assert web.pool is not None
+    # yesterday (29 Nov, local): one new lead and a status move; today: another new lead
+    await _insert(web, [
+        _lead(11, created_at=datetime(2026, 11, 29, 15, 0, tzinfo=jkt), name="Pak Kemarin"),
+        _lead(12, created_at=datetime(2026, 11, 30, 8, 0, tzinfo=jkt), name="Bu Hari Ini")])
+    await web.pool.execute(
+        "INSERT INTO lead_status_history (event_id, lead_id, workspace_id, from_status,"
+        " to_status, changed_by, actor, changed_at) VALUES ('h-y', $1, 'ws1', 'new',"
+        " 'qualified', 'human', 'Dewi', $2)", uuid.UUID(_id(11)),
+        datetime(2026, 11, 29, 16, 0, tzinfo=jkt))
+
+    answers: list[Any] = ["**Ringkasan 29 Nov**\n- 1 lead baru: Pak Kemarin.\n- Dewi memindahkan"
+                          " Pak Kemarin ke terkualifikasi.", 500, 500, 500, 500]
+    prompts: list[str] = []
+
+    async def completions(request: aioweb.Request) -> aioweb.Response:
+        body = await request.json()
+        prompts.append(body["messages"][0]["content"])
+        step = answers.pop(0)
+        if isinstance(step, int):
+            return aioweb.json_response({"error": "down"}, status=step)
+        return aioweb.json_response({"choices": [{"message": {"content": step}}]})
+
+    app = aioweb.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    server = TestServer(app)
+    await server.start_server()
+    model = LLMSummarizer("Asia/Jakarta", base_url=str(server.make_url("/v1")), model="m1",
+                          api_key=None, backoff=0.01)
+    try:
+        digests = Digests(web.pool, "Asia/Jakarta", writer=model)  # the defaults
+        assert digests.covered(morning) == digests.covered(before) == date(2026, 11, 29)
+        assert await digests.write_due(time(9, 0), now=before) == []
+        assert sorted(await digests.write_due(time(9, 0), now=morning)) == ["ws1", "ws2"]
+        ws1 = await digests.get("ws1", date(2026, 11, 29))
+        assert ws1["final"] is True and ws1["writer"] == "llm:m1"
+        assert ws1["content"] == ("Ringkasan 29 Nov\n1 lead baru: Pak Kemarin.\nDewi memindahkan"
+                                  " Pak Kemarin ke terkualifikasi.")
+        assert ws1["facts"]["new_leads"] == 1 and ws1["facts"]["moves_total"] == 1
+        assert all("tanpa markdown" in p for p in prompts)
+        # the model failed for ws2 (every retry a 500): the built-in text, and why
+        ws2 = await digests.get("ws2", date(2026, 11, 29))
+        assert ws2["writer"].startswith("builtin (llm failed: gave up after 4 attempts")
+        assert ws2["content"].startswith("Ringkasan tim 2026-11-29: 0 lead baru")
+        # once per workspace day, whatever the clock says afterwards
+        assert await digests.write_due(time(9, 0), now=morning + timedelta(hours=3)) == []
+    finally:
+        await model.close()
+        await server.close()
