@@ -87,3 +87,38 @@ def _normalize(raw: str, region: str) -> str:
     if not phonenumbers.is_valid_number(num):
         raise InvalidPhone(f"{raw!r} is not a valid number for region {region.upper()}")
     return _e164(num)
+
+
+_PHONE_TYPED = re.compile(r"^\+?[\d\s().\-]+$")
+
+
+def phone_fragment(q: str, region: str = "ID") -> str | None:
+    """The digits to look for in E.164 numbers when `q` is (part of) a phone number as a
+    person types it, else None (not phone-like: search it as text).
+
+    `0813 1234`, `62813 1234`, `+62 813-1234` and `0062 813 1234` all give `628131234`: the
+    trunk `0` becomes the region's country code, `+` and `00` are dropped; a fragment from
+    the middle (`1234 567`) stays as typed. At least 4 digits, so a short number in a
+    business name is still text."""
+    text = q.strip()
+    if not _PHONE_TYPED.match(text):
+        return None
+    digits = re.sub(r"\D", "", text)
+    if len(digits) < 4:
+        return None
+    if text.startswith("+"):
+        return digits
+    if digits.startswith("00"):
+        return digits[2:]
+    if digits.startswith("0"):
+        code = phonenumbers.country_code_for_region(region.upper())
+        if code and _trunk(region) == "0":
+            return f"{code}{digits[1:]}"
+    return digits
+
+
+@lru_cache(maxsize=64)
+def _trunk(region: str) -> str | None:
+    """The region's national (trunk) prefix: `0` in Indonesia and most of the world."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper(), None)
+    return meta.national_prefix if meta is not None else None

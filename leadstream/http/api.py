@@ -124,6 +124,14 @@ def _require_role(tok: TokenEntry, allowed: tuple[str, ...]) -> None:
             content_type="application/json")
 
 
+def _region(request: web.Request, tok: TokenEntry) -> str:
+    """The workspace's phone region (its numbers'), where a national number typed by a
+    person is read: Sarah's contact phone, a person's phone edit, a phone search."""
+    entry = next((n for n in request.app[DIRECTORY].numbers.values()
+                  if n.workspace_id == tok.workspace_id), None)
+    return entry.region if entry else "ID"
+
+
 async def sarah_state(request: web.Request) -> web.Response:
     tok = await _auth(request)
     _require_role(tok, ("sarah-bot",))
@@ -131,11 +139,8 @@ async def sarah_state(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     assert isinstance(body, SarahStateIn)
-    entry = next((n for n in request.app[DIRECTORY].numbers.values()
-                  if n.workspace_id == tok.workspace_id), None)
-    region = entry.region if entry else "ID"
     try:
-        phone = normalize_phone(body.contact_phone, region)
+        phone = normalize_phone(body.contact_phone, _region(request, tok))
     except InvalidPhone as exc:
         return _unprocessable([{"loc": ("contact_phone",), "msg": str(exc),
                                 "type": "phone_invalid"}])
@@ -199,7 +204,7 @@ async def _command(request: web.Request, kind: Literal["edit", "note", "status"]
         fields["name"] = body.name
         if body.phone:
             try:
-                fields["phone"] = normalize_phone(body.phone)
+                fields["phone"] = normalize_phone(body.phone, _region(request, tok))
             except InvalidPhone as exc:
                 return _unprocessable([{"loc": ("phone",), "msg": str(exc),
                                         "type": "phone_invalid"}])
@@ -242,7 +247,8 @@ def _lead_query(request: web.Request, tok: TokenEntry, *, paged: bool = True
                 ) -> tuple[LeadQuery, str, list[Any]] | web.Response:
     try:
         lq = LeadQuery.model_validate(dict(request.query))
-        sql, args = lead_list_sql(tok.workspace_id, lq, paged=paged)
+        sql, args = lead_list_sql(tok.workspace_id, lq, paged=paged,
+                                  region=_region(request, tok))
     except ValidationError as exc:
         return _query_errors(exc)
     except (ValueError, IndexError, TypeError):

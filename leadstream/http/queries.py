@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from leadstream.db.leads import ACTIVE, NEEDS_REPLY
+from leadstream.domain.phone import phone_fragment
 from leadstream.http.inbox import inbox_link
 from leadstream.http.models import LeadQuery
 
@@ -27,7 +28,7 @@ SEARCH_EXPR = ("(coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' "
                "|| coalesce(interest_motivation, '') || ' ' || coalesce(objection_raised, ''))")
 
 
-def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True
+def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True, region: str = "ID"
                   ) -> tuple[str, list[Any]]:
     """The list query: filters, then keyset pagination on (sort key, lead_id).
 
@@ -62,7 +63,10 @@ def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True
         if v is not None:
             where.append(f"{col} {op} {arg(v)}")
     if lq.q:
-        pat = "%" + lq.q.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+        # a phone number however it is typed (0813..., 62813..., +62 813-...) is looked for
+        # as the digits of the E.164 numbers; anything else as text
+        text = phone_fragment(lq.q, region) or lq.q
+        pat = "%" + text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
         where.append(f"{SEARCH_EXPR} ILIKE {arg(pat)}")
     sort = lq.sort_key()
     if lq.needs_reply or sort == "waiting":

@@ -91,3 +91,35 @@ def test_remembered_numbers_answer_the_same_and_failures_are_never_remembered() 
     assert normalize_phone("0412 345 678", "AU") == "+61412345678"
     with pytest.raises(InvalidPhone):
         normalize_phone("0412 345 678", "ID")
+
+
+@pytest.mark.parametrize(("typed", "region", "digits"), [
+    ("0813 1234", "ID", "628131234"),
+    ("62813 1234", "ID", "628131234"),
+    ("+62 813-1234", "ID", "628131234"),
+    ("0062 813 1234", "ID", "628131234"),
+    ("(0813) 1234.56", "ID", "62813123456"),
+    ("1234 567", "ID", "1234567"),  # a fragment from the middle, as typed
+    ("0151 2345", "DE", "491512345"),  # the trunk 0 in the workspace's region
+    ("555 1234", "US", "5551234"),
+    ("Toko 2020", "ID", None),  # text
+    ("081", "ID", None),  # too short to be a number
+    ("0813+1234", "ID", None),
+])
+def test_phone_fragment(typed: str, region: str, digits: str | None) -> None:
+    from leadstream.domain.phone import phone_fragment
+
+    assert phone_fragment(typed, region) == digits
+
+
+def test_every_typing_of_a_number_finds_its_e164() -> None:
+    """Over numbers and the ways people type them: the fragment is in the E.164 digits."""
+    from leadstream.domain.phone import normalize_phone, phone_fragment
+
+    for n in ("081312345678", "085712340000", "0211234567"):
+        e164 = normalize_phone(n)
+        national = n[1:]
+        for typed in (n, "62" + national, "+62 " + national[:3] + "-" + national[3:],
+                      "0062" + national, n[:4] + " " + n[4:8] + " " + n[8:]):
+            frag = phone_fragment(typed)
+            assert frag is not None and frag in e164, (typed, frag, e164)

@@ -407,3 +407,19 @@ async def test_the_morning_digest_covers_yesterday_written_by_the_model_or_its_f
     finally:
         await model.close()
         await server.close()
+
+
+async def test_phone_search_finds_a_lead_however_the_number_is_typed(web: Pipeline) -> None:
+    """`q` with a number as people type it: national with the trunk 0, international with
+    or without `+`, spaced and dashed, or a fragment; the same for "find duplicate", which
+    searches through the list."""
+    for typed in ("0812 0000 0003", "62812000 00003", "+62 812-0000-0003", "0812-00000003",
+                  "000 00003"):
+        status, page = await _call(web, "GET", "/api/leads", params={"q": typed})
+        assert status == 200
+        assert [lead["name"] for lead in page["leads"]] == ["Lead 3"], typed
+    # text still searches as text; a number of another workspace is not found
+    _, page = await _call(web, "GET", "/api/leads", params={"q": "Lead 4"})
+    assert [lead["name"] for lead in page["leads"]] == ["Lead 4"]
+    _, page = await _call(web, "GET", "/api/leads", params={"q": "0812 0000 0006"})
+    assert page["leads"] == []

@@ -140,8 +140,19 @@ async def test_edit_status_note_and_name_from_the_page_as_a_person(pipeline: Pip
         await page.wait_for_selector("#timeline >> text=Catatan Dewi: Sudah telepon, tertarik "
                                      "paket Pro", timeout=20_000)
 
-        await page.fill("#f-edit input[name=name]", "Rudi Hartono")
+        # the phone alone: the name WhatsApp gave stays WhatsApp's (issue #25: the form sent
+        # the shown name too, which made it a name typed by a person)
         await page.fill("#f-edit input[name=phone]", "0812 7771 1009")
+        await page.click("text=Simpan nama/telepon")
+        await _until(lambda: _has(page, "#detail dl", "+6281277711009"), True, timeout=20)
+        # so a new WhatsApp profile name still shows (a person's name would win forever)
+        assert await pipeline.message("6281277711001", "wamid.edit.2", name="Rudi W",
+                                      text="jadi", ts=1_760_000_500) == 200
+        row = await eventually(lambda: pipeline.fetchrow(
+            "SELECT name, contact_phone FROM leads WHERE lead_id = $1 AND name = 'Rudi W'",
+            lead["lead_id"]), timeout=30)
+        assert row["contact_phone"] == "+6281277711009"
+        await page.fill("#f-edit input[name=name]", "Rudi Hartono")
         await page.click("text=Simpan nama/telepon")
         await page.wait_for_selector("#detail h2:has-text('Rudi Hartono')", timeout=20_000)
         assert "+6281277711009" in await page.inner_text("#detail dl")
