@@ -469,6 +469,9 @@ def dlq_redrive(event_ids: tuple[str, ...], all_: bool) -> None:
     result = asyncio.run(redrive(get_settings(), None if all_ else event_ids))
     click.echo(f"re-driven: {len(result['redriven'])}; skipped (webhook bodies, re-send them):"
                f" {len(result['skipped'])}")
+    if result["unmarked"]:
+        click.echo(f"could not mark {len(result['unmarked'])} as resolved in sync_failures"
+                   " (Postgres not reachable): resolve them from the dashboard", err=True)
 
 
 @main.command("simulate")

@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     #: not moved for this long is stalled: `/readyz` 503 with the partitions, one log line
     #: with its state, `leadstream_worker_stalled_partitions` (ops.stall); 0 turns it off
     stall_seconds: float = Field(default=30.0, ge=0, validation_alias="LEADSTREAM_STALL_SECONDS")
+    #: dead letters the replica keeps (`sync_failures`): at most this many days old, and the
+    #: newest this many per workspace (the old system's "last 1,000"); 0 turns a limit off
+    dlq_retention_days: int = Field(default=30, ge=0,
+                                    validation_alias="LEADSTREAM_DLQ_RETENTION_DAYS")
+    dlq_retention_count: int = Field(default=1000, ge=0,
+                                     validation_alias="LEADSTREAM_DLQ_RETENTION_COUNT")
     sink_batch_max: int = Field(default=5000, validation_alias="LEADSTREAM_SINK_BATCH_MAX")
     sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
     log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")

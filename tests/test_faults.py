@@ -180,7 +180,11 @@ async def test_poison_records_are_dead_lettered_listed_and_redriven(settings: Se
         (key, dl), = [(k, d) for k, d in letters if d.stage == "worker"]
         assert dl.original == poison and key == b"ws1:+6281300000000"
         result = await redrive(settings, [dl.event_id])
-        assert result == {"redriven": [dl.event_id], "skipped": []}
+        assert result == {"redriven": [dl.event_id], "skipped": [], "unmarked": []}
+        # re-driven is resolved, by "redrive" (issue #25)
+        row = await p.fetchrow("SELECT resolved_by, resolved_at FROM sync_failures"
+                               " WHERE event_id = $1", dl.event_id)
+        assert row is not None and row["resolved_by"] == "redrive" and row["resolved_at"]
         events = await read_topic(settings, settings.topic("events"), 3)
         assert events.count(poison) == 2
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import asyncpg
+
 from leadstream.broker.clients import make_producer, read_to_end
 from leadstream.config import Settings
 from leadstream.streams.records import DeadLetter
@@ -23,8 +25,15 @@ async def read_dead_letters(settings: Settings) -> list[tuple[bytes | None, Dead
     return out
 
 
+#: who `sync_failures` says resolved a re-driven dead letter
+REDRIVE_ACTOR = "redrive"
+
+
 async def redrive(settings: Settings, event_ids: Iterable[str] | None) -> dict[str, list[str]]:
-    """Re-publish the chosen (or all, with None) worker/sink dead letters to their source."""
+    """Re-publish the chosen (or all, with None) worker/sink dead letters to their source,
+    and mark their `sync_failures` rows resolved by "redrive" (a row resolved before keeps
+    who resolved it), so the dashboard's open count drops. A replica that cannot be reached
+    is said in `unmarked`: the re-drive itself has happened."""
     wanted = set(event_ids) if event_ids is not None else None
     done: list[str] = []
     skipped: list[str] = []
@@ -41,4 +50,22 @@ async def redrive(settings: Settings, event_ids: Iterable[str] | None) -> dict[s
                 skipped.append(dl.event_id)
     finally:
         await producer.stop()
-    return {"redriven": done, "skipped": skipped}
+    result = {"redriven": done, "skipped": skipped, "unmarked": []}
+    if done:
+        try:
+            await mark_resolved(settings.dsn, done)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError):
+            result["unmarked"] = done
+    return result
+
+
+async def mark_resolved(dsn: str, event_ids: list[str], actor: str = REDRIVE_ACTOR) -> int:
+    """Resolve these dead letters' rows (the first resolution stands); returns how many."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        done = await conn.execute(
+            "UPDATE sync_failures SET resolved_at = now(), resolved_by = $2"
+            " WHERE event_id = ANY($1::text[]) AND resolved_at IS NULL", event_ids, actor)
+    finally:
+        await conn.close()
+    return int(done.split()[-1])

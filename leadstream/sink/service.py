@@ -25,6 +25,7 @@ from mode import Service
 
 from leadstream.broker.clients import make_consumer, make_producer
 from leadstream.config import Settings
+from leadstream.db.failures import prune_failures
 from leadstream.sink.replica import CONNECTION_ERRORS, Decoded, Replica
 from leadstream.sink.writer import Batch
 from leadstream.streams.records import DeadLetter, encode
@@ -146,6 +147,27 @@ class PostgresSink(Service):
             await self.flush(records)
             offsets = {tp: rs[-1].offset + 1 for tp, rs in polled.items()}
             await self._commit(offsets)
+
+    #: how often the dead letters past their retention are pruned
+    PRUNE_EVERY = 600.0
+
+    @Service.task
+    async def _prune(self) -> None:
+        """`sync_failures` kept by age and count (db.failures), checked every 10 minutes."""
+        s = self.settings
+        while not self.should_stop:
+            pool = self.replica.pool if self.replica is not None else None
+            if pool is not None:
+                try:
+                    async with pool.acquire() as conn:
+                        gone = await prune_failures(conn, keep_days=s.dlq_retention_days,
+                                                    keep_count=s.dlq_retention_count)
+                    if gone:
+                        log.info("sink: %d dead letters past their retention removed from"
+                                 " sync_failures", gone)
+                except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+                    log.warning("sink: could not prune sync_failures: %r", exc)
+            await self.sleep(self.PRUNE_EVERY)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
