@@ -216,7 +216,7 @@ def _change_status(
     )
     lead.lead_status = to
     lead.status_updated_at = at
-    lead.status_updated_by = author
+    lead.status_updated_by = person or author  # the person of a personal token (#25)
     lead.status_updated_by_role = actor
     return change
 

@@ -185,6 +185,18 @@ def test_status_change_record_fields() -> None:
     assert h.changed_at == at(5) and h.lead_id and h.event_id
 
 
+def test_a_persons_move_names_the_person_a_shared_tokens_its_role() -> None:
+    lead, _, history, _ = run([msg_event("w0", 0),
+                               cmd(5, "status", "human", status="contacted", actor="Dewi")])
+    assert lead is not None and (lead.status_updated_by, lead.status_updated_by_role) == (
+        "Dewi", "human")
+    assert (history[0].actor, history[0].changed_by) == ("Dewi", "human")
+    lead, _, _, _ = run([msg_event("w0", 0), cmd(5, "status", "human", status="contacted")])
+    assert lead is not None and lead.status_updated_by == "human"  # no person: the role
+    lead, _, _, _ = run([msg_event("w0", 0), cmd(5, "status", "brain-bot", status="qualified")])
+    assert lead is not None and lead.status_updated_by == "brain-bot"
+
+
 def test_no_op_status_is_not_a_change_and_keeps_ownership() -> None:
     lead, _, history, _ = run([sarah(1, "qualifying"), cmd(2, "status", "human", status="qualified"),
                                sarah(3, "handoff")])

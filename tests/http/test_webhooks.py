@@ -198,7 +198,13 @@ async def test_api_auth_validation_and_isolation(web: Pipeline) -> None:
         assert r.status == 404
     async with web.session.get(lead_url, headers=auth) as r:
         assert r.status == 200  # any role reads
+    # Sarah may add notes (issue #25), not move a status or edit a lead
     async with web.session.post(lead_url + "/notes", json={"content": "x"}, headers=auth) as r:
+        assert r.status == 202
+    async with web.session.post(lead_url + "/status", json={"status": "archived"},
+                                headers=auth) as r:
+        assert r.status == 403
+    async with web.session.patch(lead_url, json={"name": "x"}, headers=auth) as r:
         assert r.status == 403
     human = {"Authorization": f"Bearer {TOKEN}"}
     async with web.session.post(lead_url + "/status", json={"status": "won"}, headers=human) as r:
