@@ -402,6 +402,7 @@ class BatchRunner:
                                                   digest_size=12).hexdigest(),
             reason=reason, stage="replica", source_topic=origin.topic,
             source_partition=origin.partition, source_offset=None,
+            workspace_id=DeadLetter.workspace_of(origin.key),
             original_b64=DeadLetter.b64(origin.value),
         )
         log.error("replica refused a %s row of %r: %s", origin.topic, origin.key, reason)

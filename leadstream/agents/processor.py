@@ -51,17 +51,6 @@ log = logging.getLogger(__name__)
 RECENT_IDS = 64
 
 
-def _workspace_of(key: bytes | None) -> str | None:
-    """The workspace a lead key names (our producers key every record by its lead), so the
-    workspace's own dashboard lists the dead letter; None for a key that is not one."""
-    try:
-        workspace_id, sep, identity = (key or b"").decode().partition(":")
-    except UnicodeDecodeError:
-        return None
-    return workspace_id if sep and workspace_id and identity and len(workspace_id) <= 256 \
-        else None
-
-
 class LeadProcessor:
     """Applies source records to a flush's view of the tables and fills its outbox."""
 
@@ -297,6 +286,6 @@ class LeadProcessor:
         dl = DeadLetter(
             event_id=f"worker:{topic}:{partition}:{offset}", reason=reason, stage="worker",
             source_topic=topic, source_partition=partition, source_offset=offset,
-            workspace_id=_workspace_of(key), original_b64=DeadLetter.b64(value or b""),
+            workspace_id=DeadLetter.workspace_of(key), original_b64=DeadLetter.b64(value or b""),
         )
         flush.out.other.append((self.names.dlq, key or b"", encode(dl)))

@@ -197,6 +197,7 @@ class PostgresSink(Service):
             event_id=f"sink:{rec.topic}:{rec.partition}:{rec.offset}",
             reason=p.reason, stage="sink", source_topic=rec.topic,
             source_partition=rec.partition, source_offset=rec.offset,
+            workspace_id=DeadLetter.workspace_of(rec.key),
             original_b64=DeadLetter.b64(rec.value or b""),
         )
         assert self.producer is not None

@@ -52,6 +52,18 @@ class DeadLetter(BaseModel):
     def b64(raw: bytes) -> str:
         return base64.b64encode(raw).decode("ascii")
 
+    @staticmethod
+    def workspace_of(key: bytes | None) -> str | None:
+        """The workspace a lead key names (every producer of ours keys a record by its
+        lead), so the workspace's own dashboard lists the dead letter whatever stage wrote
+        it; None for a key that is not one."""
+        try:
+            workspace_id, sep, identity = (key or b"").decode().partition(":")
+        except UnicodeDecodeError:
+            return None
+        return workspace_id if sep and workspace_id and identity and len(workspace_id) <= 256 \
+            else None
+
 
 def encode(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model, exclude_none=False)

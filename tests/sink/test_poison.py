@@ -56,6 +56,7 @@ async def test_an_oversized_indexed_value_is_dead_lettered_and_the_batch_written
         assert got == {r["lead_key"] for r in rows}
         failure = await pool.fetchrow("SELECT * FROM sync_failures WHERE stage = 'sink'")
         assert failure is not None and failure["source_offset"] == 3
+        assert failure["workspace_id"] == "ws2"  # its workspace's page lists it (#25)
         assert "rejected by Postgres" in failure["reason"] and "index row" in failure["reason"]
         assert sink.dead_letters == 1
     finally:
