@@ -169,8 +169,11 @@ async def test_lead_model_through_the_pipeline(pipeline: Pipeline) -> None:
     assert [tuple(h) for h in history] == [("new", "qualified", "sarah-bot"),
                                            ("qualified", "contacted", "brain-bot"),
                                            ("contacted", "archived", "human")]
-    notes = await pipeline.fetch("SELECT author, author_type, content FROM lead_notes")
-    assert [tuple(n) for n in notes] == [("Ani", "human", "Called, will decide next week")]
+    notes = await pipeline.fetch("SELECT author, author_type, content FROM lead_notes"
+                                 " ORDER BY created_at")
+    # the rename is on the timeline too, with who did it (issue #25)
+    assert [tuple(n) for n in notes] == [("Ani", "human", "Called, will decide next week"),
+                                         ("human", "human", "Nama diubah menjadi “Bu Rina”.")]
 
 
 async def _table_digest(p: Pipeline) -> dict[str, str]:

@@ -272,7 +272,7 @@ class LeadProcessor:
                 flush.messages.rewrite(msg_key, partition)
             if self.daily is not None:
                 self.daily.rewrite(lead, record, partition, flush.daily.rewrite)
-        if isinstance(record, Command) and record.kind == "note":
+        if isinstance(record, Command) and record.kind in ("note", "edit"):
             for note in apply_command(lead, record).notes:
                 out.note(partition, key, note)
         if entry.last_status:

@@ -426,6 +426,25 @@ def apply_sarah(lead: LeadState | None, up: SarahUpdate) -> Applied:
 # --------------------------------------------------------------------------- commands
 
 
+def note_text(cmd: Command) -> str | None:
+    """The timeline note a command leaves: a note's content, or for a name or phone edit what
+    was set (who and when are the note's author and time, as for a status move). Derived
+    from the command alone, so a re-emitted command yields the same note."""
+    if cmd.kind == "note":
+        return (cmd.content or "").strip() or None
+    if cmd.kind != "edit":
+        return None
+    said = []
+    if "name" in cmd.edit_fields:
+        name = _clean(cmd.name)
+        said.append(f"Nama diubah menjadi “{name}”" if name
+                    else "Nama yang diketik dihapus (kembali ke nama dari Sarah/WhatsApp)")
+    if "phone" in cmd.edit_fields:
+        said.append(f"Telepon diubah menjadi {cmd.phone}" if cmd.phone
+                    else "Telepon yang diketik dihapus")
+    return "; ".join(said) + "." if said else None
+
+
 def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
     """Apply a human/Brain edit, note or status change.
 
@@ -441,20 +460,19 @@ def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
             cur.human_name = _clean(cmd.name)
         if "phone" in cmd.edit_fields:
             cur.contact_phone = cmd.phone or None
-    elif cmd.kind == "note":
-        content = (cmd.content or "").strip()
-        if content:
-            notes.append(Note(
-                note_id=cmd.event_id,
-                lead_id=cur.lead_id,
-                lead_key=cur.lead_key,
-                workspace_id=cur.workspace_id,
-                author=cmd.author,
-                author_type=author_type_of(cmd.actor_role),
-                content=content,
-                created_at=cmd.occurred_at,
-            ))
-    elif cmd.kind == "status" and cmd.status is not None:
+    content = note_text(cmd)
+    if content:
+        notes.append(Note(
+            note_id=cmd.event_id,
+            lead_id=cur.lead_id,
+            lead_key=cur.lead_key,
+            workspace_id=cur.workspace_id,
+            author=cmd.author,
+            author_type=author_type_of(cmd.actor_role),
+            content=content,
+            created_at=cmd.occurred_at,
+        ))
+    if cmd.kind == "status" and cmd.status is not None:
         ch = _change_status(cur, cmd.status, actor=cmd.actor_role, author=cmd.actor_role,
                             reason=cmd.reason, at=cmd.occurred_at, source_event_id=cmd.event_id,
                             person=cmd.actor)

@@ -410,7 +410,9 @@ async def me(request: web.Request) -> web.Response:
     """Who the token is: the page shows the person signed in and builds inbox links."""
     tok = await _auth(request)
     return _json({"workspace_id": tok.workspace_id, "role": tok.role, "user": tok.user,
-                  "inbox_url_pattern": _inbox(request, tok)})
+                  "inbox_url_pattern": _inbox(request, tok),
+                  # the page shows times in the workspace's zone, not the browser's
+                  "timezone": request.app[DIGESTS].tz})
 
 
 #: seconds between keep-alive comments on an idle stream (proxies close silent connections)

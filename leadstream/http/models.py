@@ -228,6 +228,7 @@ class Me(BaseModel):
     role: str
     user: str | None
     inbox_url_pattern: str | None
+    timezone: str = Field(description="LEADSTREAM_TIMEZONE: the page shows times in it")
 
 
 class SyncFailure(BaseModel):

@@ -197,6 +197,30 @@ def test_a_persons_move_names_the_person_a_shared_tokens_its_role() -> None:
     assert lead is not None and lead.status_updated_by == "brain-bot"
 
 
+@pytest.mark.parametrize(("fields", "text"), [
+    ({"edit_fields": ["name"], "name": "Bu Rina"}, "Nama diubah menjadi “Bu Rina”."),
+    ({"edit_fields": ["name"], "name": None},
+     "Nama yang diketik dihapus (kembali ke nama dari Sarah/WhatsApp)."),
+    ({"edit_fields": ["phone"], "phone": "+6281399998888"},
+     "Telepon diubah menjadi +6281399998888."),
+    ({"edit_fields": ["name", "phone"], "name": "Rina", "phone": None},
+     "Nama diubah menjadi “Rina”; Telepon yang diketik dihapus."),
+    ({"edit_fields": []}, None),
+])
+def test_an_edit_leaves_a_note_with_who_and_when(fields: dict[str, object],
+                                                 text: str | None) -> None:
+    """Name and phone edits are on the timeline like status moves: the note's author and
+    time are who and when; the text comes from the command alone (a re-emit repeats it)."""
+    c = cmd(5, "edit", "human", author="Dewi", **fields)
+    lead, _, _, notes = run([msg_event("w0", 0), c])
+    if text is None:
+        assert notes == []
+        return
+    (n,) = notes
+    assert (n.author, n.author_type, n.content, n.created_at) == ("Dewi", "human", text, at(5))
+    assert apply_command(lead, c).notes[0] == n  # the same note again when re-emitted
+
+
 def test_no_op_status_is_not_a_change_and_keeps_ownership() -> None:
     lead, _, history, _ = run([sarah(1, "qualifying"), cmd(2, "status", "human", status="qualified"),
                                sarah(3, "handoff")])

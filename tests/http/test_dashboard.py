@@ -331,3 +331,30 @@ async def test_merge_a_duplicate_from_the_page(pipeline: Pipeline) -> None:
         await browser.close()
     merged = await pipeline.fetchrow("SELECT phone_e164 FROM leads WHERE merged_into IS NOT NULL")
     assert merged is not None and merged["phone_e164"] == "+6281277744002"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
+async def test_times_show_in_the_workspace_zone(
+        settings: Any, tmp_path: Path) -> None:
+    """Issue #25: a workspace in Makassar (LEADSTREAM_TIMEZONE=Asia/Makassar) sees WITA times
+    whatever the browser's zone (Chromium here runs in UTC)."""
+    from playwright.async_api import async_playwright
+
+    p = await Pipeline(settings.model_copy(update={"timezone": "Asia/Makassar"}),
+                       str(tmp_path)).start()
+    try:
+        # 2025-10-09 00:30 UTC is 08:30 in Makassar (WITA, UTC+8)
+        assert await p.message("6281277733001", "wamid.tz.1", name="Wayan", text="halo",
+                               ts=1_759_969_800) == 200
+        await eventually(lambda: p.fetchrow(
+            "SELECT 1 FROM leads WHERE phone_e164 = '+6281277733001'"), timeout=60)
+        async with async_playwright() as pw:
+            browser = await _chromium(pw)
+            page = await _login(browser, p.base, TOKEN)
+            await page.click("#rows tr")
+            await page.wait_for_selector("#timeline >> text=halo")
+            timeline = await page.inner_text("#timeline")
+            assert "9/10/2025, 8.30.00 WITA" in timeline, timeline
+            await browser.close()
+    finally:
+        await p.stop()
