@@ -41,11 +41,16 @@ from leadstream.http.models import (
 from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
 from leadstream.http.queries import (
     CSV_COLUMNS,
+    FAMILY_SQL,
+    TIMELINE_SQL,
     csv_cell,
     lead_list_sql,
     lead_out,
     next_cursor,
     row_out,
+    timeline_args,
+    timeline_cursor,
+    timeline_item,
 )
 from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS
 from leadstream.streams.records import encode
@@ -342,12 +347,7 @@ async def get_lead(request: web.Request) -> web.Response:
     if lead is None:
         return _json({"error": "unknown lead"}, status=404)
     # the lead and every lead merged into it (down its merge chains): their rows are its rows
-    family = await pool.fetch(
-        "WITH RECURSIVE fam AS (SELECT $1::uuid AS lead_id, 0 AS depth UNION ALL"
-        " SELECT l.lead_id, f.depth + 1 FROM leads l JOIN fam f ON l.merged_into = f.lead_id"
-        " WHERE l.workspace_id = $2 AND f.depth < 16)"
-        " SELECT l.* FROM fam JOIN leads l USING (lead_id) WHERE l.lead_id <> $1",
-        lead_id, tok.workspace_id)
+    family = await pool.fetch(FAMILY_SQL, lead_id, tok.workspace_id)
     ids = [lead_id, *(r["lead_id"] for r in family)]
     notes = await pool.fetch("SELECT * FROM lead_notes WHERE lead_id = ANY($1)"
                              " ORDER BY created_at DESC LIMIT 200", ids)
@@ -364,6 +364,37 @@ async def get_lead(request: web.Request) -> web.Response:
                   "daily_summaries": [row_out(d) for d in daily],
                   "messages": [row_out(m) for m in messages],
                   "merged": [lead_out(r, pattern) for r in family]})
+
+
+#: items per timeline page at most
+TIMELINE_MAX = 500
+
+
+async def lead_timeline(request: web.Request) -> web.Response:
+    """`GET /api/leads/{lead_id}/timeline?limit=N&cursor=C`: all of a lead's messages, notes
+    and status moves (its merged duplicates' too), newest first, page by page to the first;
+    `next_cursor` is null on the last page. The detail (`GET /api/leads/{id}`) keeps its
+    newest items; this is how the page reads the rest."""
+    tok = await _auth(request)
+    pool = request.app[POOL]
+    try:
+        lead_id = uuid.UUID(request.match_info["lead_id"])
+        limit = int(request.query.get("limit", "100"))
+        at, kind, item_id = timeline_args(request.query.get("cursor"))
+    except ValueError as exc:
+        return _unprocessable([{"loc": ("query",), "msg": str(exc), "type": "value_error"}])
+    if not 1 <= limit <= TIMELINE_MAX:
+        return _unprocessable([{"loc": ("query", "limit"), "msg": f"1 to {TIMELINE_MAX}",
+                                "type": "range"}])
+    if not await pool.fetchval("SELECT 1 FROM leads WHERE lead_id = $1 AND workspace_id = $2",
+                               lead_id, tok.workspace_id):
+        return _json({"error": "unknown lead"}, status=404)
+    family = await pool.fetch(FAMILY_SQL, lead_id, tok.workspace_id)
+    ids = [lead_id, *(r["lead_id"] for r in family)]
+    rows = await pool.fetch(TIMELINE_SQL, ids, at, kind, item_id, limit + 1)
+    page = rows[:limit]
+    return _json({"items": [timeline_item(r) for r in page],
+                  "next_cursor": timeline_cursor(page[-1]) if len(rows) > limit else None})
 
 
 async def merge_leads(request: web.Request) -> web.Response:
@@ -568,6 +599,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/leads.csv", export_leads)
     app.router.add_get("/api/leads/counts", status_counts)
     app.router.add_get("/api/leads/{lead_id}", get_lead)
+    app.router.add_get("/api/leads/{lead_id}/timeline", lead_timeline)
     app.router.add_patch("/api/leads/{lead_id}", edit_lead)
     app.router.add_post("/api/leads/{lead_id}/notes", add_note)
     app.router.add_post("/api/leads/{lead_id}/status", set_status)

@@ -262,7 +262,22 @@ class Digest(BaseModel):
 
     workspace_id: str
     day: date
-    final: bool = Field(description="false: computed now, the day is not over")
+    final: bool = Field(description="false: computed now, not written yet")
     content: str
     facts: dict[str, Any]
+    writer: str = Field(description="`builtin`, `llm:<model>` or `builtin (llm failed: ...)`")
     created_at: datetime
+
+
+class TimelineItem(BaseModel):
+    """A message, note or status move: `kind`, `at`, `id`, and its row's columns."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["message", "note", "status"]
+    at: datetime
+    id: str
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineItem]
+    next_cursor: str | None

@@ -24,6 +24,7 @@ from leadstream.http.models import (
     SyncFailure,
     SyncFailurePage,
     SyncFailureQuery,
+    TimelinePage,
 )
 
 REF = "#/components/schemas/{model}"
@@ -92,7 +93,7 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": _schemas(LeadQuery, Lead, LeadPage, LeadDetail, StatusCounts, Accepted,
                                 SarahStateIn, LeadEditIn, NoteIn, StatusIn, MergeIn, Me, SyncFailure,
-                                SyncFailurePage, Digest),
+                                SyncFailurePage, Digest, TimelinePage),
         },
         "paths": {
             "/api/leads": {"get": {
@@ -146,6 +147,17 @@ def document() -> dict[str, Any]:
                                       "401": ERRORS["401"], **not_found}},
                 "patch": write(LeadEditIn, "human edit of name / phone"),
             },
+            "/api/leads/{lead_id}/timeline": {"get": {
+                "summary": "all of a lead's messages, notes and status moves, newest first,"
+                           " page by page (`next_cursor` null on the last)",
+                "security": [{"bearer": []}],
+                "parameters": [lead_id,
+                               {"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                               {"name": "cursor", "in": "query", "required": False,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json(TimelinePage, "one page"), **ERRORS,
+                              **not_found}}},
             "/api/leads/{lead_id}/notes": {"post": write(NoteIn, "add a note")},
             "/api/leads/{lead_id}/status": {"post": write(StatusIn, "change the status")},
             "/api/leads/{lead_id}/merge": {"post": {

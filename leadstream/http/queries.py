@@ -151,3 +151,46 @@ def _number(s: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: a lead and every lead merged into it, down its merge chains: their rows are its rows
+FAMILY_SQL = (
+    "WITH RECURSIVE fam AS (SELECT $1::uuid AS lead_id, 0 AS depth UNION ALL"
+    " SELECT l.lead_id, f.depth + 1 FROM leads l JOIN fam f ON l.merged_into = f.lead_id"
+    " WHERE l.workspace_id = $2 AND f.depth < 16)"
+    " SELECT l.* FROM fam JOIN leads l USING (lead_id) WHERE l.lead_id <> $1")
+
+#: a lead's messages, notes and status moves as one time line, newest first, keyset-paged
+#: on (time, kind, id) so a page walk neither repeats nor skips an item of equal time
+TIMELINE_SQL = (
+    "SELECT kind, at, id, row FROM ("
+    " SELECT 'message' AS kind, sent_at AS at, message_id AS id, to_jsonb(m) AS row"
+    " FROM messages m WHERE lead_id = ANY($1::uuid[])"
+    " UNION ALL SELECT 'note', created_at, note_id, to_jsonb(n) FROM lead_notes n"
+    " WHERE lead_id = ANY($1::uuid[])"
+    " UNION ALL SELECT 'status', changed_at, event_id, to_jsonb(h) FROM lead_status_history h"
+    " WHERE lead_id = ANY($1::uuid[])) t"
+    " WHERE $2::timestamptz IS NULL OR (at, kind, id) < ($2::timestamptz, $3::text, $4::text)"
+    " ORDER BY at DESC, kind DESC, id DESC LIMIT $5")
+
+
+def timeline_cursor(item: Any) -> str:
+    """The cursor after this item (opaque: hex of JSON)."""
+    return orjson.dumps([item["at"].isoformat(), item["kind"], item["id"]]).hex()
+
+
+def timeline_args(cursor: str | None) -> tuple[Any, str | None, str | None]:
+    """(time, kind, id) to continue after, from a cursor (ValueError if it is not one)."""
+    if not cursor:
+        return None, None, None
+    try:
+        at, kind, item_id = orjson.loads(bytes.fromhex(cursor))
+        return datetime.fromisoformat(at), str(kind), str(item_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a timeline cursor") from exc
+
+
+def timeline_item(r: Any) -> dict[str, Any]:
+    row = r["row"]
+    return {"kind": r["kind"], "at": r["at"], "id": r["id"],
+            **(orjson.loads(row) if isinstance(row, str) else dict(row))}

@@ -423,3 +423,49 @@ async def test_phone_search_finds_a_lead_however_the_number_is_typed(web: Pipeli
     assert [lead["name"] for lead in page["leads"]] == ["Lead 4"]
     _, page = await _call(web, "GET", "/api/leads", params={"q": "0812 0000 0006"})
     assert page["leads"] == []
+
+
+async def test_a_long_timeline_pages_to_its_first_item(web: Pipeline) -> None:
+    """Issue #25: the detail stopped at fixed caps (50 messages); the timeline pages through
+    all of a lead's messages, notes and status moves, newest first, items of equal time
+    included, each exactly once; another workspace's token gets a 404."""
+    assert web.pool is not None
+    lid = uuid.UUID(_id(1))
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    want: list[tuple[str, str]] = []
+    for i in range(240):
+        at = base + timedelta(minutes=i // 3)  # three messages a minute: equal times
+        await web.pool.execute(
+            "INSERT INTO messages (message_id, lead_id, workspace_id, direction, type, text,"
+            " sent_at, version) VALUES ($1, $2, 'ws1', 'inbound', 'text', $3, $4, 1)",
+            f"wamid.tl.{i:03d}", lid, f"pesan {i}", at)
+        want.append(("message", f"wamid.tl.{i:03d}"))
+    for i in range(30):
+        at = base + timedelta(minutes=i * 2)  # the same minutes as some messages
+        await web.pool.execute(
+            "INSERT INTO lead_notes (note_id, lead_id, workspace_id, author, author_type,"
+            " content, created_at) VALUES ($1, $2, 'ws1', 'Dewi', 'human', 'catatan', $3)",
+            f"note.tl.{i:02d}", lid, at)
+        want.append(("note", f"note.tl.{i:02d}"))
+    got: list[tuple[str, str]] = []
+    times: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": "37", **({"cursor": cursor} if cursor else {})}
+        status, page = await _call(web, "GET", f"/api/leads/{lid}/timeline", params=params)
+        assert status == 200, page
+        got += [(x["kind"], x["id"]) for x in page["items"]]
+        times += [x["at"] for x in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(got) == sorted(want) and len(got) == len(set(got)) == 270
+    assert times == sorted(times, reverse=True) and pages == 8
+    first = await _call(web, "GET", f"/api/leads/{lid}/timeline", params={"limit": "2"})
+    assert [x["kind"] for x in first[1]["items"]] == ["message", "message"]
+    assert first[1]["items"][0]["text"] == "pesan 239"
+    assert (await _call(web, "GET", f"/api/leads/{lid}/timeline", OTHER))[0] == 404
+    for bad in ({"limit": "0"}, {"limit": "501"}, {"cursor": "zz"}, {"limit": "x"}):
+        assert (await _call(web, "GET", f"/api/leads/{lid}/timeline", params=bad))[0] == 422

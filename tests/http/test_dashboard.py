@@ -334,7 +334,7 @@ async def test_merge_a_duplicate_from_the_page(pipeline: Pipeline) -> None:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
-async def test_times_show_in_the_workspace_zone(
+async def test_times_in_the_workspace_zone_and_a_long_timeline_pages(
         settings: Any, tmp_path: Path) -> None:
     """Issue #25: a workspace in Makassar (LEADSTREAM_TIMEZONE=Asia/Makassar) sees WITA times
     whatever the browser's zone (Chromium here runs in UTC)."""
@@ -355,6 +355,21 @@ async def test_times_show_in_the_workspace_zone(
             await page.wait_for_selector("#timeline >> text=halo")
             timeline = await page.inner_text("#timeline")
             assert "9/10/2025, 8.30.00 WITA" in timeline, timeline
+            # a long timeline: the newest 100 first, then "older" reads the rest
+            lead = await p.fetchrow("SELECT lead_id FROM leads")
+            assert p.pool is not None and lead is not None
+            await p.pool.executemany(
+                "INSERT INTO lead_notes (note_id, lead_id, workspace_id, author, author_type,"
+                " content, created_at) VALUES ($1, $2, 'ws1', 'Dewi', 'human', $3,"
+                " now() - make_interval(mins => $4))",
+                [(f"n{i}", lead["lead_id"], f"catatan ke-{i}", i) for i in range(150)])
+            await page.click("#rows tr")
+            await _until(lambda: page.locator("#timeline li").count(), 100, timeout=20)
+            assert await page.is_visible("#older")
+            await page.click("#older")
+            await _until(lambda: page.locator("#timeline li").count(), 151, timeout=20)
+            assert not await page.is_visible("#older")
+            assert "Pesan masuk: halo" in await page.inner_text("#timeline li >> nth=150")
             await browser.close()
     finally:
         await p.stop()
