@@ -22,8 +22,9 @@ LIST_SORTS: dict[str, tuple[str, str, bool]] = {
     # longest waiting first: the oldest unanswered inbound message (needs_reply only)
     "waiting": ("last_inbound_at", "timestamptz", False),
 }
-#: `q` searches these (one trigram index, 007_team_dashboard.sql)
+#: `q` searches these (one trigram index, 010_search_contact_phone.sql)
 SEARCH_EXPR = ("(coalesce(name, '') || ' ' || coalesce(phone_e164, '') || ' ' "
+               "|| coalesce(contact_phone, '') || ' ' "
                "|| coalesce(business_type, '') || ' ' || coalesce(domisili, '') || ' ' "
                "|| coalesce(interest_motivation, '') || ' ' || coalesce(objection_raised, ''))")
 
@@ -127,6 +128,8 @@ CSV_COLUMNS = (
     "closing_technique_used", "objection_raised", "chat_phase", "message_count",
     "status_updated_at", "status_updated_by", "created_at", "last_inbound_at",
     "last_outbound_at", "last_activity_at", "waiting_since", "inbox_url",
+    # the phone a person typed (at the end: the columns before keep their places)
+    "contact_phone",
 )
 
 

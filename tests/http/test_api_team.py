@@ -93,7 +93,8 @@ def _id(i: int, ws: str = "ws1") -> str:
 
 async def test_me_names_the_person_of_a_personal_token(web: Pipeline) -> None:
     assert await _call(web, "GET", "/api/me", DEWI) == (200, {
-        "workspace_id": "ws1", "role": "human", "user": "Dewi", "inbox_url_pattern": INBOX})
+        "workspace_id": "ws1", "role": "human", "user": "Dewi", "inbox_url_pattern": INBOX,
+        "timezone": "Asia/Jakarta"})
     status, body = await _call(web, "GET", "/api/me", SARAH)
     assert status == 200 and body["role"] == "sarah-bot" and body["user"] is None
     assert (await _call(web, "GET", "/api/me", "nope"))[0] == 401
@@ -423,6 +424,15 @@ async def test_phone_search_finds_a_lead_however_the_number_is_typed(web: Pipeli
     assert [lead["name"] for lead in page["leads"]] == ["Lead 4"]
     _, page = await _call(web, "GET", "/api/leads", params={"q": "0812 0000 0006"})
     assert page["leads"] == []
+    # the phone a person typed for a lead is found too, and exported
+    assert web.pool is not None
+    await web.pool.execute("UPDATE leads SET contact_phone = '+6285700001111'"
+                           " WHERE lead_id = $1", uuid.UUID(_id(4)))
+    _, page = await _call(web, "GET", "/api/leads", params={"q": "0857-0000-1111"})
+    assert [lead["name"] for lead in page["leads"]] == ["Lead 4"]
+    _, text = await _call(web, "GET", "/api/leads.csv", params={"q": "0857 0000 1111"})
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][-1] == "contact_phone" and rows[1][-1] == "+6285700001111"
 
 
 async def test_a_long_timeline_pages_to_its_first_item(web: Pipeline) -> None:
