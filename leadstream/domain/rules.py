@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from leadstream.domain.identity import lead_id_for, split_key, stable_id
+from leadstream.domain.limits import MAX_EXTRA_KEYS, MAX_LIST
 from leadstream.domain.model import (
     SARAH_TEXT_FIELDS,
     AuthorType,
@@ -119,7 +120,10 @@ def _clean(s: str | None) -> str | None:
 
 
 def merge_pain_points(existing: list[str], new: list[str] | None) -> list[str]:
-    """Accumulate pain points; duplicates compare case- and whitespace-insensitively."""
+    """Accumulate pain points; duplicates compare case- and whitespace-insensitively.
+
+    Bounded (issue #24): a lead keeps its `MAX_LIST` (50) newest distinct pain points; older
+    ones make room, so no update, however often repeated, grows a lead without end."""
     out = list(existing)
     seen = {" ".join(p.split()).casefold() for p in out}
     for p in new or []:
@@ -130,14 +134,20 @@ def merge_pain_points(existing: list[str], new: list[str] | None) -> list[str]:
         if k not in seen:
             seen.add(k)
             out.append(c)
-    return out
+    return out[-MAX_LIST:]
 
 
 def merge_extra(existing: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Sarah's extra fields: a non-null value replaces the held one; null keeps it."""
-    out = dict(existing)
+    """Sarah's extra fields: a non-null value replaces the held one; null keeps it.
+
+    Bounded (issue #24): a lead keeps the `MAX_EXTRA_KEYS` (50) fields set most recently (a
+    field set again counts as new); each value is already at most 4,000 bytes of JSON, so the
+    extra fields of a lead stay under about 200 kB whatever is sent."""
+    out = {k: v for k, v in existing.items() if new.get(k) is None}
     out.update({k: v for k, v in new.items() if v is not None})
-    return out
+    if len(out) <= MAX_EXTRA_KEYS:
+        return out
+    return dict(list(out.items())[-MAX_EXTRA_KEYS:])
 
 
 def display_name(lead: LeadState) -> str | None:

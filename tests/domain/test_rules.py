@@ -488,3 +488,57 @@ def test_sarah_extra_that_json_cannot_hold_is_refused_not_crashed(value: object)
 
     with pytest.raises(ValidationError, match="cannot be stored as JSON"):
         SarahFields.model_validate({"extra_field": value})
+
+
+# ----------------------------------------------------------------------------- bounds (#24)
+
+#: what one lead's record may weigh at most, whatever is sent: well under the broker's
+#: default `max.message.bytes` (1,048,588), so no lead snapshot or changelog value is ever
+#: refused as too large
+LEAD_BYTES_BOUND = 600_000
+
+
+def _worst_update(i: int) -> SarahUpdate:
+    """An update at every bound: 50 new pain points and 50 new extra fields of the largest
+    size, in four-byte characters where text is counted in characters."""
+    wide = "\U0001F600"
+    big = wide * 480
+    return sarah(i, "B", name=wide * 250, business_type=big, domisili=big,
+                 business_duration=big, priority=big, urgency_level=big, next_step=big,
+                 story=wide * 9_900, interest_motivation=big, closing_technique_used=big,
+                 objection_raised=big,
+                 pain_points=[f"{i}.{j} " + big for j in range(50)],
+                 sarah_extra={f"k{i}.{j}": "x" * 3_990 for j in range(50)})
+
+
+def test_a_lead_stays_within_its_bound_however_much_is_sent() -> None:
+    from leadstream.domain.merge import absorb, absorb_command
+    from leadstream.streams.records import encode
+
+    lead = None
+    for i in range(40):
+        lead = apply_sarah(lead, _worst_update(i)).lead
+    assert lead is not None
+    assert len(lead.pain_points) == 50 and lead.pain_points[-1].startswith("39.49 ")
+    assert len(lead.sarah_extra) == 50 and list(lead.sarah_extra)[-1] == "k39.49"
+    assert len(encode(lead)) < LEAD_BYTES_BOUND
+    # a merge of two such leads is bounded by the same rules
+    other = None
+    for i in range(40, 50):
+        other = apply_sarah(other, _worst_update(i)).lead
+    assert other is not None
+    merge = Command(event_id="m1", workspace_id="ws1", lead_key="ws1:+6281300000001",
+                    occurred_at=at(99), kind="merge", actor_role="human", author="Dewi",
+                    target_key=KEY)
+    merged = absorb(lead, absorb_command(merge, other, KEY)).lead
+    assert len(merged.pain_points) == 50 and len(merged.sarah_extra) == 50
+    assert len(encode(merged)) < LEAD_BYTES_BOUND
+
+
+def test_extra_fields_keep_the_most_recently_set() -> None:
+    from leadstream.domain.rules import merge_extra
+
+    held = {f"k{i}": i for i in range(50)}
+    out = merge_extra(held, {"k0": "again", "new": 1, "k5": None})
+    assert len(out) == 50 and list(out)[-2:] == ["k0", "new"]
+    assert "k1" not in out and out["k5"] == 5  # the oldest made room; null keeps a value
