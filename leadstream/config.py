@@ -106,6 +106,18 @@ class Settings(BaseSettings):
                                         validation_alias="LEADSTREAM_TABLE_STANDBY_REPLICAS")
 
     max_body_bytes: int = Field(default=3 * 1024 * 1024, validation_alias="LEADSTREAM_MAX_BODY_BYTES")
+    #: connection hygiene (http.guard): a connection that has not completed a request in
+    #: this long is closed (headers included); a body must arrive within its timeout (408);
+    #: past so many open connections a new one is answered 503; bodies being read at once
+    #: may declare at most so many bytes together (503 past it)
+    http_idle_timeout: float = Field(default=10.0, gt=0,
+                                     validation_alias="LEADSTREAM_HTTP_IDLE_TIMEOUT")
+    http_body_timeout: float = Field(default=10.0, gt=0,
+                                     validation_alias="LEADSTREAM_HTTP_BODY_TIMEOUT")
+    http_max_connections: int = Field(default=2000, ge=1,
+                                      validation_alias="LEADSTREAM_HTTP_MAX_CONNECTIONS")
+    http_max_inflight_bytes: int = Field(default=32 * 1024 * 1024, ge=1,
+                                         validation_alias="LEADSTREAM_HTTP_MAX_INFLIGHT_BYTES")
     #: How long the webhook waits for the broker's ack before answering 503.
     publish_timeout_seconds: float = Field(
         default=5.0, validation_alias="LEADSTREAM_PUBLISH_TIMEOUT_SECONDS"

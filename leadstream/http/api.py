@@ -52,7 +52,7 @@ from leadstream.http.queries import (
     timeline_cursor,
     timeline_item,
 )
-from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS
+from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS, read_request_body
 from leadstream.streams.records import encode
 from leadstream.summarize.digest import Digests
 
@@ -91,7 +91,7 @@ async def _auth(request: web.Request) -> TokenEntry:
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
     try:
-        raw = await request.read()
+        raw = await read_request_body(request)
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         return _unprocessable(exc.errors(include_url=False))

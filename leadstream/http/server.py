@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from leadstream.config import Settings
 from leadstream.http import api, webhooks
 from leadstream.http.directory import Directory
+from leadstream.http.guard import BodyBudget, GuardedSite, quiet_accept_errors, raise_open_file_limit
 from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
 from leadstream.ops.health import broker_ready, database_ready
@@ -110,6 +111,8 @@ def make_app(settings: Settings) -> web.Application:
                           middlewares=[metrics_middleware, errors_middleware])
     app.on_response_prepare.append(_security_headers)
     app[webhooks.MAX_BODY] = settings.max_body_bytes
+    app[webhooks.BODY_BUDGET] = BodyBudget(settings.http_max_inflight_bytes)
+    app[webhooks.BODY_TIMEOUT] = settings.http_body_timeout
     app[webhooks.TOPICS] = TopicNames.from_settings(settings)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
@@ -171,12 +174,26 @@ def make_app(settings: Settings) -> web.Application:
     return app
 
 
+async def start_site(settings: Settings, app: web.Application,
+                     port: int | None = None) -> tuple[web.AppRunner, GuardedSite]:
+    """The app served with its connection hygiene (http.guard): the idle and header timeout,
+    the connection cap, a raised open-file limit, and accept errors logged once a minute."""
+    raise_open_file_limit()
+    quiet_accept_errors(asyncio.get_running_loop())
+    # after an answer to a body that did not arrive (408) or was too large (413), the rest of
+    # it is read and dropped for 2 s at most (aiohttp: 10 s), then the connection is closed
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.http_idle_timeout,
+                           lingering_time=2.0)
+    await runner.setup()
+    site = GuardedSite(runner, settings.http_host, settings.http_port if port is None else port,
+                       backlog=1024, max_connections=settings.http_max_connections)
+    await site.start()
+    return runner, site
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the server until `stop` is set."""
-    runner = web.AppRunner(make_app(settings), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port, backlog=1024)
-    await site.start()
+    runner, _ = await start_site(settings, make_app(settings))
     log.info("webhook/API server on http://%s:%s", settings.http_host, settings.http_port)
     try:
         await stop.wait()

@@ -26,6 +26,7 @@ from leadstream.db.registry import NumberEntry
 from leadstream.domain.limits import MAX_FIELD, MAX_ID, MAX_ITEMS
 from leadstream.domain.model import InboundEvent
 from leadstream.http.directory import Directory
+from leadstream.http.guard import BodyBudget, Busy, read_body
 from leadstream.http.publisher import BrokerUnavailable, Publisher, RecordTooLarge
 from leadstream.ingest.common import ParseError, Workspace, content_id
 from leadstream.ingest.kapso import parse_one, route_items
@@ -40,6 +41,9 @@ DIRECTORY = web.AppKey("directory", Directory)
 PUBLISHER = web.AppKey("publisher", Publisher)
 TOPICS = web.AppKey("topics", TopicNames)
 MAX_BODY = web.AppKey("max_body", int)
+#: body bytes being read at once, and how long a body may take (http.guard)
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 POOL = web.AppKey("pool", asyncpg.Pool)
 
 
@@ -78,15 +82,26 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-_REASONS = {401: "signature", 413: "too_large", 503: "broker_unavailable"}
+_REASONS = {401: "signature", 413: "too_large", 503: "broker_unavailable", 408: "timeout"}
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_request_body(request: web.Request) -> bytes:
+    """The whole body, refused before a byte is read when it declares more than the limit
+    (413) or more body bytes are in flight than the budget (503 with Retry-After), and cut
+    off when it does not arrive in time (408): webhooks and API alike (http.guard)."""
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         REFUSALS.labels("too_large").inc()
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    return await request.read()  # aiohttp enforces client_max_size too
+    try:
+        # aiohttp enforces client_max_size on a body without a length
+        return await read_body(request, budget=request.app[BODY_BUDGET], max_bytes=limit,
+                               timeout=request.app[BODY_TIMEOUT])
+    except Busy:
+        REFUSALS.labels("busy").inc()
+        raise web.HTTPServiceUnavailable(
+            text='{"error": "busy: too many bodies being received; retry"}',
+            content_type="application/json", headers={"Retry-After": "1"}) from None
 
 
 async def _publish_or_503(request: web.Request,
@@ -171,7 +186,7 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
     (under the signer's workspace) while the others are accepted. A body signed by none of
     the numbers it names is refused (401) before anything else is read from it.
     """
-    body = await _read_body(request)
+    body = await read_request_body(request)
     try:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
