@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from leadstream.domain.limits import MAX_NAME, Name
+from leadstream.domain.limits import MAX_FIELD, MAX_NAME, MAX_NOTE, Name
 from leadstream.domain.model import LeadStatus, SarahFields, Temperature
 
 #: top-level keys of a Sarah state save that are ignored: at most this many named back
@@ -72,8 +72,8 @@ class LeadEditIn(BaseModel):
 
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: str = Field(min_length=1, max_length=10_000)
-    author: str | None = Field(default=None, max_length=200)
+    content: str = Field(min_length=1, max_length=MAX_NOTE)
+    author: str | None = Field(default=None, max_length=MAX_NAME)
 
     @field_validator("content")
     @classmethod
@@ -86,7 +86,7 @@ class NoteIn(BaseModel):
 class StatusIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: LeadStatus
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=MAX_FIELD)  # the domain's bound
 
 
 def _csv(v: Any) -> Any:
@@ -207,7 +207,7 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     duplicate_lead_id: UUID
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=MAX_FIELD)  # the domain's bound
 
 
 class LeadDetail(BaseModel):
