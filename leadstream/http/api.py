@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from leadstream.db.leads import ACTIVE, NEEDS_REPLY
 from leadstream.db.leads import status_counts as lead_status_counts
-from leadstream.db.registry import TokenEntry
+from leadstream.db.registry import TokenEntry, token_hash
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
@@ -66,9 +66,10 @@ FEED = web.AppKey("feed", LeadFeed)
 DIGESTS = web.AppKey("digests", Digests)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None
+          ) -> web.Response:
     return web.Response(body=orjson.dumps(data, option=orjson.OPT_NAIVE_UTC),
-                        status=status, content_type="application/json")
+                        status=status, content_type="application/json", headers=headers)
 
 
 def _unprocessable(errors: Sequence[Mapping[str, Any]]) -> web.Response:
@@ -450,26 +451,53 @@ async def me(request: web.Request) -> web.Response:
 STREAM_KEEPALIVE = 15.0
 
 
+#: how often an open stream checks that its token still stands (the directory reloads about
+#: as often), and how many streams one token may hold open
+STREAM_RECHECK = 2.0
+STREAMS_PER_TOKEN = 8
+#: open streams per token hash (this process)
+_OPEN_STREAMS: dict[str, int] = {}
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events of the token's workspace: `event: lead` with the lead as
     `GET /api/leads` shows it, for every change of a lead row; `event: resync` when the
     stream may have a gap (reload the list). Authenticated by the bearer header, like every
-    endpoint (the page reads it with fetch, not EventSource, which cannot send one)."""
+    endpoint (the page reads it with fetch, not EventSource, which cannot send one).
+
+    A stream follows its token (issue #24): once the token is revoked it gets
+    `event: revoked` and ends, within the directory's reload period and `STREAM_RECHECK`;
+    one token holds at most `STREAMS_PER_TOKEN` streams (429 past it)."""
     tok = await _auth(request)
+    held = token_hash(request.headers["Authorization"][7:].strip())
+    if _OPEN_STREAMS.get(held, 0) >= STREAMS_PER_TOKEN:
+        return _json({"error": f"at most {STREAMS_PER_TOKEN} open streams per token"},
+                     status=429, headers={"Retry-After": "5"})
+    _OPEN_STREAMS[held] = _OPEN_STREAMS.get(held, 0) + 1
+    directory = request.app[DIRECTORY]
     feed = request.app[FEED]
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     sub = feed.subscribe(tok.workspace_id)
+    loop = asyncio.get_running_loop()
     try:
         await resp.prepare(request)
         await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
+        written = loop.time()
         while True:
             try:
-                event, data = await asyncio.wait_for(sub.queue.get(), STREAM_KEEPALIVE)
+                event, data = await asyncio.wait_for(sub.queue.get(), STREAM_RECHECK)
             except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
+                if held not in directory.tokens:
+                    await resp.write(b"event: revoked\ndata: {}\n\n")
+                    break
+                if loop.time() - written >= STREAM_KEEPALIVE:
+                    await resp.write(b": keep-alive\n\n")
+                    written = loop.time()
                 continue
-            if event == "close":
+            if event == "close" or held not in directory.tokens:
+                if event != "close":
+                    await resp.write(b"event: revoked\ndata: {}\n\n")
                 break
             chunk = [f"event: {event}\ndata: ".encode() + orjson.dumps(
                 data, option=orjson.OPT_NAIVE_UTC) + b"\n\n"]
@@ -480,12 +508,18 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 chunk.append(f"event: {event}\ndata: ".encode() + orjson.dumps(
                     data, option=orjson.OPT_NAIVE_UTC) + b"\n\n")
             await resp.write(b"".join(chunk))
+            written = loop.time()
             if event == "close":
                 break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         feed.unsubscribe(sub)
+        left = _OPEN_STREAMS.get(held, 1) - 1
+        if left > 0:
+            _OPEN_STREAMS[held] = left
+        else:
+            _OPEN_STREAMS.pop(held, None)
     return resp
 
 

@@ -479,3 +479,52 @@ async def test_a_long_timeline_pages_to_its_first_item(web: Pipeline) -> None:
     assert (await _call(web, "GET", f"/api/leads/{lid}/timeline", OTHER))[0] == 404
     for bad in ({"limit": "0"}, {"limit": "501"}, {"cursor": "zz"}, {"limit": "x"}):
         assert (await _call(web, "GET", f"/api/leads/{lid}/timeline", params=bad))[0] == 422
+
+
+async def test_a_stream_ends_once_its_token_is_revoked_and_streams_are_capped(
+        web: Pipeline) -> None:
+    """Issue #24: a stream opened before its token was revoked kept receiving; now it gets
+    `revoked` and ends within the directory's reload period; a token holds at most
+    STREAMS_PER_TOKEN streams (429 past it)."""
+    from leadstream.db.registry import revoke
+    from leadstream.http.api import STREAM_RECHECK, STREAMS_PER_TOKEN
+
+    assert web.pool is not None and web.session is not None
+    async with web.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None, webhook_secret=None,
+                            api_token="tok-leaving", role="human", user="Budi")
+    got: list[tuple[str, Any]] = []
+
+    async def listen() -> None:
+        async with web.session.get(  # type: ignore[union-attr]
+                f"{web.base}/api/stream", headers={"Authorization": "Bearer tok-leaving"}) as r:
+            assert r.status == 200
+            await _read_events(r, got)
+
+    task = asyncio.create_task(listen())
+    others: list[Any] = []
+    try:
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.05)
+        assert got[0][0] == "hello"
+        # the cap: the ones beyond it are refused while these are open
+        for _ in range(STREAMS_PER_TOKEN - 1):
+            r = await web.session.get(f"{web.base}/api/stream",
+                                      headers={"Authorization": "Bearer tok-leaving"})
+            assert r.status == 200
+            others.append(r)
+        async with web.session.get(f"{web.base}/api/stream",
+                                   headers={"Authorization": "Bearer tok-leaving"}) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "5"
+        async with web.pool.acquire() as conn:
+            assert await revoke(conn, token="tok-leaving") == 1
+        revoked_at = asyncio.get_running_loop().time()
+        await asyncio.wait_for(task, 5.0 + STREAM_RECHECK + 3)  # the directory reloads every 5 s
+        assert got[-1][0] == "revoked"
+        assert asyncio.get_running_loop().time() - revoked_at < 5.0 + STREAM_RECHECK + 3
+    finally:
+        task.cancel()
+        for r in others:
+            r.close()
