@@ -82,14 +82,23 @@ def workspace() -> None:
 @click.option("--inbox-url", default=None,
               help="the workspace's inbox URL with {conversation_id} (and optionally {phone}),"
                    " for the dashboard's \"Open in Inbox\" link")
+@click.option("--move", is_flag=True,
+              help="move a number or token that belongs to another workspace to this one")
 def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret: str | None,
                   api_token: str | None, role: str, region: str | None,
-                  verify_token: str | None, user: str | None, inbox_url: str | None) -> None:
+                  verify_token: str | None, user: str | None, inbox_url: str | None,
+                  move: bool) -> None:
     """Register a workspace, a number and/or a token (repeat to add more)."""
     import asyncpg
 
     from leadstream.db.migrate import migrate
-    from leadstream.db.registry import add_workspace
+    from leadstream.db.registry import Taken, add_workspace, weak_secret
+
+    for value, what, hint in ((webhook_secret, "a webhook secret", "--webhook-secret"),
+                              (api_token, "an API token", "--api-token")):
+        problem = weak_secret(value, what)
+        if problem:
+            raise click.BadParameter(problem, param_hint=hint)
 
     if ":" in workspace_id:
         raise click.BadParameter("must not contain ':'", param_hint="--id")
@@ -112,11 +121,15 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
             await add_workspace(conn, workspace_id=workspace_id, phone_number_id=phone_number_id,
                                 webhook_secret=webhook_secret, api_token=api_token, role=role,
                                 region=region or settings.default_region,
-                                verify_token=verify_token, user=user, inbox_url=inbox_url)
+                                verify_token=verify_token, user=user, inbox_url=inbox_url,
+                                move=move)
         finally:
             await conn.close()
 
-    _or_exit(go)
+    try:
+        _or_exit(go)
+    except Taken as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"workspace {workspace_id} saved")
 
 
@@ -132,7 +145,11 @@ def workspace_rotate_secret(phone_number_id: str, new_secret: str, overlap_hours
     import asyncpg
 
     from leadstream.db.migrate import migrate
-    from leadstream.db.registry import rotate_secret
+    from leadstream.db.registry import rotate_secret, weak_secret
+
+    problem = weak_secret(new_secret, "a webhook secret")
+    if problem:
+        raise click.BadParameter(problem, param_hint="--new-secret")
 
     async def go() -> bool:
         conn = await asyncpg.connect(get_settings().dsn)

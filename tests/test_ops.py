@@ -60,14 +60,30 @@ def test_a_missing_database_is_one_line_not_a_traceback() -> None:
     assert r.output.startswith("Error: cannot reach Postgres") and "Traceback" not in r.output
 
 
+BOT = "bot-token-0123456789"
+
+
 async def test_workspace_list_and_revoke(pipeline: Pipeline) -> None:
     env = _env(pipeline.settings)
-    r = await acli(["workspace", "add", "--id", "ws1", "--api-token", "bot-tok",
+    # issue #24: a short or empty secret or token is refused; a number or token of another
+    # workspace moves only with --move
+    for args in (["--api-token", "short"], ["--phone-number-id", "p9", "--webhook-secret", ""],
+                 ["--phone-number-id", "p9", "--webhook-secret", "x" * 15]):
+        r = await acli(["workspace", "add", "--id", "ws1", *args], env=env)
+        assert r.exit_code == 2 and "at least 16 characters" in r.output, r.output
+    r = await acli(["workspace", "add", "--id", "ws9", "--phone-number-id", PNID,
+                    "--webhook-secret", "y" * 20], env=env)
+    assert r.exit_code == 1 and "belongs to workspace ws1" in r.output, r.output
+    r = await acli(["workspace", "rotate-secret", "--phone-number-id", PNID,
+                    "--new-secret", ""], env=env)
+    assert r.exit_code == 2 and "at least 16" in r.output
+    r = await acli(["workspace", "add", "--id", "ws1", "--api-token", BOT,
                              "--role", "brain-bot"], env=env)
     assert r.exit_code == 0, r.output
     listed: Any = await acli(["workspace", "list"], env=env)
     assert listed.exit_code == 0 and "ws1" in listed.output and PNID in listed.output
-    assert "brain-bot" in listed.output and "bot-tok" not in listed.output  # no secrets
+    assert "brain-bot" in listed.output and BOT not in listed.output  # no secrets
+    assert "ws9" not in listed.output  # the refused move changed nothing
 
     async def status_of(token: str) -> int:
         async with aiohttp.ClientSession() as s, s.get(
@@ -75,12 +91,12 @@ async def test_workspace_list_and_revoke(pipeline: Pipeline) -> None:
                 headers={"Authorization": f"Bearer {token}"}) as resp:
             return resp.status
 
-    assert await eventually(lambda: _is(status_of("bot-tok"), 200), timeout=15)
-    r = await acli(["workspace", "revoke", "--api-token", "bot-tok"], env=env)
+    assert await eventually(lambda: _is(status_of(BOT), 200), timeout=15)
+    r = await acli(["workspace", "revoke", "--api-token", BOT], env=env)
     assert r.exit_code == 0 and "revoked 1" in r.output, r.output
-    assert await eventually(lambda: _is(status_of("bot-tok"), 401), timeout=15)
+    assert await eventually(lambda: _is(status_of(BOT), 401), timeout=15)
     assert await status_of(TOKEN) == 200  # the others keep working
-    r = await acli(["workspace", "revoke", "--api-token", "bot-tok"], env=env)
+    r = await acli(["workspace", "revoke", "--api-token", BOT], env=env)
     assert r.exit_code == 1 and "nothing matched" in r.output
 
 

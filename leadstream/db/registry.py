@@ -41,13 +41,47 @@ class TokenEntry:
     user: str | None = None
 
 
+#: the shortest webhook secret and API token `workspace add` and `rotate-secret` take: a
+#: short secret can be guessed, and an empty one lets anyone sign (issue #24)
+MIN_SECRET = 16
+
+
+def weak_secret(value: str | None, what: str) -> str | None:
+    """Why `value` is too weak to be a secret or token (None: fine, or not given)."""
+    if value is None:
+        return None
+    if len(value.strip()) < MIN_SECRET:
+        return f"{what} must be at least {MIN_SECRET} characters"
+    return None
+
+
+class Taken(ValueError):
+    """A number or token belongs to another workspace; moving it must be asked for."""
+
+
 async def add_workspace(
     conn: asyncpg.Connection, *, workspace_id: str, phone_number_id: str | None,
     webhook_secret: str | None, api_token: str | None, role: str = "human",
     region: str = "ID", verify_token: str | None = None, user: str | None = None,
-    inbox_url: str | None = None,
+    inbox_url: str | None = None, move: bool = False,
 ) -> None:
+    """Register a workspace, a number and/or a token. A number or token that belongs to
+    another workspace is moved only with `move=True` (else `Taken`): a typo must not hand a
+    tenant's webhooks or API access to another tenant."""
     async with conn.transaction():
+        if not move:
+            owner = phone_number_id and await conn.fetchval(
+                "SELECT workspace_id FROM workspace_numbers WHERE phone_number_id = $1",
+                phone_number_id)
+            if owner and owner != workspace_id:
+                raise Taken(f"phone number {phone_number_id} belongs to workspace {owner};"
+                            " pass --move to move it")
+            holder = api_token and await conn.fetchval(
+                "SELECT workspace_id FROM api_tokens WHERE token_sha256 = $1",
+                token_hash(api_token))
+            if holder and holder != workspace_id:
+                raise Taken(f"this API token belongs to workspace {holder};"
+                            " pass --move to move it")
         await conn.execute(
             "INSERT INTO workspaces (workspace_id, region, inbox_url) VALUES ($1, $2, $3)"
             " ON CONFLICT (workspace_id) DO UPDATE SET region = EXCLUDED.region,"
@@ -105,6 +139,15 @@ async def rotate_secret(conn: asyncpg.Connection, phone_number_id: str, new_secr
         " previous_secret_until = now() + $3::interval, webhook_secret = $2"
         " WHERE phone_number_id = $1", phone_number_id, new_secret, overlap)
     return bool(result.endswith(" 1"))
+
+
+async def clear_expired_secrets(conn: asyncpg.Connection) -> int:
+    """Forget previous webhook secrets whose overlap has ended (they no longer verify, and
+    a secret kept is a secret that can leak); returns how many."""
+    result = await conn.execute(
+        "UPDATE workspace_numbers SET previous_secret = NULL, previous_secret_until = NULL"
+        " WHERE previous_secret IS NOT NULL AND previous_secret_until <= now()")
+    return int(result.split()[-1])
 
 
 async def list_workspaces(conn: asyncpg.Connection) -> list[dict[str, object]]:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from leadstream.config import Settings
 from leadstream.embedded.broker import EmbeddedBroker, choose, start_broker
@@ -25,7 +26,7 @@ from leadstream.embedded.postgres import EmbeddedPostgres
 from leadstream.embedded.procs import die_with_parent
 from leadstream.embedded.runtime import read_runtime, remove_runtime, write_runtime
 
-DEMO = dict(workspace_id="demo", phone_number_id="demo-pnid", webhook_secret="demo-secret",
+DEMO: dict[str, Any] = dict(workspace_id="demo", phone_number_id="demo-pnid", webhook_secret="demo-secret",
             api_token="demo-token", role="human", verify_token="demo-verify",
             user="Dewi (demo)")
 #: the demo's bot tokens (simulate.Credentials has the same)

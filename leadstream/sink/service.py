@@ -26,6 +26,7 @@ from mode import Service
 from leadstream.broker.clients import make_consumer, make_producer
 from leadstream.config import Settings
 from leadstream.db.failures import prune_failures
+from leadstream.db.registry import clear_expired_secrets
 from leadstream.sink.replica import CONNECTION_ERRORS, Decoded, Replica
 from leadstream.sink.writer import Batch
 from leadstream.streams.records import DeadLetter, encode
@@ -153,7 +154,8 @@ class PostgresSink(Service):
 
     @Service.task
     async def _prune(self) -> None:
-        """`sync_failures` kept by age and count (db.failures), checked every 10 minutes."""
+        """`sync_failures` kept by age and count (db.failures) and expired webhook secrets
+        cleared, every 10 minutes."""
         s = self.settings
         while not self.should_stop:
             pool = self.replica.pool if self.replica is not None else None
@@ -162,6 +164,9 @@ class PostgresSink(Service):
                     async with pool.acquire() as conn:
                         gone = await prune_failures(conn, keep_days=s.dlq_retention_days,
                                                     keep_count=s.dlq_retention_count)
+                        # and webhook secrets past their rotation overlap (the API's
+                        # directory may read a standby: the sink writes the primary)
+                        await clear_expired_secrets(conn)
                     if gone:
                         log.info("sink: %d dead letters past their retention removed from"
                                  " sync_failures", gone)
