@@ -28,6 +28,7 @@ from leadstream.db.registry import TokenEntry, token_hash
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
+from leadstream.http.export import ExportGate, TooManyExports
 from leadstream.http.live import LeadFeed
 from leadstream.http.models import (
     LeadEditIn,
@@ -64,6 +65,8 @@ WRITE_POOL = web.AppKey("write_pool", asyncpg.Pool)
 FEED = web.AppKey("feed", LeadFeed)
 #: the workspace digest, computed on demand (`summarize.digest`)
 DIGESTS = web.AppKey("digests", Digests)
+#: CSV exports: their own connections, capped per workspace (http.export)
+EXPORTS = web.AppKey("exports", ExportGate)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -298,28 +301,39 @@ async def export_leads(request: web.Request) -> web.StreamResponse:
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(CSV_COLUMNS)
-    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
-        cur = await conn.cursor(sql, *args)
-        rows = await cur.fetch(CSV_CHUNK)  # a failure before the first byte is a clean 503
-        await resp.prepare(request)
-        await resp.write(b"\xef\xbb\xbf")  # BOM: spreadsheets then read UTF-8 names right
-        try:
-            while rows:
-                for r in rows:
-                    lead = lead_out(r, pattern)
-                    out.writerow([csv_cell(lead.get(c)) for c in CSV_COLUMNS])
-                await resp.write(buf.getvalue().encode())
-                buf.seek(0)
-                buf.truncate()
-                rows = await cur.fetch(CSV_CHUNK)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # the status is sent: cut the connection so the download fails visibly instead
-            # of ending like a complete (but short) file
-            log.warning("CSV export cut after a database error: %r", exc)
-            if request.transport is not None:
-                request.transport.abort()
-            return resp
-    await resp.write(buf.getvalue().encode())
+    gate = request.app[EXPORTS]
+
+    async def write(data: bytes) -> None:
+        # a client that does not take a chunk in time is cut off (http.export)
+        await asyncio.wait_for(resp.write(data), gate.write_timeout)
+
+    try:
+        async with gate.connection(tok.workspace_id) as conn, conn.transaction(readonly=True):
+            cur = await conn.cursor(sql, *args)
+            rows = await cur.fetch(CSV_CHUNK)  # a failure before the first byte is a clean 503
+            await resp.prepare(request)
+            await write(b"\xef\xbb\xbf")  # BOM: spreadsheets then read UTF-8 names right
+            try:
+                while rows:
+                    for r in rows:
+                        lead = lead_out(r, pattern)
+                        out.writerow([csv_cell(lead.get(c)) for c in CSV_COLUMNS])
+                    await write(buf.getvalue().encode())
+                    buf.seek(0)
+                    buf.truncate()
+                    rows = await cur.fetch(CSV_CHUNK)
+            except (OSError, TimeoutError, asyncpg.PostgresError,
+                    asyncpg.InterfaceError) as exc:
+                # the status is sent: cut the connection so the download fails visibly
+                # instead of ending like a complete (but short) file
+                log.warning("CSV export of %s cut: %r", tok.workspace_id, exc)
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
+    except TooManyExports:
+        return _json({"error": "too many exports running for this workspace; retry"},
+                     status=429, headers={"Retry-After": "10"})
+    await write(buf.getvalue().encode())
     await resp.write_eof()
     return resp
 

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from leadstream.config import Settings
 from leadstream.http import api, webhooks
 from leadstream.http.directory import Directory
+from leadstream.http.export import ExportGate
 from leadstream.http.guard import BodyBudget, GuardedSite, quiet_accept_errors, raise_open_file_limit
 from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
@@ -131,6 +132,7 @@ def make_app(settings: Settings) -> web.Application:
         app[api.WRITE_POOL] = primary
         app[api.FEED] = feed
         app[api.DIGESTS] = Digests(pool, settings.timezone, covers=settings.digest_day)
+        app[api.EXPORTS] = ExportGate(settings.read_dsn)
         app[webhooks.DIRECTORY] = directory
         app[webhooks.PUBLISHER] = publisher
         refresher = asyncio.create_task(directory.run())

@@ -528,3 +528,64 @@ async def test_a_stream_ends_once_its_token_is_revoked_and_streams_are_capped(
         task.cancel()
         for r in others:
             r.close()
+
+
+async def test_stalled_exports_of_a_large_workspace_starve_no_one(web: Pipeline) -> None:
+    """Issue #24: clients that start a CSV download of 40,000 leads and never read it held
+    the API pool's connections; now each export has its own connection, a workspace runs at
+    most two at a time (429 past it), a client that takes no chunk within the write timeout
+    is cut off, and another workspace's list answers throughout."""
+    import socket
+
+    from leadstream.http.api import EXPORTS
+
+    assert web.pool is not None and web.server is not None
+    await web.pool.execute(
+        "INSERT INTO leads (lead_id, workspace_id, lead_key, phone_e164, name, lead_status,"
+        " created_at, updated_at, last_activity_at, version, story)"
+        " SELECT gen_random_uuid(), 'ws1', 'ws1:+6281' || g, '+6281' || g, 'Lead ' || g,"
+        " 'new', now(), now(), now(), 1, repeat('cerita panjang ', 20)"
+        " FROM generate_series(10000000, 10039999) g")
+    gate = web.server.app[EXPORTS]
+    gate.write_timeout = 2.0
+    port = web.server.port
+
+    async def stalled() -> asyncio.StreamWriter:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        _, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET /api/leads.csv HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+        await writer.drain()
+        return writer
+
+    held = [await stalled() for _ in range(2)]
+    try:
+        for _ in range(100):  # both exports running
+            if gate.running.get("ws1") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert gate.running.get("ws1") == 2
+        status, _ = await _call(web, "GET", "/api/leads.csv")
+        assert status == 429
+        # another workspace works, and so does this one's list, while they stall
+        for _ in range(5):
+            started = asyncio.get_running_loop().time()
+            assert (await _call(web, "GET", "/api/leads", OTHER))[0] == 200
+            assert (await _call(web, "GET", "/api/leads", params={"limit": "5"}))[0] == 200
+            assert asyncio.get_running_loop().time() - started < 2
+            await asyncio.sleep(0.2)
+        # the stalled ones are cut after the write timeout, and their connections closed
+        for _ in range(100):
+            if not gate.running:
+                break
+            await asyncio.sleep(0.1)
+        assert gate.running == {}
+        assert await web.pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leadstream-export'"
+        ) == 0
+    finally:
+        for w in held:
+            w.close()
