@@ -156,8 +156,20 @@ def test_caddy_parses_the_caddyfile_and_never_buffers_the_live_stream() -> None:
                          env={**os.environ, "LEADSTREAM_DOMAIN": "leads.example.com"},
                          timeout=60, check=True)
     routes = json.loads(out.stdout)["apps"]["http"]["servers"]["srv0"]["routes"]
-    handlers = routes[0]["handle"][0]["routes"][0]["handle"]
+    inner = routes[0]["handle"][0]["routes"]
+    handlers = [h for r in inner for h in r["handle"]]
     proxy = next(h for h in handlers if h["handler"] == "reverse_proxy")
+    # one body limit: the app's (issue #24)
+    from leadstream.config import Settings
+
+    body = next(h for h in handlers if h["handler"] == "request_body")
+    assert body["max_size"] == Settings().max_body_bytes
+    # metrics and readiness are answered 404 to the internet, before the proxy
+    blocked = next(i for i, r in enumerate(inner)
+                   if any(h["handler"] == "static_response" for h in r["handle"]))
+    assert set(inner[blocked]["match"][0]["path"]) == {"/metrics", "/readyz"}
+    assert blocked < next(i for i, r in enumerate(inner)
+                          if any(h["handler"] == "reverse_proxy" for h in r["handle"]))
     assert proxy["flush_interval"] == -1
     assert proxy["health_checks"]["active"]["uri"] == "/readyz"
     encode = next(h for h in handlers if h["handler"] == "encode")
