@@ -245,6 +245,11 @@ class LeadProcessor:
 
     def _emit(self, flush: Flush, partition: int, key: bytes, applied: Applied) -> None:
         out = flush.out
+        if applied.lead.placeholder:
+            # known only from delivery receipts of messages never seen: kept in state (the
+            # message may still come), not a lead anyone sees or counts until it has
+            # activity (issue #24); its first message emits both
+            return
         if applied.message_changed and applied.message is not None:
             out.message(partition, key, applied.message)
         for ch in applied.status_changes:
@@ -264,6 +269,8 @@ class LeadProcessor:
             return
         out = flush.out
         flush.leads.rewrite(key, partition)
+        if lead.placeholder:
+            return  # nothing of it is out (see _emit)
         if isinstance(record, InboundEvent) and record.message is not None:
             msg_key = key + b"|" + record.message.wamid.encode()
             message = flush.messages.get(msg_key)

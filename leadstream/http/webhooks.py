@@ -221,8 +221,12 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
                       "sign this request" if pnid else "item names no phone_number_id")
         else:
             try:
-                events += parse(Workspace(entry.workspace_id, entry.region), unit, i)
-                continue
+                parsed_events = parse(Workspace(entry.workspace_id, entry.region), unit, i)
+                if len(events) + len(parsed_events) <= MAX_ITEMS:
+                    events += parsed_events
+                    continue
+                # the events of one body are bounded too, whatever shape holds them
+                reason = f"more than {MAX_ITEMS} events in one body"
             except UNREADABLE as exc:
                 reason = str(exc) or type(exc).__name__
         reasons.append(reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from leadstream.domain.limits import MAX_ITEMS
 from leadstream.domain.model import InboundEvent, MessageInfo
 from leadstream.ingest.common import (
     ParseError,
@@ -47,6 +48,12 @@ def parse_one(ws: Workspace, value: Any, received_at: datetime) -> list[InboundE
 
 
 def parse_value(ws: Workspace, value: dict[str, Any], received_at: datetime) -> list[InboundEvent]:
+    # bounded per value, as a Kapso batch is per body (issue #24): one change value cannot
+    # hold thousands of messages and statuses (the body limit alone allowed ~30,000)
+    n = sum(len(x) for x in (value.get("messages"), value.get("statuses"), value.get("contacts"))
+            if isinstance(x, list))
+    if n > MAX_ITEMS:
+        raise ParseError(f"more than {MAX_ITEMS} messages, statuses and contacts in one value")
     contacts = {str(c.get("wa_id")): c for c in value.get("contacts") or [] if isinstance(c, dict)}
     out: list[InboundEvent] = []
     for m in value.get("messages") or []:

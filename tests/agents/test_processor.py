@@ -261,3 +261,21 @@ def test_a_flush_begun_while_the_one_before_is_in_flight_reads_its_writes() -> N
     (day,) = [orjson.loads(v) for (t, _), rs in produce.items() if t == "cl-daily"
               for _, v in rs]
     assert day["inbound_count"] == 5
+
+
+def test_receipts_of_messages_never_seen_make_no_lead_until_a_message_comes() -> None:
+    """Issue #24: delivery receipts for unknown messages made placeholder leads that the list,
+    the counts and the digest showed as new leads. Now nothing is out until the lead has
+    activity; its first message brings the lead and the message, with the receipt's status."""
+    w = Worker()
+    events = NAMES.events
+    out = w.run([(events, _event("w9", NOW, kind="status", status="delivered")),
+                 (events, _event("w9", NOW + timedelta(seconds=5), kind="status", status="read"))])
+    assert _of(out, NAMES.leads) == [] and _of(out, NAMES.messages) == []
+    # a redelivered receipt re-emits nothing either
+    out = w.run([(events, _event("w9", NOW, kind="status", status="delivered"))])
+    assert _of(out, NAMES.leads) == [] and _of(out, NAMES.messages) == []
+    out = w.run([(events, _event("w9", NOW - timedelta(seconds=30)))])
+    (lead,) = _of(out, NAMES.leads)
+    (message,) = _of(out, NAMES.messages)
+    assert lead["message_count"] == 1 and message["status"] == "read"

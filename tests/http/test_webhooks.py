@@ -155,6 +155,29 @@ async def test_meta_webhook_with_hub_signature(web: Pipeline) -> None:
         assert r.status == 401
 
 
+async def test_meta_values_and_bodies_are_bounded_in_events(web: Pipeline) -> None:
+    """Issue #24: a Meta change value was bounded per value, not per message or status in
+    it; now a value with more than 1,000 statuses is dead-lettered with its reason, and the
+    other values of the same body are accepted."""
+    assert web.session is not None
+    from leadstream.http.webhooks import sign
+
+    def value(statuses: int, first: int) -> dict[str, object]:
+        return {"metadata": {"phone_number_id": PNID}, "statuses": [
+            {"id": f"wamid.B{first + i}", "status": "delivered", "timestamp": "1760000000",
+             "recipient_id": "6281312345678"} for i in range(statuses)]}
+
+    payload = {"object": "whatsapp_business_account", "entry": [{"changes": [
+        {"value": value(1001, 0)}, {"value": value(3, 5000)}]}]}
+    raw = orjson.dumps(payload)
+    async with web.session.post(f"{web.base}/webhooks/whatsapp", data=raw,
+                                headers={"X-Hub-Signature-256": "sha256=" + sign(SECRET, raw)}) as r:
+        assert r.status == 200
+        answer = await r.json()
+    assert answer["accepted"] == 3 and answer["dead_lettered"] == 1
+    assert "more than 1000 messages, statuses and contacts" in answer["reasons"][0]
+
+
 async def test_api_auth_validation_and_isolation(web: Pipeline) -> None:
     assert web.session is not None and web.pool is not None
     url = f"{web.base}/api/sarah/state"
