@@ -144,3 +144,59 @@ async def test_a_worker_frozen_past_its_session_rejoins_and_goes_on(
         assert result.equal, result
     finally:
         await p.stop()
+
+
+@pytest.mark.kafka
+async def test_a_record_the_broker_refuses_is_dead_lettered_and_the_partition_flows(
+        kafka_settings: Settings, tmp_path: Path) -> None:
+    """Issue #24: a produce the broker refuses for good (a record over the topic's size
+    limit) was retried forever, stopping every partition of the worker. Now the refused
+    record is dead-lettered with its reason (stage `produce`, its workspace named) and
+    everything else goes on: later messages of the same lead and of other leads arrive.
+    The limit is lowered on the `leads` topic so a lead with a long story exceeds it."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from leadstream.broker.clients import ensure_topics, make_admin, topic_configs
+    from leadstream.db.registry import add_workspace
+    from leadstream.streams import topics as T
+
+    s = kafka_settings
+    await ensure_topics(s)
+    admin = make_admin(s)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, s.topic(T.LEADS),
+            configs={**topic_configs(T.LEADS, s), "max.message.bytes": "20000"})])
+    finally:
+        await admin.close()
+    p = await Pipeline(s, str(tmp_path)).start()
+    try:
+        assert p.pool is not None
+        async with p.pool.acquire() as conn:
+            await add_workspace(conn, workspace_id="ws1", phone_number_id=None,
+                                webhook_secret=None, api_token="tok-sarah-big", role="sarah-bot")
+        assert await p.message("6281377001001", "wamid.big.1", text="halo") == 200
+        await eventually(lambda: p.fetchrow("SELECT 1 FROM messages WHERE message_id ="
+                                            " 'wamid.big.1'"), timeout=60)
+        assert p.session is not None
+        async with p.session.post(f"{p.base}/api/sarah/state", json={
+                "contact_phone": "081377001001", "state": "qualifying",
+                "extracted_data": {"story": "\U0001F600" * 9_000}},
+                headers={"Authorization": "Bearer tok-sarah-big"}) as r:
+            assert r.status == 202
+        failure = await eventually(lambda: p.fetchrow(
+            "SELECT * FROM sync_failures WHERE stage = 'produce'"), timeout=60)
+        assert failure["source_topic"] == s.topic(T.LEADS)
+        assert failure["workspace_id"] == "ws1" and "refuses" in failure["reason"]
+        # the same lead (same partition) and other leads keep flowing
+        for i in range(2, 6):
+            assert await p.message("6281377001001", f"wamid.big.{i}", text=f"lagi {i}",
+                                   ts=1_760_000_000 + i) == 200
+            assert await p.message(f"62813770010{10 + i}", f"wamid.other.{i}") == 200
+        await eventually(lambda: p.fetchrow(
+            "SELECT 1 FROM messages WHERE message_id IN ('wamid.big.5', 'wamid.other.5')"
+            " HAVING count(*) = 2"), timeout=60)
+        assert "stalled" not in p.worker.log_tail(400)
+    finally:
+        await p.stop()

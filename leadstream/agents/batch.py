@@ -35,7 +35,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -51,6 +56,11 @@ log = logging.getLogger(__name__)
 
 #: records applied between two yields to the event loop (~20 ms of rules)
 YIELD_EVERY = 256
+#: broker errors no retry can mend: the record is dead-lettered, the partition goes on
+NEVER_SUCCEEDS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, CorruptRecordException)
+#: how much of a refused record a dead letter keeps (the record itself was too large)
+DEAD_LETTER_KEEP = 256 * 1024
 
 
 class Origin(NamedTuple):
@@ -108,6 +118,8 @@ class BatchRunner:
         self.records_out = 0
         self.rows_out = 0
         self.produce_retries = 0
+        #: records the broker refused for good (dead-lettered)
+        self.refused = 0
         self.settle_wait_s = 0.0
         self._logged = (time.monotonic(), 0, 0, 0.0)
 
@@ -305,14 +317,18 @@ class BatchRunner:
         others = flush.out.other
         replica = (asyncio.ensure_future(self.replica.write_encoded(rows))
                    if self.replica is not None and rows else None)
+        dropped: set[tuple[str, int, bytes]] = set()
         try:
-            sent, metas = await self._produce_until_acked(produce, others)
+            try:
+                sent, metas = await self._produce_until_acked(produce, others)
+            except NEVER_SUCCEEDS as exc:
+                sent, metas, dropped = await self._produce_each(produce, others, exc)
             if replica is not None:
                 await replica
         finally:
             if replica is not None and not replica.done():
                 replica.cancel()
-        self._write_stores(writes, sent, metas)
+        self._write_stores(writes, sent, metas, dropped)
         if not self.flushes:
             log.info("lead agent: batch path on; first flush: %d events, %d records produced,"
                      " %d replica rows", flush.events, sum(len(v) for v in produce.values()),
@@ -340,18 +356,55 @@ class BatchRunner:
         others: Sequence[tuple[str, bytes, bytes]],
     ) -> tuple[list[tuple[tuple[str, int, int], asyncio.Future[Any]]], list[Any]]:
         """Produce everything and wait for the broker's acks; a broker that is away is
-        retried with backoff (repeats are harmless downstream), nothing acked meanwhile."""
+        retried with backoff (repeats are harmless downstream), nothing acked meanwhile.
+        An error that no retry can mend (`NEVER_SUCCEEDS`) is raised to the caller."""
         delay = 0.1
         while True:
             try:
                 sent = await self._produce(produce, others)
                 return sent, list(await asyncio.gather(*(f for _, f in sent)))
+            except NEVER_SUCCEEDS:
+                raise
             except KafkaError as exc:
                 self.produce_retries += 1
                 log.warning("worker: produce failed (%r); producing the flush again in"
                             " %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _produce_each(
+        self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],
+        others: Sequence[tuple[str, bytes, bytes]], cause: BaseException,
+    ) -> tuple[list[tuple[tuple[str, int, int], asyncio.Future[Any]]], list[Any],
+               set[tuple[str, int, bytes]]]:
+        """The flush again, one record at a time, after the broker refused a batch for good
+        (a record over its size limit): each record it refuses is dead-lettered with the
+        reason (the flush's other records, and so the partition, go on); a changelog record
+        refused is not written to the store either, so the store never holds what its
+        changelog lacks. Availability errors are still retried, record by record."""
+        log.error("worker: the broker refused a flush for good (%r); producing it record by"
+                  " record to find what it refuses", cause)
+        sent: list[tuple[tuple[str, int, int], asyncio.Future[Any]]] = []
+        metas: list[Any] = []
+        dropped: set[tuple[str, int, bytes]] = set()
+        items = [(t, p, k, v) for (t, p), recs in produce.items() for k, v in recs]
+        items += [(t, -1, k, v) for t, k, v in others]
+        for topic, partition, key, value in items:
+            one = {(topic, partition): [(key, value)]} if partition >= 0 else {}
+            rest = [(topic, key, value)] if partition < 0 else []
+            try:
+                s, m = await self._produce_until_acked(one, rest)
+            except NEVER_SUCCEEDS as exc:
+                self.refused += 1
+                dropped.add((topic, partition, key))
+                await self.dead_letter(
+                    Origin(topic, partition, -1, key, value),
+                    f"the broker refuses this {topic} record ({len(value)} bytes): {exc!r}",
+                    stage="produce")
+                continue
+            sent += s
+            metas += m
+        return sent, metas, dropped
 
     async def _produce(self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],
                        others: Sequence[tuple[str, bytes, bytes]]
@@ -365,7 +418,8 @@ class BatchRunner:
 
     def _write_stores(self, writes: Mapping[str, Sequence[tuple[int, bytes, bytes]]],
                       sent: Sequence[tuple[tuple[str, int, int], Any]],
-                      metas: Sequence[Any]) -> None:
+                      metas: Sequence[Any],
+                      dropped: set[tuple[str, int, bytes]] | None = None) -> None:
         """Step 5: the stores, once the broker has the changelog; partitions revoked
         meanwhile are skipped (their next owner recovers them from the changelog)."""
         assigned = self.assigned() if self.assigned is not None else None
@@ -383,6 +437,8 @@ class BatchRunner:
             for partition, key, value in items:
                 if assigned is not None and TP(self.names.events, partition) not in assigned:
                     continue
+                if dropped and (changelog, partition, key) in dropped:
+                    continue  # the broker refused its changelog record: dead-lettered
                 token = self._enter(partition)
                 try:
                     data[key] = value
@@ -394,17 +450,20 @@ class BatchRunner:
                 if end is not None:
                     data.set_persisted_offset(TP(changelog, partition), end)
 
-    async def dead_letter(self, origin: Any, reason: str) -> None:
-        """A row the replica refused: to the dead-letter topic (the sink records it in
-        `sync_failures` from there), the rest of the flush goes on."""
+    async def dead_letter(self, origin: Any, reason: str, stage: str = "replica") -> None:
+        """A row the replica refused (or, `stage="produce"`, a record the broker refuses): to
+        the dead-letter topic (the sink records it in `sync_failures` from there), the rest
+        of the flush goes on. The original kept is cut to `DEAD_LETTER_KEEP` bytes: the
+        dead-letter topic must take what its source refused."""
+        value = origin.value[:DEAD_LETTER_KEEP]
         dl = DeadLetter(
-            event_id="replica:" + hashlib.blake2b(origin.topic.encode() + b"\0" + origin.value,
-                                                  digest_size=12).hexdigest(),
-            reason=reason, stage="replica", source_topic=origin.topic,
-            source_partition=origin.partition, source_offset=None,
-            workspace_id=DeadLetter.workspace_of(origin.key),
-            original_b64=DeadLetter.b64(origin.value),
+            event_id=f"{stage}:" + hashlib.blake2b(origin.topic.encode() + b"\0" + origin.value,
+                                                   digest_size=12).hexdigest(),
+            reason=reason, stage=stage, source_topic=origin.topic,
+            source_partition=origin.partition if origin.partition >= 0 else None,
+            source_offset=None, workspace_id=DeadLetter.workspace_of(origin.key),
+            original_b64=DeadLetter.b64(value),
         )
-        log.error("replica refused a %s row of %r: %s", origin.topic, origin.key, reason)
+        log.error("%s refused a %s record of %r: %s", stage, origin.topic, origin.key, reason)
         fut = await self.producer().send(self.names.dlq, encode(dl), key=origin.key)
         await fut

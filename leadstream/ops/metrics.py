@@ -59,6 +59,9 @@ class WorkerCollector(Collector):
                        [([], r.settle_wait_s)])
         yield _counter("leadstream_worker_produce_retries", "flush produces retried", [],
                        [([], r.produce_retries)])
+        yield _counter("leadstream_worker_refused_records",
+                       "output records the broker refused for good (dead-lettered)", [],
+                       [([], r.refused)])
         replica = r.replica
         yield _counter("leadstream_worker_replica_retries",
                        "replica writes retried (Postgres away)", [],
