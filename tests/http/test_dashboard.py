@@ -45,6 +45,12 @@ async def test_login_filter_open_lead_and_live_refresh(pipeline: Pipeline,
         await page.fill("input[name=q]", "Siti")
         await _until(lambda: page.locator("#rows tr").count(), 1)
         assert "Siti Aminah" in await page.inner_text("#rows")
+        # her number as a person types it (issue #25): national, spaced
+        await page.fill("input[name=q]", "")
+        await _until(lambda: page.locator("#rows tr").count(), 3)
+        await page.fill("input[name=q]", "0812 7770 0001")
+        await _until(lambda: page.locator("#rows tr").count(), 1)
+        assert "Siti Aminah" in await page.inner_text("#rows")
 
         await page.click("#rows tr")
         await page.wait_for_selector("#detail h2:has-text('Siti Aminah')")
