@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,9 +110,13 @@ async def _dashboard(p: Pipeline, tmp_path: Path) -> None:
             lead = await p.fetchrow("SELECT phone_e164 FROM leads WHERE lead_status ="
                                     " 'converted' LIMIT 1")
         assert lead is not None
+        # wait for the filtered list itself: the list shown before the filter applies also
+        # has rows, and clicking its first row opened another lead (the flaky "—" of
+        # issue #26: that lead had no summary)
         await page.fill("input[name=q]", str(lead["phone_e164"]))
-        await _until(lambda: _positive(page.locator("#rows tr").count()), True)
+        await _until(lambda: _only_row_has(page, str(lead["phone_e164"])), True, timeout=20)
         await page.click("#rows tr")
+        await page.wait_for_selector(f"#detail dl >> text={lead['phone_e164']}")
         await page.wait_for_selector("#timeline li")
         timeline = await page.inner_text("#timeline")
         assert "Pesan masuk" in timeline and "Balasan" in timeline and "Catatan" in timeline
@@ -130,8 +135,9 @@ async def _dashboard(p: Pipeline, tmp_path: Path) -> None:
         await browser.close()
 
 
-async def _positive(n: object) -> bool:
-    return bool(await n)  # type: ignore[misc]
+async def _only_row_has(page: Any, text: str) -> bool:
+    rows = page.locator("#rows tr")
+    return bool(await rows.count() == 1 and text in await rows.first.inner_text())
 
 
 def _closed_port() -> int:
