@@ -18,9 +18,9 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from leadstream.http.webhooks import signature_ok
 from leadstream.ingest.common import ParseError, Workspace
 from leadstream.ingest.kapso import parse_kapso
+from leadstream.ingest.signature import signature_ok
 
 SECRET = "bench-secret"
 SCHEMA = """

@@ -2,7 +2,7 @@
 
 Names follow the contract (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`, `LEADSTREAM_*`).
 When `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` are unset, the commands look for a running
-`leadstream up` through the runtime file in `LEADSTREAM_DATA_DIR` (see `embedded.runtime`).
+`leadstream up` through the runtime file in `LEADSTREAM_DATA_DIR` (see `leadstream.runtime`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from leadstream.embedded.runtime import read_runtime
+from leadstream.runtime import read_runtime
 
 
 class Settings(BaseSettings):

@@ -31,7 +31,7 @@ import asyncpg
 import pytest
 
 from leadstream.config import Settings
-from leadstream.http.webhooks import sign
+from leadstream.ingest.signature import sign
 from leadstream.simulate import kapso_message
 from tests.pipeline import PNID, SECRET, Pipeline, eventually
 

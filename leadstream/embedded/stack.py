@@ -24,7 +24,7 @@ from leadstream.config import Settings
 from leadstream.embedded.broker import EmbeddedBroker, choose, start_broker
 from leadstream.embedded.postgres import EmbeddedPostgres
 from leadstream.embedded.procs import die_with_parent
-from leadstream.embedded.runtime import read_runtime, remove_runtime, write_runtime
+from leadstream.runtime import read_runtime, remove_runtime, write_runtime
 
 DEMO: dict[str, Any] = dict(workspace_id="demo", phone_number_id="demo-pnid", webhook_secret="demo-secret",
             api_token="demo-token", role="human", verify_token="demo-verify",

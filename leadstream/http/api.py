@@ -28,8 +28,17 @@ from leadstream.db.registry import TokenEntry, token_hash
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
-from leadstream.http.export import ExportGate, TooManyExports
-from leadstream.http.live import LeadFeed
+from leadstream.http.export import TooManyExports
+from leadstream.http.keys import (
+    DIGESTS,
+    DIRECTORY,
+    EXPORTS,
+    FEED,
+    POOL,
+    PUBLISHER,
+    TOPICS,
+    WRITE_POOL,
+)
 from leadstream.http.models import (
     LeadEditIn,
     LeadQuery,
@@ -53,20 +62,12 @@ from leadstream.http.queries import (
     timeline_cursor,
     timeline_item,
 )
-from leadstream.http.webhooks import DIRECTORY, POOL, PUBLISHER, TOPICS, read_request_body
+from leadstream.http.webhooks import read_request_body
 from leadstream.streams.records import encode
-from leadstream.summarize.digest import Digests
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_NS = uuid.UUID("0b6d1c1e-3f0e-5a44-9f2c-7d3b9c1a2e55")
-#: the primary (writes the API makes itself: resolving a dead letter) and the live feed
-WRITE_POOL = web.AppKey("write_pool", asyncpg.Pool)
-FEED = web.AppKey("feed", LeadFeed)
-#: the workspace digest, computed on demand (`summarize.digest`)
-DIGESTS = web.AppKey("digests", Digests)
-#: CSV exports: their own connections, capped per workspace (http.export)
-EXPORTS = web.AppKey("exports", ExportGate)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None

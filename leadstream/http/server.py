@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from leadstream.config import Settings
-from leadstream.http import api, webhooks
+from leadstream.http import api, keys, webhooks
 from leadstream.http.directory import Directory
 from leadstream.http.export import ExportGate
 from leadstream.http.guard import BodyBudget, GuardedSite, quiet_accept_errors, raise_open_file_limit
@@ -111,10 +111,10 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[metrics_middleware, errors_middleware])
     app.on_response_prepare.append(_security_headers)
-    app[webhooks.MAX_BODY] = settings.max_body_bytes
-    app[webhooks.BODY_BUDGET] = BodyBudget(settings.http_max_inflight_bytes)
-    app[webhooks.BODY_TIMEOUT] = settings.http_body_timeout
-    app[webhooks.TOPICS] = TopicNames.from_settings(settings)
+    app[keys.MAX_BODY] = settings.max_body_bytes
+    app[keys.BODY_BUDGET] = BodyBudget(settings.http_max_inflight_bytes)
+    app[keys.BODY_TIMEOUT] = settings.http_body_timeout
+    app[keys.TOPICS] = TopicNames.from_settings(settings)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await _connect_pool(settings.read_dsn)  # reads: the standby when there is one
@@ -128,13 +128,13 @@ def make_app(settings: Settings) -> web.Application:
         # (a refresh replaces the directory's dict: look it up at each use)
         feed = LeadFeed(settings.dsn, primary, lambda ws: directory.inbox_urls.get(ws))
         await feed.start()
-        app[webhooks.POOL] = pool
-        app[api.WRITE_POOL] = primary
-        app[api.FEED] = feed
-        app[api.DIGESTS] = Digests(pool, settings.timezone, covers=settings.digest_day)
-        app[api.EXPORTS] = ExportGate(settings.read_dsn)
-        app[webhooks.DIRECTORY] = directory
-        app[webhooks.PUBLISHER] = publisher
+        app[keys.POOL] = pool
+        app[keys.WRITE_POOL] = primary
+        app[keys.FEED] = feed
+        app[keys.DIGESTS] = Digests(pool, settings.timezone, covers=settings.digest_day)
+        app[keys.EXPORTS] = ExportGate(settings.read_dsn)
+        app[keys.DIRECTORY] = directory
+        app[keys.PUBLISHER] = publisher
         refresher = asyncio.create_task(directory.run())
         yield
         refresher.cancel()
@@ -147,8 +147,8 @@ def make_app(settings: Settings) -> web.Application:
 
     async def close_streams(app: web.Application) -> None:
         """Open event streams end before the server waits for its handlers."""
-        if api.FEED in app:
-            await app[api.FEED].stop()
+        if keys.FEED in app:
+            await app[keys.FEED].stop()
 
     app.cleanup_ctx.append(context)
     app.on_shutdown.append(close_streams)
@@ -161,9 +161,9 @@ def make_app(settings: Settings) -> web.Application:
 
     async def ready(request: web.Request) -> web.Response:
         """Ready: the broker and the database answer now (contract §5)."""
-        producer = request.app[webhooks.PUBLISHER].producer
+        producer = request.app[keys.PUBLISHER].producer
         broker = producer is not None and await broker_ready(producer.client)
-        database = await database_ready(request.app[webhooks.POOL])
+        database = await database_ready(request.app[keys.POOL])
         return web.json_response({"broker": broker, "database": database},
                                  status=200 if broker and database else 503)
 

@@ -10,14 +10,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
 from prometheus_client import Counter, Histogram
@@ -25,42 +23,26 @@ from prometheus_client import Counter, Histogram
 from leadstream.db.registry import NumberEntry
 from leadstream.domain.limits import MAX_FIELD, MAX_ID, MAX_ITEMS
 from leadstream.domain.model import InboundEvent
-from leadstream.http.directory import Directory
-from leadstream.http.guard import BodyBudget, Busy, read_body
-from leadstream.http.publisher import BrokerUnavailable, Publisher, RecordTooLarge
+from leadstream.http.guard import Busy, read_body
+from leadstream.http.keys import (  # noqa: F401 (the server and tests name them here too)
+    BODY_BUDGET,
+    BODY_TIMEOUT,
+    DIRECTORY,
+    MAX_BODY,
+    POOL,
+    PUBLISHER,
+    TOPICS,
+)
+from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
 from leadstream.ingest.common import ParseError, Workspace, content_id
 from leadstream.ingest.kapso import parse_one, route_items
 from leadstream.ingest.meta import parse_one as parse_meta_value
 from leadstream.ingest.meta import route_values
+from leadstream.ingest.signature import signature_ok
 from leadstream.streams.records import DeadLetter, encode
-from leadstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
-DIRECTORY = web.AppKey("directory", Directory)
-PUBLISHER = web.AppKey("publisher", Publisher)
-TOPICS = web.AppKey("topics", TopicNames)
-MAX_BODY = web.AppKey("max_body", int)
-#: body bytes being read at once, and how long a body may take (http.guard)
-BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
-BODY_TIMEOUT = web.AppKey("body_timeout", float)
-POOL = web.AppKey("pool", asyncpg.Pool)
-
-
-def sign(secret: str, body: bytes) -> str:
-    """Hex HMAC-SHA256 of the raw body: what Kapso sends in X-Webhook-Signature."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signature_ok(secret: str, body: bytes, given: str | None) -> bool:
-    """Constant-time check of a hex HMAC; any header text (non-ASCII too) is just wrong."""
-    if not given:
-        return False
-    given = given.strip()
-    if given.startswith("sha256="):
-        given = given[len("sha256="):]
-    return hmac.compare_digest(sign(secret, body).encode(),
-                               given.lower().encode("utf-8", "replace"))
 
 
 def signed_by(entry: NumberEntry, body: bytes, given: str | None) -> bool:

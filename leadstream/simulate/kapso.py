@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from leadstream.http.webhooks import sign
+from leadstream.ingest.signature import sign
 
 
 def phone_for(i: int) -> str:

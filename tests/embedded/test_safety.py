@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from leadstream.config import Settings
-from leadstream.embedded.runtime import write_runtime
 from leadstream.embedded.stack import Stack
+from leadstream.runtime import write_runtime
 
 
 @pytest.mark.parametrize(("host", "embedded_pg", "safe"), [

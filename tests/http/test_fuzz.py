@@ -29,7 +29,7 @@ import pytest
 
 from leadstream.config import Settings
 from leadstream.db.registry import add_workspace
-from leadstream.http.webhooks import sign
+from leadstream.ingest.signature import sign
 from leadstream.simulate import kapso_message
 from tests.pipeline import PNID, SECRET, Pipeline, eventually
 

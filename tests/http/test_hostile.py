@@ -12,7 +12,8 @@ import pytest
 
 from leadstream.config import Settings
 from leadstream.db.registry import add_workspace
-from leadstream.http.webhooks import DIRECTORY, sign
+from leadstream.http.keys import DIRECTORY
+from leadstream.ingest.signature import sign
 from leadstream.simulate import kapso_message
 from leadstream.streams.records import DeadLetter, InboundEvent
 from tests.http.test_webhooks import read_topic

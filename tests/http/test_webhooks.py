@@ -61,7 +61,7 @@ async def test_bad_signature_is_401_and_nothing_written(web: Pipeline, case: str
     if case == "bad":
         headers["X-Webhook-Signature"] = "00" * 32
     elif case == "other-secret":
-        from leadstream.http.webhooks import sign
+        from leadstream.ingest.signature import sign
         headers["X-Webhook-Signature"] = sign("not-the-secret", raw)
     async with web.session.post(f"{web.base}/webhooks/kapso", data=raw, headers=headers) as r:
         assert r.status == 401
@@ -101,7 +101,7 @@ async def test_signed_but_unparseable_goes_to_dlq_with_200(web: Pipeline, event:
 
 async def test_signed_non_json_goes_to_dlq(web: Pipeline) -> None:
     assert web.session is not None
-    from leadstream.http.webhooks import sign
+    from leadstream.ingest.signature import sign
     raw = b"this is not json"
     async with web.session.post(f"{web.base}/webhooks/kapso", data=raw, headers={
             "X-Webhook-Event": "whatsapp.message.received",
@@ -141,7 +141,7 @@ async def test_meta_verification_handshake(web: Pipeline) -> None:
 
 async def test_meta_webhook_with_hub_signature(web: Pipeline) -> None:
     assert web.session is not None
-    from leadstream.http.webhooks import sign
+    from leadstream.ingest.signature import sign
     payload = {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
         "metadata": {"phone_number_id": PNID},
         "messages": [{"from": "6281312345678", "id": "wamid.M1", "timestamp": "1760000000",
@@ -160,7 +160,7 @@ async def test_meta_values_and_bodies_are_bounded_in_events(web: Pipeline) -> No
     it; now a value with more than 1,000 statuses is dead-lettered with its reason, and the
     other values of the same body are accepted."""
     assert web.session is not None
-    from leadstream.http.webhooks import sign
+    from leadstream.ingest.signature import sign
 
     def value(statuses: int, first: int) -> dict[str, object]:
         return {"metadata": {"phone_number_id": PNID}, "statuses": [
