@@ -13,7 +13,7 @@ PACKAGE = ROOT / "leadstream"
 
 #: lowest first; a package may import from any package of a lower layer
 LAYERS: list[set[str]] = [
-    {"domain", "runtime"},
+    {"domain", "runtime", "retry"},
     {"config", "ingest", "db"},
     {"streams"},
     {"broker", "simulate"},

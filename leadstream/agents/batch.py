@@ -47,6 +47,7 @@ from faust.types import TP
 from leadstream.agents.flush import Flush
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
+from leadstream.retry import Backoff
 from leadstream.sink.replica import Encoded, Replica
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
@@ -358,7 +359,7 @@ class BatchRunner:
         """Produce everything and wait for the broker's acks; a broker that is away is
         retried with backoff (repeats are harmless downstream), nothing acked meanwhile.
         An error that no retry can mend (`NEVER_SUCCEEDS`) is raised to the caller."""
-        delay = 0.1
+        backoff = Backoff(0.1)
         while True:
             try:
                 sent = await self._produce(produce, others)
@@ -368,9 +369,8 @@ class BatchRunner:
             except KafkaError as exc:
                 self.produce_retries += 1
                 log.warning("worker: produce failed (%r); producing the flush again in"
-                            " %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                            " %.1fs", exc, backoff.delay)
+                await backoff.wait()
 
     async def _produce_each(
         self, produce: Mapping[tuple[str, int], Sequence[tuple[bytes, bytes]]],

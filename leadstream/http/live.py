@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from leadstream.http.queries import lead_out
+from leadstream.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class LeadFeed:
 
     async def _listen(self) -> None:
         """Keep one LISTENing connection; after a loss, every subscriber resyncs."""
-        backoff = 0.2
+        backoff = Backoff(0.2)
         had_gap = False
         while True:
             try:
@@ -127,7 +128,7 @@ class LeadFeed:
                 if had_gap:
                     self._broadcast("resync", {"reason": "reconnected"})
                 had_gap = False
-                backoff = 0.2
+                backoff.reset()
                 self.connected.set()
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
@@ -143,8 +144,7 @@ class LeadFeed:
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await backoff.wait()
 
     async def _deliver(self) -> None:
         while True:

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 
 from leadstream.broker.clients import make_producer
 from leadstream.config import Settings
+from leadstream.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,16 @@ class Publisher:
             await asyncio.wait_for(asyncio.shield(self._connect_task), timeout=5)
 
     async def _connect_forever(self) -> None:
-        delay = 0.2
+        backoff = Backoff(0.2)
         while True:
             producer = make_producer(self.settings)
             try:
                 await producer.start()
             except KafkaError as exc:
-                log.warning("broker not reachable (%s); retrying in %.1fs", exc, delay)
+                log.warning("broker not reachable (%s); retrying in %.1fs", exc, backoff.delay)
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.wait()
                 continue
             self.producer = producer
             log.info("connected to the broker at %s", self.settings.bootstrap)

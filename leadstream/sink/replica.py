@@ -14,6 +14,7 @@ import asyncpg
 import orjson
 
 from leadstream.config import Settings
+from leadstream.retry import Backoff
 from leadstream.sink.writer import Batch, write_batch, write_encoded
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Replica:
         `ALLOW_CONNECTIONS false`), too many clients, even a wrong password being fixed. A
         worker that crashed instead would stop every tenant's pipeline; waiting shows on
         `/readyz` (database, then the stall watch) and in this log line."""
-        delay = 0.2
+        backoff = Backoff(0.2)
         while True:
             try:
                 self.pool = await asyncpg.create_pool(
@@ -75,9 +76,8 @@ class Replica:
                 return
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("%s: Postgres not reachable (%s); retrying in %.1fs", self.name,
-                            exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                            exc, backoff.delay)
+                await backoff.wait()
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -134,7 +134,7 @@ class Replica:
     async def _with_retry(self, batch: Batch | Callable[[Any], Awaitable[int]]) -> None:
         if self.pool is None:
             await self.connect()
-        delay = 0.1
+        backoff = Backoff(0.1)
         while True:
             assert self.pool is not None
             try:
@@ -152,8 +152,7 @@ class Replica:
                     raise
                 self.pg_retries += 1
                 log.warning("%s: Postgres unavailable (%s); retry in %.1fs", self.name, exc,
-                            delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                            backoff.delay)
+                await backoff.wait()
                 self.pool.terminate()
                 await self.connect()
