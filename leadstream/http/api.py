@@ -35,7 +35,6 @@ from leadstream.http.keys import (
     EXPORTS,
     FEED,
     POOL,
-    PUBLISHER,
     TOPICS,
     WRITE_POOL,
 )
@@ -48,7 +47,6 @@ from leadstream.http.models import (
     StatusIn,
     SyncFailureQuery,
 )
-from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
 from leadstream.http.queries import (
     CSV_COLUMNS,
     FAMILY_SQL,
@@ -62,7 +60,7 @@ from leadstream.http.queries import (
     timeline_cursor,
     timeline_item,
 )
-from leadstream.http.webhooks import read_request_body
+from leadstream.http.webhooks import publish_or_503, read_request_body
 from leadstream.streams.records import encode
 
 log = logging.getLogger(__name__)
@@ -113,15 +111,7 @@ def _event_id(request: web.Request, endpoint: str, lead_key: str) -> str:
 
 
 async def _publish(request: web.Request, topic: str, key: str, value: bytes) -> None:
-    try:
-        await request.app[PUBLISHER].publish([(topic, key.encode(), value)])
-    except RecordTooLarge as exc:
-        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=len(value),
-                                            text='{"error": "too large for the broker"}',
-                                            content_type="application/json") from exc
-    except BrokerUnavailable as exc:
-        raise web.HTTPServiceUnavailable(text='{"error": "broker unavailable"}',
-                                         content_type="application/json") from exc
+    await publish_or_503(request, [(topic, key.encode(), value)])
 
 
 def _require_role(tok: TokenEntry, allowed: tuple[str, ...]) -> None:

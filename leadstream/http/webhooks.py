@@ -86,8 +86,10 @@ async def read_request_body(request: web.Request) -> bytes:
             content_type="application/json", headers={"Retry-After": "1"}) from None
 
 
-async def _publish_or_503(request: web.Request,
-                          records: list[tuple[str, bytes | None, bytes]]) -> None:
+async def publish_or_503(request: web.Request,
+                         records: list[tuple[str, bytes | None, bytes]]) -> None:
+    """Publish and return once the broker has every record; 413 when the broker cannot
+    take one, 503 with Retry-After while it is away. Webhooks and API alike."""
     try:
         with PRODUCE_SECONDS.time():
             await request.app[PUBLISHER].publish(records)
@@ -123,7 +125,7 @@ def _dead_letter_record(request: web.Request, original: bytes, reason: str,
 
 async def _dead_letter(request: web.Request, body: bytes, reason: str, workspace_id: str | None,
                        source: str) -> web.Response:
-    await _publish_or_503(request, [_dead_letter_record(request, body, reason, workspace_id,
+    await publish_or_503(request, [_dead_letter_record(request, body, reason, workspace_id,
                                                         source)])
     return web.json_response({"accepted": 0, "dead_lettered": 1, "reasons": [reason]})
 
@@ -218,7 +220,7 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
     topic = request.app[TOPICS].events
     records = [(topic, e.lead_key.encode(), encode(e)) for e in events] + letters
     if records:
-        await _publish_or_503(request, records)
+        await publish_or_503(request, records)
     answer: dict[str, Any] = {"accepted": len(events)}
     if letters:
         answer.update(dead_lettered=len(letters), reasons=reasons[:20])

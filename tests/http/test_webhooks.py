@@ -121,6 +121,15 @@ async def test_broker_down_is_503_never_200(settings: Settings, tmp_path: Path) 
         own.kill()
         answers = [await p.kapso("whatsapp.message.received", body(f"w{i}")) for i in range(3)]
         assert answers == [503, 503, 503]
+        # the API answers the same way, Retry-After included (one publish-or-503, #26)
+        assert p.pool is not None and p.session is not None
+        async with p.pool.acquire() as conn:
+            await add_workspace(conn, workspace_id="ws1", phone_number_id=None,
+                                webhook_secret=None, api_token="tok-sarah-503", role="sarah-bot")
+        async with p.session.post(f"{p.base}/api/sarah/state", json={
+                "contact_phone": "081312345678"},
+                headers={"Authorization": "Bearer tok-sarah-503"}) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "5"
     finally:
         await p.stop()
         own.stop()
