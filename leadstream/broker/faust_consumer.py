@@ -167,10 +167,14 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
 
     floors: dict[TP, int]
     holes: dict[TP, int]
+    drain_loops: int
+    last_fetched: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.floors = {}  # tp -> where this assignment started (committed offset or log start)
         self.holes = {}  # tp -> offset never processed although later ones were
+        self.drain_loops = 0  # fetch loop turns (a stalled worker's log line: ops.stall)
+        self.last_fetched = 0
         super().__init__(*args, **kwargs)
         self._read_offset = _NoReadOffsets()
 
@@ -194,10 +198,28 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         source = _SOURCES.get(id(self.app))
         tps = sorted(tp for tp in self.assignment()
                      if source is None or tp.topic in source.topics)
+        positions: dict[str, Any] = {}
+        try:  # the aiokafka consumer lives in the consumer thread: a read, for the log only
+            sub = self._thread._ensure_consumer()._subscription.subscription
+            assignment = sub.assignment if sub is not None else None
+            for tp in tps:
+                st = assignment.state_value(TopicPartition(tp.topic, tp.partition)) \
+                    if assignment is not None else None
+                if st is not None:
+                    positions[f"{tp.topic}:{tp.partition}"] = (
+                        st.position if st.has_valid_position else None, st.paused)
+        except Exception as exc:  # a diagnostic must never fail the watch
+            positions = {"unavailable": repr(exc)}
+        active = self._active_partitions
         return {
             "flow_active": self.flow_active, "generation": self.app.consumer_generation_id,
             "rebalancing": self.app.rebalancing,
             "in_recovery": getattr(self.app, "in_recovery", False),
+            "fetcher": getattr(getattr(self.app, "_fetcher", None), "state", None),
+            "drain_loops": self.drain_loops, "last_fetched": self.last_fetched,
+            "active": None if active is None else len([tp for tp in active if tp in tps]),
+            "paused": len([tp for tp in self._paused_partitions if tp in tps]),
+            "positions_paused": positions,
             "partitions": {f"{tp.topic}:{tp.partition}": {
                 "committed": self._committed_offset.get(tp), "floor": self.floors.get(tp),
                 "hole": self.holes.get(tp), "acked_uncommitted": len(self._acked.get(tp, ())),
@@ -246,6 +268,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     # waiting for it to resume, so nothing the rebalance waits for (an
                     # agent's unacked tick, the producer flush) waits on us in turn
                     source.discard()
+                self.drain_loops += 1
                 records, active = await self._wait_next_records(
                     0.0 if source.busy() else 1.0)
                 generation = self.app.consumer_generation_id
@@ -268,6 +291,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     else:
                         others.extend((tp, r) for r in recs)
                 fetched = sum(len(r) for r in ours.values())
+                self.last_fetched = fetched
                 if ours:
                     # what Faust's streams record when they take an event: its stall
                     # detector ("Stream has not started processing") reads it per partition
