@@ -76,10 +76,46 @@ async def database(pg_server: str) -> AsyncIterator[str]:
     await conn.close()
 
 
+def drop_topics(bootstrap: str, tags: list[str]) -> None:
+    """Delete every topic whose name holds one of `tags` (a test's own prefixes): a broker
+    that keeps the topics of a thousand tests answers every full metadata request with
+    thousands of partitions, which slows and strains every client late in the suite."""
+    import asyncio
+    import threading
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if any(tag in t for tag in tags)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(go(), 30))
+        except Exception as exc:  # cleanup only: never fail a test over it
+            print(f"could not delete the test's topics: {exc!r}")
+
+    t = threading.Thread(target=run)  # its own loop, whatever the test's loop is doing
+    t.start()
+    t.join(40)
+
+
+#: tags of topics a test made itself (beyond its settings' prefix), dropped with its own
+EXTRA_TAGS: list[str] = []
+
+
 @pytest.fixture
-def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings:
+def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Iterator[Settings]:
+    """The test's own topics (prefix, app id, sink group), deleted after it with those a
+    test names in `EXTRA_TAGS`."""
     tag = uuid.uuid4().hex[:8]
-    return Settings(
+    yield Settings(
         KAFKA_BOOTSTRAP_SERVERS=broker[0],
         LEADSTREAM_KAFKA_FLAVOR=broker[1],
         DATABASE_URL=database,
@@ -93,6 +129,8 @@ def settings(broker: tuple[str, str], database: str, tmp_path: Path) -> Settings
         # run the service themselves (tests/http/test_api_team.py)
         LEADSTREAM_DIGEST_TIME="off",
     )
+    tags, EXTRA_TAGS[:] = [tag, *EXTRA_TAGS], []
+    drop_topics(broker[0], tags)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import pytest
 from leadstream.config import Settings
 from leadstream.ingest.signature import sign
 from leadstream.simulate import kapso_message
+from tests.conftest import EXTRA_TAGS
 from tests.pipeline import PNID, SECRET, Pipeline, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.tansu]
@@ -53,6 +54,7 @@ def _free_port() -> int:
 def _fresh(settings: Settings, **extra: Any) -> Settings:
     """Settings naming topics, a group and changelogs that have never existed."""
     tag = uuid.uuid4().hex[:8]
+    EXTRA_TAGS.append(tag)  # deleted with the test's own topics (conftest)
     return settings.model_copy(update=dict(
         topic_prefix=f"f{tag}", app_id=f"app-{tag}", sink_group=f"sink-{tag}",
         worker_http_port=_free_port(), **extra))

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from leadstream.broker.clients import make_admin
 from leadstream.broker.producer import TrackingProducer
 from leadstream.config import Settings
+from tests.conftest import EXTRA_TAGS
 
 pytestmark = [pytest.mark.integration, pytest.mark.tansu]
 
@@ -35,6 +36,7 @@ async def _untracked_batch(producer: aiokafka.AIOKafkaProducer, known: str, othe
 
 async def test_a_batch_for_an_untracked_topic_is_delivered(settings: Settings) -> None:
     tag = uuid.uuid4().hex[:8]
+    EXTRA_TAGS.append(tag)
     known, other = f"known-{tag}", f"other-{tag}"
     admin = make_admin(settings)
     await admin.start()
