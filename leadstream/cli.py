@@ -313,6 +313,7 @@ def worker_cmd(sink: bool) -> None:
     import faust
 
     from leadstream.agents.agent import app, runner, windows
+    from leadstream.broker.faust_internals import raw_producer
     from leadstream.ops.metrics import WorkerCollector, WorkerWeb
     from leadstream.sink.service import PostgresSink
     from leadstream.summarize.service import SummaryService
@@ -360,7 +361,7 @@ def worker_cmd(sink: bool) -> None:
             collector=WorkerCollector(runner=runner, windows=windows,
                                       consumer=lambda: app.consumer, sink=sink_service,
                                       summaries=summaries, stall=stall),
-            kafka_client=lambda: app.producer._ensure_producer().client,  # type: ignore[attr-defined]
+            kafka_client=lambda: raw_producer(app).client,
             pool=pool if writes_replica else None, stall=stall))
     json_logs = None
     if settings.log_format == "json":

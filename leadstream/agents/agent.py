@@ -32,6 +32,7 @@ from leadstream.agents.daily import DailyWindows
 from leadstream.agents.processor import LeadProcessor
 from leadstream.app import app, settings
 from leadstream.broker.faust_consumer import install_batch_source
+from leadstream.broker.faust_internals import raw_producer
 from leadstream.sink.replica import Replica
 from leadstream.streams.topics import TopicNames
 from leadstream.tables import daily_windows, lead_state, message_state
@@ -65,7 +66,7 @@ processor = LeadProcessor(lead_state, message_state, names, windows)
 runner = BatchRunner(
     processor, names,
     tables={"leads": lead_state, "messages": message_state, "daily": daily_windows},
-    producer=lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+    producer=lambda: raw_producer(app),
     replica=None, max_events=settings.flush_max_events, max_ms=settings.flush_max_ms,
     assigned=lambda: app.consumer.assignment(),
 )

@@ -41,12 +41,12 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordTooLargeError,
 )
-from faust.streams import _current_event
 from faust.types import TP
 
 from leadstream.agents.flush import Flush
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
+from leadstream.broker.faust_internals import CURRENT_EVENT, set_persisted_offset
 from leadstream.retry import Backoff
 from leadstream.sink.replica import Encoded, Replica
 from leadstream.streams.records import DeadLetter, encode
@@ -170,7 +170,7 @@ class BatchRunner:
                     for r in take[i:i + YIELD_EVERY]:
                         handle(flush, tp.topic, tp.partition, r.offset, r.key, r.value)
                 finally:
-                    _current_event.reset(token)
+                    CURRENT_EVENT.reset(token)
         return left
 
     async def flush(self) -> None:
@@ -264,7 +264,7 @@ class BatchRunner:
         ctx = self._contexts.get(partition)
         if ctx is None:
             ctx = self._contexts[partition] = _InPartition(self.names.events, partition)
-        return _current_event.set(weakref.ref(ctx))  # type: ignore[arg-type]
+        return CURRENT_EVENT.set(weakref.ref(ctx))
 
     def records(self, flush: Flush) -> tuple[dict[tuple[str, int], list[tuple[bytes, bytes]]],
                                              dict[str, list[tuple[int, bytes, bytes]]],
@@ -443,12 +443,12 @@ class BatchRunner:
                 try:
                     data[key] = value
                 finally:
-                    _current_event.reset(token)
+                    CURRENT_EVENT.reset(token)
                 done.add(partition)
             for partition in done:
                 end = last.get((changelog, partition))
                 if end is not None:
-                    data.set_persisted_offset(TP(changelog, partition), end)
+                    set_persisted_offset(data, TP(changelog, partition), end)
 
     async def dead_letter(self, origin: Any, reason: str, stage: str = "replica") -> None:
         """A row the replica refused (or, `stage="produce"`, a record the broker refuses): to

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from leadstream.broker.faust_internals import committed_offset
 from leadstream.ops.health import broker_ready, database_ready
 from leadstream.ops.stall import StallWatch
 
@@ -112,7 +113,7 @@ class WorkerCollector(Collector):
                 end = consumer.highwater(tp)
             except Exception:
                 continue
-            committed = consumer._committed_offset.get(tp) or 0
+            committed = committed_offset(consumer, tp) or 0
             if end is not None:
                 g.add_metric([tp.topic, str(tp.partition)], max(0, int(end) - int(committed)))
         yield g
