@@ -24,12 +24,11 @@ from leadstream.db.registry import NumberEntry
 from leadstream.domain.limits import MAX_FIELD, MAX_ID, MAX_ITEMS
 from leadstream.domain.model import InboundEvent
 from leadstream.http.guard import Busy, read_body
-from leadstream.http.keys import (  # noqa: F401 (the server and tests name them here too)
+from leadstream.http.keys import (
     BODY_BUDGET,
     BODY_TIMEOUT,
     DIRECTORY,
     MAX_BODY,
-    POOL,
     PUBLISHER,
     TOPICS,
 )

@@ -307,7 +307,7 @@ async def test_a_feed_that_loses_postgres_tells_the_page_to_resync_and_carries_o
         web: Pipeline) -> None:
     """The LISTEN connection is killed (a Postgres restart, a failover): every open stream
     gets `resync` (it may have missed changes), and changes after the reconnect flow again."""
-    from leadstream.http.api import FEED
+    from leadstream.http.keys import FEED
 
     assert web.session is not None and web.server is not None and web.pool is not None
     feed = web.server.app[FEED]
@@ -537,7 +537,7 @@ async def test_stalled_exports_of_a_large_workspace_starve_no_one(web: Pipeline)
     is cut off, and another workspace's list answers throughout."""
     import socket
 
-    from leadstream.http.api import EXPORTS
+    from leadstream.http.keys import EXPORTS
 
     assert web.pool is not None and web.server is not None
     await web.pool.execute(
