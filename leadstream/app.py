@@ -1,6 +1,7 @@
-"""The Faust application (`faust -A leadstream.app worker` works too; `leadstream worker` is
-the supported entry point). Settings come from the environment at import, per Faust's
-convention of a module-level app.
+"""The Faust application, made from settings (`create_app`). `leadstream worker` is the
+supported entry point (`bootstrap.build_worker`); `faust -A leadstream.bootstrap worker` works
+too: the module-level `app` that Faust's convention asks for is built there, with its
+topology, on first access rather than at import.
 
 Consumer timing is tuned so a restarted worker processes again within seconds: session 6 s,
 heartbeat 1 s, rebalance 6 s (Faust's 60 s defaults make every join take 30 s on Tansu).
@@ -13,7 +14,7 @@ from typing import Any
 import faust
 
 from leadstream.broker.clients import DLQ_MAX_RECORD_BYTES, faust_broker_url
-from leadstream.config import Settings, get_settings
+from leadstream.config import Settings
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -66,6 +67,3 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
     )
 
-
-settings = get_settings()
-app = create_app(settings)

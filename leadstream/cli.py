@@ -290,134 +290,28 @@ def topics_cmd() -> None:
 @main.command("webhook")
 def webhook_cmd() -> None:
     """Run the webhook/API server (one of a fleet)."""
-    from leadstream.http.server import serve
+    from leadstream.bootstrap import serve_webhook
 
     settings = get_settings()
     _logging(settings.log_level, settings.log_format)
-    _run_until_signal(lambda stop: serve(settings, stop))
+    _run_until_signal(lambda stop: serve_webhook(settings, stop))
 
 
 @main.command("worker")
 @click.option("--sink/--no-sink", default=True, help="also run the Postgres sink in-process")
 def worker_cmd(sink: bool) -> None:
     """Run a Faust worker (agents + tables), with the Postgres sink unless --no-sink."""
-    from leadstream.broker.clients import ensure_topics
-    from leadstream.db.migrate import migrate_url
+    from leadstream.bootstrap import run_worker
 
-    settings = get_settings()
-    asyncio.run(ensure_topics(settings))
-    if sink or settings.replica_writer == "worker":
-        asyncio.run(migrate_url(settings.dsn))
-    import gc
-
-    import faust
-
-    from leadstream.agents.agent import app, runner, windows
-    from leadstream.broker.faust_internals import raw_producer
-    from leadstream.ops.metrics import WorkerCollector, WorkerWeb
-    from leadstream.sink.service import PostgresSink
-    from leadstream.summarize.service import SummaryService
-
-    summaries = SummaryService(settings)
-    services: list[Any] = [summaries]
-    sink_service = PostgresSink(settings) if sink else None
-    if sink_service is not None:
-        services.append(sink_service)
-
-    def pool() -> Any:
-        """The worker's replica pool (its batch writer's, else its sink's), once connected."""
-        for replica in (runner.replica, sink_service.replica if sink_service else None):
-            if replica is not None and replica.pool is not None:
-                return replica.pool
-        return None
-
-    writes_replica = runner.replica is not None or sink_service is not None
-    if settings.digest_time != "off" and writes_replica:
-        from datetime import time as clock
-
-        from leadstream.summarize.digest import DigestService
-
-        services.append(DigestService(pool, settings.timezone,
-                                      clock.fromisoformat(settings.digest_time),
-                                      covers=settings.digest_day,
-                                      writer=summaries.summarizer))
-    stall = None
-    if settings.stall_seconds:
-        from leadstream.ops.stall import StallWatch, WorkerView
-
-        def consumer() -> Any:
-            return app.consumer
-
-        stall = StallWatch(settings, WorkerView(
-            assigned=lambda: {tp for tp in consumer().assignment() if tp.topic in runner.topics},
-            committed=lambda tp: consumer().position_of(tp),
-            paused=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
-            describe=lambda: {"consumer": consumer().progress_state(), "batch": runner.state()},
-        ), after=settings.stall_seconds)
-        services.append(stall)
-    if settings.worker_http_port:
-        services.append(WorkerWeb(
-            host=settings.worker_http_host, port=settings.worker_http_port,
-            collector=WorkerCollector(runner=runner, windows=windows,
-                                      consumer=lambda: app.consumer, sink=sink_service,
-                                      summaries=summaries, stall=stall),
-            kafka_client=lambda: raw_producer(app).client,
-            pool=pool if writes_replica else None, stall=stall))
-    json_logs = None
-    if settings.log_format == "json":
-        from leadstream.ops.logs import dict_config
-
-        json_logs = dict_config(settings.log_level)
-    worker = faust.Worker(app, *services, loglevel=settings.log_level.upper(), quiet=True,
-                          override_logging=True, logging_config=json_logs)
-    # Faust's progress spinner sets the root logger to DEBUG whenever the level is WARN or
-    # above, so every aiokafka/faust debug call built a LogRecord: ~8% of the worker's CPU
-    # (py-spy, bench/suite.py). Without a spinner the root logger keeps the asked level.
-    worker.spinner = None
-    # a flush allocates many short-lived models: collect the young generation less often,
-    # and keep what was loaded at start out of every full collection (bench/agent_cpu.py:
-    # 83-92 against 97-106 us/event in the rules)
-    gc.set_threshold(20_000, 50, 100)
-    gc.freeze()
-    _log_long_gc_pauses()
-    worker.execute_from_commandline()
-
-
-def _log_long_gc_pauses(over: float = 0.2) -> None:
-    """A collection that stops the worker for longer than `over` seconds is logged: it shows
-    as a freshness stall, and nothing else would tell."""
-    import gc
-    import time
-
-    started: list[float] = [0.0]
-    log = logging.getLogger("leadstream.gc")
-
-    def callback(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        elif (took := time.perf_counter() - started[0]) > over:
-            log.warning("garbage collection of generation %s stopped the worker %.2f s"
-                        " (%s objects collected)", info.get("generation"), took,
-                        info.get("collected"))
-
-    gc.callbacks.append(callback)
+    run_worker(get_settings(), sink=sink)
 
 
 @main.command("sink")
 def sink_cmd() -> None:
     """Run only the Postgres sink (derived topics -> replica)."""
-    from mode import Worker
+    from leadstream.bootstrap import run_sink
 
-    from leadstream.db.migrate import migrate_url
-    from leadstream.sink.service import PostgresSink
-
-    settings = get_settings()
-    asyncio.run(migrate_url(settings.dsn))
-    from leadstream.ops.logs import dict_config
-
-    Worker(PostgresSink(settings), loglevel=settings.log_level.upper(),
-           logging_config=dict_config(settings.log_level) if settings.log_format == "json"
-           else None).execute_from_commandline()
+    run_sink(get_settings())
 
 
 @main.command("replay")
@@ -561,10 +455,11 @@ def up_cmd(demo: bool, demo_workspace: bool, verbose: bool) -> None:
     Prints a short summary; the services' logs go to LEADSTREAM_DATA_DIR/logs (warnings and
     errors still show here) unless --verbose.
     """
-    from leadstream.embedded.stack import Stack
+    from leadstream.bootstrap import one_machine_stack, serve_webhook
 
     settings = Settings()
-    stack = Stack(settings, demo=demo_workspace or demo, verbose=verbose, notice=click.echo)
+    stack = one_machine_stack(settings, demo=demo_workspace or demo, verbose=verbose,
+                              notice=click.echo)
     if verbose:
         _logging(settings.log_level)
     else:
@@ -579,8 +474,6 @@ def up_cmd(demo: bool, demo_workspace: bool, verbose: bool) -> None:
         click.echo("\n".join(stack.summary()))
         if demo:
             click.echo("  demo traffic    a simulated sales line, ~2 requests/s, while up runs")
-        from leadstream.http.server import serve
-
         worker = stack.worker
         assert worker is not None
 
@@ -595,7 +488,7 @@ def up_cmd(demo: bool, demo_workspace: bool, verbose: bool) -> None:
 
             watcher = asyncio.create_task(watch())
             demo_task = asyncio.create_task(_demo_line(stack.base_url, stop)) if demo else None
-            await serve(settings, stop)
+            await serve_webhook(settings, stop)
             watcher.cancel()
             if demo_task is not None:
                 demo_task.cancel()

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"app", "sink", "summarize", "ops"},
     {"tables", "http"},
     {"agents", "embedded"},
+    {"bootstrap"},
     {"cli"},
     {"__main__"},
 ]

@@ -116,7 +116,7 @@ _SOURCES: dict[int, BatchSource] = {}
 
 
 def install_batch_source(app: Any, source: BatchSource) -> None:
-    """Make `app`'s consumer take `source.topics` per batch (agents.agent, at import)."""
+    """Make `app`'s consumer take `source.topics` per batch (agents.agent.build_topology)."""
     _SOURCES[id(app)] = source
 
 
