@@ -1,7 +1,7 @@
 """The processor that applies the domain rules to source records: state in, derived records
 out, one `Flush` at a time. No Faust and no I/O here: the tables are mappings read through the
 flush's write-back views, and the outputs go to its outbox, so the processor is tested on
-plain dicts (tests/agents/test_processor.py); `agents.batch` makes a flush durable and
+plain dicts (tests/unit/agents/test_processor.py); `agents.batch` makes a flush durable and
 `agents.agent` wires it to Faust. Why it is idempotent in any order: see `agents.agent`.
 
 Processing a record is synchronous on purpose: no per-record tasks or awaits (the per-record
