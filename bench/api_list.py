@@ -34,7 +34,7 @@ from leadstream.db.registry import add_workspace
 from leadstream.http.models import LeadQuery
 from leadstream.http.queries import lead_list_sql
 from leadstream.http.server import make_app
-from tests.http.test_api import SEED
+from tests.support.seed import SEED
 
 SHAPES: list[dict[str, str]] = [
     {},

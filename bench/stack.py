@@ -161,7 +161,7 @@ class Stack:
         return Settings(**values)  # through __init__, so LEADSTREAM_* in the environment apply
 
     def spawn(self, name: str, settings: Settings, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{name}.log", "ab")
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115  # the child writes it for its life
         p = subprocess.Popen([sys.executable, "-m", "leadstream", *args],
                              env={**os.environ, **settings.to_env()}, stdout=log,
                              stderr=subprocess.STDOUT)
@@ -171,7 +171,7 @@ class Stack:
 
     def spawn_py(self, name: str, settings: Settings, script: Path, *args: str
                  ) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{name}.log", "ab")
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115  # the child writes it for its life
         p = subprocess.Popen([sys.executable, str(script), *args],
                              env={**os.environ, **settings.to_env()}, stdout=log,
                              stderr=subprocess.STDOUT)

@@ -85,7 +85,7 @@ def build_topology(app: Any, settings: Settings) -> Topology:
         processor, names, tables=tables.by_name(),
         producer=lambda: raw_producer(app),
         replica=None, max_events=settings.flush_max_events, max_ms=settings.flush_max_ms,
-        assigned=lambda: app.consumer.assignment(),
+        assigned=lambda: app.consumer.assignment(),  # noqa: PLW0108  # made at start, not now
     )
     if settings.replica_writer == "worker":
         runner.replica = Replica(settings, runner.dead_letter, name="worker")

@@ -36,6 +36,7 @@ keeps Faust's per-record path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from time import monotonic
@@ -208,7 +209,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                 if st is not None:
                     positions[f"{tp.topic}:{tp.partition}"] = (
                         st.position if st.has_valid_position else None, st.paused)
-        except Exception as exc:  # a diagnostic must never fail the watch
+        except Exception as exc:  # noqa: BLE001  # a diagnostic must never fail the watch
             positions = {"unavailable": repr(exc)}
         active = self._active_partitions
         return {
@@ -278,7 +279,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                     source.discard()
                     try:
                         await self.perform_seek()
-                    except Exception as exc:  # as Faust's getmany: the next fetch retries
+                    except Exception as exc:  # noqa: BLE001  # as Faust's getmany: the next fetch retries
                         log.warning("seek while flow stopped failed: %r", exc)
                     continue
                 ours: dict[TP, Sequence[Any]] = {}
@@ -353,10 +354,8 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             log.warning("offset %s of %s was never processed but later ones were: "
                         "seeking back to it (the records after it are reprocessed)",
                         offset, tp)
-            try:
-                await self.seek(tp, offset)
-            except IllegalStateError:  # revoked meanwhile: the next owner starts there
-                pass
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the next
+                await self.seek(tp, offset)  # owner starts there
 
 
 class IdempotentProducer(FaustProducer):

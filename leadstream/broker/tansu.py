@@ -61,7 +61,7 @@ async def true_end_offsets(
     it is valid and the response carries the right high watermark even when it holds no data.
     """
     result: dict[TopicPartition, int] = {}
-    pending = {tp: off for tp, off in listed.items()}
+    pending = dict(listed)
     if not pending:
         return result
     helper = aiokafka.AIOKafkaConsumer(

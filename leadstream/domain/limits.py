@@ -76,10 +76,10 @@ def _bounded_extra(v: dict[str, Any]) -> dict[str, Any]:
     if len(v) > MAX_EXTRA_KEYS:
         raise ValueError(f"at most {MAX_EXTRA_KEYS} fields without a column")
     out: dict[str, Any] = {}
-    for k, x in v.items():
+    for k, raw in v.items():
         if not k or len(k) > MAX_EXTRA_KEY:
             raise ValueError(f"a field name is 1 to {MAX_EXTRA_KEY} characters")
-        x = _no_nul_deep(x)
+        x = _no_nul_deep(raw)
         try:
             size = len(orjson.dumps({k: x}))
         except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a lone surrogate

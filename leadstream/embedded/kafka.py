@@ -48,7 +48,8 @@ def java_version() -> int | None:
     if not java:
         return None
     try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30,
+                             check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
@@ -93,7 +94,7 @@ def fetch_jars() -> Path:
         cmd = [mvn, "-q", "-B", "-f", str(pom_path), "dependency:copy-dependencies",
                f"-Dkafka.version={KAFKA_VERSION}", f"-DoutputDirectory={target}",
                "-DincludeScope=runtime"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0 or not list(target.glob("kafka_2.13-*.jar")):
         raise RuntimeError(f"fetching Apache Kafka failed: {' '.join(cmd)}\n"
                            f"{(r.stdout + r.stderr)[-3000:]}")
@@ -235,7 +236,7 @@ class KafkaCluster:
                  "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                  "-c", str(config), *self._scram_args(),
                  "--ignore-formatted"],
-                capture_output=True, text=True)
+                capture_output=True, text=True, check=False)
             if r.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage failed: {r.stdout}{r.stderr}")
         self._launch = (java, classpath, str(log4j))
@@ -286,7 +287,7 @@ class KafkaCluster:
                 if brokers >= len(live):
                     return
                 last = f"{brokers} of {len(live)} brokers registered"
-            except Exception as e:  # not up yet
+            except Exception as e:  # noqa: BLE001  # not up yet
                 last = repr(e)
             time.sleep(0.2)
         raise TimeoutError(f"Apache Kafka not ready after {timeout}s: {last}")
@@ -338,7 +339,7 @@ def _run_async(coro: object) -> int:
     def target() -> None:
         try:
             result.append(asyncio.run(coro))  # type: ignore[arg-type]
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001  # handed to the caller, who raises it
             error.append(e)
 
     t = threading.Thread(target=target)

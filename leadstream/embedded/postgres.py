@@ -121,7 +121,7 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                               capture_output=True)
+                               capture_output=True, check=False)
             if r.returncode == 0:
                 return self
             time.sleep(0.05)

@@ -26,9 +26,9 @@ from leadstream.embedded.postgres import EmbeddedPostgres
 from leadstream.embedded.procs import die_with_parent
 from leadstream.runtime import read_runtime, remove_runtime, write_runtime
 
-DEMO: dict[str, Any] = dict(workspace_id="demo", phone_number_id="demo-pnid", webhook_secret="demo-secret",
-            api_token="demo-token", role="human", verify_token="demo-verify",
-            user="Dewi (demo)")
+DEMO: dict[str, Any] = {"workspace_id": "demo", "phone_number_id": "demo-pnid",
+                        "webhook_secret": "demo-secret", "api_token": "demo-token",
+                        "role": "human", "verify_token": "demo-verify", "user": "Dewi (demo)"}
 #: the demo's bot tokens (simulate.Credentials has the same)
 DEMO_BOTS = (("demo-sarah-token", "sarah-bot"), ("demo-brain-token", "brain-bot"))
 

@@ -137,7 +137,7 @@ class LeadFeed:
                         await self._conn.fetchval("SELECT 1", timeout=5.0)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 log.warning("live feed lost Postgres (%r); reconnecting", exc)
             self.connected.clear()
             had_gap = True

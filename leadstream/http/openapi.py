@@ -57,7 +57,8 @@ ERRORS: dict[str, Any] = {
 def _query_parameters(model: type[BaseModel] = LeadQuery) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     params = []
-    for name, prop in schema["properties"].items():
+    for name, declared in schema["properties"].items():
+        prop = declared
         if "anyOf" in prop:  # Optional[X]: the non-null branch
             prop = {**next(p for p in prop["anyOf"] if p.get("type") != "null"),
                     **{k: v for k, v in prop.items() if k not in ("anyOf", "default")}}

@@ -126,7 +126,7 @@ def make_app(settings: Settings) -> web.Application:
         publisher = Publisher(settings)
         await publisher.start()
         # (a refresh replaces the directory's dict: look it up at each use)
-        feed = LeadFeed(settings.dsn, primary, lambda ws: directory.inbox_urls.get(ws))
+        feed = LeadFeed(settings.dsn, primary, lambda ws: directory.inbox_urls.get(ws))  # noqa: PLW0108
         await feed.start()
         app[keys.POOL] = pool
         app[keys.WRITE_POOL] = primary

@@ -18,7 +18,7 @@ async def broker_ready(client: Any, timeout: float = PROBE_SECONDS) -> bool:
     the broker supports); the whole probe takes at most `timeout`."""
     try:
         cluster = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
-    except Exception:  # unreachable, timed out, refused: not ready, whatever the error
+    except Exception:  # noqa: BLE001  # unreachable, timed out, refused: not ready, whatever the error
         return False
     return bool(cluster.brokers())
 

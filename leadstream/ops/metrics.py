@@ -101,7 +101,7 @@ class WorkerCollector(Collector):
         try:
             consumer = self.consumer()
             assigned = consumer.assignment()
-        except Exception:  # not started yet
+        except Exception:  # noqa: BLE001  # not started yet
             return
         g = GaugeMetricFamily("leadstream_worker_consumer_lag",
                               "records of a source partition not yet committed (log end minus"
@@ -111,7 +111,7 @@ class WorkerCollector(Collector):
                 continue
             try:
                 end = consumer.highwater(tp)
-            except Exception:
+            except Exception:  # noqa: BLE001  # a partition not fetched yet: no lag to tell
                 continue
             committed = committed_offset(consumer, tp) or 0
             if end is not None:
@@ -181,7 +181,7 @@ class WorkerWeb(Service):
     async def _readyz(self, request: web.Request) -> web.Response:
         try:
             client = self.kafka_client()
-        except Exception:  # the producer has not started yet
+        except Exception:  # noqa: BLE001  # the producer has not started yet
             client = None
         broker = client is not None and await broker_ready(client)
         database = None if self.pool is None else await database_ready(self.pool())

@@ -121,7 +121,7 @@ class StallWatch(Service):
             await self.sleep(self.every)
             try:
                 await self.check()
-            except Exception as exc:  # the broker away: its own probe says so
+            except Exception as exc:  # noqa: BLE001  # the broker away: its own probe says so
                 log.debug("stall watch: no sample (%r)", exc)
 
     async def check(self, now: float | None = None) -> list[Stall]:

@@ -149,6 +149,6 @@ def _closed_port() -> int:
 def test_simulate_against_a_stopped_server_exits_non_zero() -> None:
     r = subprocess.run([sys.executable, "-m", "leadstream", "simulate", "--url",
                         f"http://127.0.0.1:{_closed_port()}", "--duration", "2", "--rate",
-                        "10"], capture_output=True, text=True, timeout=60)
+                        "10"], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert "FAILED" in r.stderr

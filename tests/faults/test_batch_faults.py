@@ -89,7 +89,7 @@ async def test_a_poison_record_inside_a_batch_is_dead_lettered_and_its_batch_app
     producer = make_producer(settings)
     await producer.start()
     try:
-        good = [d for d in workload(leads=3, per_lead=4, seed=33, first_phone=42_000_000)]
+        good = list(workload(leads=3, per_lead=4, seed=33, first_phone=42_000_000))
         acked = await _send_all(p, good[:6])
         key = b"ws1:+6281242000000"
         await producer.send_and_wait(settings.topic("events"),

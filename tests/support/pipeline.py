@@ -51,7 +51,7 @@ class Worker:
 
     def start(self) -> None:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115  # the child writes it for its life
         self.proc = subprocess.Popen([sys.executable, "-m", "leadstream", "worker"], env=env,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      preexec_fn=die_with_parent)

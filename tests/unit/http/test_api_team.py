@@ -331,7 +331,7 @@ async def test_a_feed_that_loses_postgres_tells_the_page_to_resync_and_carries_o
             " AND datname = current_database()")
         assert killed == 1
         await until(lambda: any(e == "resync" for e, _ in got))
-        await until(lambda: feed.connected.is_set())
+        await until(feed.connected.is_set)
         await web.pool.execute("UPDATE leads SET message_count = 9, version = 3"
                                " WHERE lead_id = $1", uuid.UUID(_id(4)))
         await until(lambda: any(e == "lead" and d["lead_id"] == _id(4) for e, d in got))

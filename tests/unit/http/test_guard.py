@@ -28,9 +28,9 @@ async def served(settings: Settings) -> AsyncIterator[tuple[Settings, Any, int]]
 
     await ensure_topics(settings)
     await migrate_url(settings.dsn)
-    s = settings.model_copy(update=dict(http_idle_timeout=1.5, http_body_timeout=1.5,
-                                        http_max_connections=400,
-                                        http_max_inflight_bytes=10_000))
+    s = settings.model_copy(update={"http_idle_timeout": 1.5, "http_body_timeout": 1.5,
+                                            "http_max_connections": 400,
+                                            "http_max_inflight_bytes": 10_000})
     runner, site = await start_site(s, make_app(s), port=0)
     try:
         assert isinstance(site._server, asyncio.Server)
