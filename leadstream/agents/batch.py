@@ -27,7 +27,6 @@ between steps 1 and 5, nor a batch half-applied.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import weakref
@@ -455,15 +454,9 @@ class BatchRunner:
         the dead-letter topic (the sink records it in `sync_failures` from there), the rest
         of the flush goes on. The original kept is cut to `DEAD_LETTER_KEEP` bytes: the
         dead-letter topic must take what its source refused."""
-        value = origin.value[:DEAD_LETTER_KEEP]
-        dl = DeadLetter(
-            event_id=f"{stage}:" + hashlib.blake2b(origin.topic.encode() + b"\0" + origin.value,
-                                                   digest_size=12).hexdigest(),
-            reason=reason, stage=stage, source_topic=origin.topic,
-            source_partition=origin.partition if origin.partition >= 0 else None,
-            source_offset=None, workspace_id=DeadLetter.workspace_of(origin.key),
-            original_b64=DeadLetter.b64(value),
-        )
+        dl = DeadLetter.of(stage=stage, reason=reason, original=origin.value,
+                           topic=origin.topic, partition=origin.partition, key=origin.key,
+                           keep=DEAD_LETTER_KEEP)
         log.error("%s refused a %s record of %r: %s", stage, origin.topic, origin.key, reason)
         fut = await self.producer().send(self.names.dlq, encode(dl), key=origin.key)
         await fut

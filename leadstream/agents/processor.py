@@ -290,9 +290,6 @@ class LeadProcessor:
                      key: bytes | None, value: bytes | None, reason: str) -> None:
         self.dead += 1
         log.error("dead letter %s:%s@%s: %s", topic, partition, offset, reason)
-        dl = DeadLetter(
-            event_id=f"worker:{topic}:{partition}:{offset}", reason=reason, stage="worker",
-            source_topic=topic, source_partition=partition, source_offset=offset,
-            workspace_id=DeadLetter.workspace_of(key), original_b64=DeadLetter.b64(value or b""),
-        )
+        dl = DeadLetter.of(stage="worker", reason=reason, original=value or b"", topic=topic,
+                           partition=partition, offset=offset, key=key)
         flush.out.other.append((self.names.dlq, key or b"", encode(dl)))

@@ -33,7 +33,7 @@ from leadstream.http.keys import (
     TOPICS,
 )
 from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
-from leadstream.ingest.common import ParseError, Workspace, content_id
+from leadstream.ingest.common import ParseError, Workspace
 from leadstream.ingest.kapso import parse_one, route_items
 from leadstream.ingest.meta import parse_one as parse_meta_value
 from leadstream.ingest.meta import route_values
@@ -113,11 +113,8 @@ def _dead_letter_record(request: web.Request, original: bytes, reason: str,
                         ) -> tuple[str, bytes | None, bytes]:
     headers = {k: v for k, v in request.headers.items()
                if k.lower().startswith(("x-webhook", "x-idempotency", "content-type"))}
-    dl = DeadLetter(
-        event_id=f"{source}:dlq:{content_id(original.decode('utf-8', 'replace'), reason)}",
-        reason=reason[:MAX_FIELD], stage="webhook", source_topic=source,
-        workspace_id=workspace_id, headers=headers, original_b64=DeadLetter.b64(original),
-    )
+    dl = DeadLetter.of(stage="webhook", reason=reason[:MAX_FIELD], original=original,
+                       topic=source, workspace_id=workspace_id, headers=headers)
     log.warning("webhook %s dead-lettered: %s", source, reason[:200])
     return request.app[TOPICS].dlq, (workspace_id or "").encode(), encode(dl)
 

@@ -3,7 +3,7 @@
 Reads every derived topic from the beginning to the log end captured at start, outside any
 consumer group, and writes with the same version-guarded statements as the live sink. The
 records go to Postgres as they are read (one JSON array per table per batch, deduplicated and
-filtered by workspace in SQL: `writer.write_raw`); a batch Postgres refuses is decoded in
+filtered by workspace in SQL: `writer.write_json(from_log=True)`); a batch Postgres refuses is decoded in
 Python instead, skipping what is not a row.
 """
 
@@ -20,7 +20,7 @@ from aiokafka.structs import TopicPartition
 from leadstream.broker.clients import log_ends, read_to_end
 from leadstream.config import Settings
 from leadstream.sink.service import decode_records, route
-from leadstream.sink.writer import Batch, write_batch, write_raw
+from leadstream.sink.writer import Batch, write_batch, write_json
 from leadstream.streams.topics import TopicNames
 
 TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity")
@@ -142,7 +142,7 @@ async def replay(settings: Settings, *, workspace: str | None = None,
                     " WHERE scope = $1")
             try:
                 async with conn.transaction():
-                    await write_raw(conn, raw, workspace)
+                    await write_json(conn, raw, from_log=True, workspace=workspace)
                     await conn.execute(save, scope, reached, total)
             except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
                     asyncpg.exceptions.ProgramLimitExceededError):

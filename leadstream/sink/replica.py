@@ -15,7 +15,7 @@ import orjson
 
 from leadstream.config import Settings
 from leadstream.retry import Backoff
-from leadstream.sink.writer import Batch, write_batch, write_encoded
+from leadstream.sink.writer import Batch, write_batch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Replica:
         if not rows:
             return
         try:
-            await self._with_retry(lambda conn: write_encoded(conn, rows))
+            await self._with_retry(lambda conn: _atomically(conn, rows))
         except DATA_ERRORS as exc:
             log.warning("%s: batch rejected (%s); isolating the bad records", self.name, exc)
             await self._isolate([(o, kind, orjson.loads(v)) for o, kind, v in encoded])
@@ -156,3 +156,8 @@ class Replica:
                 await backoff.wait()
                 self.pool.terminate()
                 await self.connect()
+
+
+async def _atomically(conn: asyncpg.Connection, rows: dict[str, list[bytes]]) -> int:
+    async with conn.transaction():
+        return await write_json(conn, rows)

@@ -28,7 +28,7 @@ from leadstream.config import Settings
 from leadstream.db.failures import prune_failures
 from leadstream.db.registry import clear_expired_secrets
 from leadstream.sink.replica import CONNECTION_ERRORS, Decoded, Replica
-from leadstream.sink.writer import Batch
+from leadstream.sink.writer import Batch, write_json
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
 
@@ -198,13 +198,9 @@ class PostgresSink(Service):
 
     async def dead_letter(self, p: Poison) -> None:
         rec = p.record
-        dl = DeadLetter(
-            event_id=f"sink:{rec.topic}:{rec.partition}:{rec.offset}",
-            reason=p.reason, stage="sink", source_topic=rec.topic,
-            source_partition=rec.partition, source_offset=rec.offset,
-            workspace_id=DeadLetter.workspace_of(rec.key),
-            original_b64=DeadLetter.b64(rec.value or b""),
-        )
+        dl = DeadLetter.of(stage="sink", reason=p.reason, original=rec.value or b"",
+                           topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                           key=rec.key)
         assert self.producer is not None
         await self.producer.send_and_wait(self.names.dlq, encode(dl), key=rec.key)
         await record_failure(self.replica.pool if self.replica is not None else None, dl)
@@ -217,12 +213,7 @@ async def record_failure(pool: asyncpg.Pool | None, dl: DeadLetter) -> None:
     if pool is None:
         return
     try:
-        await pool.execute(
-            "INSERT INTO sync_failures (event_id, stage, reason, source_topic, source_partition,"
-            " source_offset, workspace_id, failed_at, original_b64)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (event_id) DO NOTHING",
-            dl.event_id, dl.stage, dl.reason, dl.source_topic, dl.source_partition,
-            dl.source_offset, dl.workspace_id, dl.failed_at, dl.original_b64,
-        )
+        async with pool.acquire() as conn:  # the dead-letter record is a sync_failures row
+            await write_json(conn, {"failures": [encode(dl)]})
     except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
         log.warning("could not record the failure in sync_failures: %s", exc)

@@ -9,7 +9,7 @@ insert-once by their ids (append-only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,45 +146,9 @@ class Batch:
         self.failures += other.failures
 
 
-async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
-    """Write one batch in one transaction; returns rows submitted per table."""
-    plan = (
-        ("leads", SQL_LEADS, newest_by(batch.leads, "lead_id")),
-        ("messages", SQL_MESSAGES, newest_by(
-            ({**r, "_k": (r["workspace_id"], r["message_id"])} for r in batch.messages), "_k")),
-        ("lead_status_history", SQL_HISTORY, first_by(batch.history, "event_id")),
-        ("lead_notes", SQL_NOTES, newest_by(
-            ({"version": 0, **r} for r in batch.notes), "note_id")),
-        ("lead_daily_activity", SQL_DAILY, newest_by(
-            ({**r, "_k": (r["lead_id"], r["day"])} for r in batch.daily), "_k")),
-        ("sync_failures", SQL_FAILURES, first_by(batch.failures, "event_id")),
-    )
-    counts: dict[str, int] = {}
-    async with conn.transaction():
-        for table, sql, rows in plan:
-            if rows:
-                await conn.execute(sql, orjson.dumps(rows).decode())
-                counts[table] = len(rows)
-    return counts
-
-
 #: the statement for each kind of row (Batch's field names)
 SQL_BY_KIND = {"leads": SQL_LEADS, "messages": SQL_MESSAGES, "history": SQL_HISTORY,
                "notes": SQL_NOTES, "daily": SQL_DAILY, "failures": SQL_FAILURES}
-
-
-async def write_encoded(conn: asyncpg.Connection, rows: dict[str, list[bytes]]) -> int:
-    """Write rows that are already JSON objects (the worker's own outputs), in one
-    transaction, with the same statements as `write_batch`. The caller guarantees one row
-    per key per kind (an upsert may not touch a row twice); the array is joined from the
-    encoded records, so nothing is decoded or encoded again. Returns rows submitted."""
-    n = 0
-    async with conn.transaction():
-        for kind, values in rows.items():
-            if values:
-                await conn.execute(SQL_BY_KIND[kind], (b"[" + b",".join(values) + b"]").decode())
-                n += len(values)
-    return n
 
 
 def _deduplicated(sql: str, table: str, key: str, newest: str | None) -> str:
@@ -208,16 +172,43 @@ SQL_RAW_BY_KIND = {
 }
 
 
-async def write_raw(conn: asyncpg.Connection, rows: dict[str, list[bytes]],
-                    workspace: str | None = None) -> int:
-    """Write topic records as they are (JSON objects, keys repeating, other workspaces
-    mixed in) in the caller's transaction: no decode in Python, one statement per table.
-    A record that is not a valid row fails the statement; the caller then takes the
-    decoding path (`write_batch`), which skips it."""
+async def write_json(conn: asyncpg.Connection, rows: Mapping[str, Sequence[bytes]], *,
+                     from_log: bool = False, workspace: str | None = None) -> int:
+    """The one writer: rows of each kind (Batch's field names) as encoded JSON objects, one
+    statement per kind, in the caller's transaction; the array is joined from the encoded
+    rows, so nothing is decoded or encoded again. Returns rows submitted.
+
+    The caller guarantees one row per key per kind (an upsert may not touch a row twice),
+    unless `from_log`: records straight from the topics (replay), keys repeating and other
+    workspaces mixed in, deduplicated (newest wins) and kept to `workspace` in Postgres. A
+    record that is not a valid row fails the statement; the caller isolates it."""
+    statements = SQL_RAW_BY_KIND if from_log else SQL_BY_KIND
     n = 0
     for kind, values in rows.items():
         if values:
-            await conn.execute(SQL_RAW_BY_KIND[kind],
-                               (b"[" + b",".join(values) + b"]").decode(), workspace)
+            array = (b"[" + b",".join(values) + b"]").decode()
+            if from_log:
+                await conn.execute(statements[kind], array, workspace)
+            else:
+                await conn.execute(statements[kind], array)
             n += len(values)
     return n
+
+
+async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
+    """Decoded rows (the sink's, isolating a bad one): one row per key kept (the newest
+    version), encoded, and written by `write_json` in one transaction. Returns rows
+    submitted per kind."""
+    plan = {
+        "leads": newest_by(batch.leads, "lead_id"),
+        "messages": newest_by(
+            ({**r, "_k": (r["workspace_id"], r["message_id"])} for r in batch.messages), "_k"),
+        "history": first_by(batch.history, "event_id"),
+        "notes": newest_by(({"version": 0, **r} for r in batch.notes), "note_id"),
+        "daily": newest_by(({**r, "_k": (r["lead_id"], r["day"])} for r in batch.daily), "_k"),
+        "failures": first_by(batch.failures, "event_id"),
+    }
+    rows = {kind: [orjson.dumps(r) for r in kept] for kind, kept in plan.items() if kept}
+    async with conn.transaction():
+        await write_json(conn, rows)
+    return {kind: len(values) for kind, values in rows.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
@@ -51,6 +52,29 @@ class DeadLetter(BaseModel):
     @staticmethod
     def b64(raw: bytes) -> str:
         return base64.b64encode(raw).decode("ascii")
+
+    @classmethod
+    def of(cls, *, stage: str, reason: str, original: bytes, topic: str | None,
+           partition: int | None = None, offset: int | None = None, key: bytes | None = None,
+           workspace_id: str | None = None, headers: dict[str, str] | None = None,
+           keep: int | None = None) -> DeadLetter:
+        """The one way a dead letter is made, with the one id scheme: a record read from the
+        log is `<stage>:<topic>:<partition>:<offset>` (read again after a restart, it is the
+        same dead letter); anything else (a webhook body, a row the replica refused, a record
+        the broker refused) is `<stage>:<topic>:<hash of its bytes>`. The workspace is the
+        lead key's unless given. `keep` cuts the original kept (the id is of all of it)."""
+        if offset is not None and partition is not None and partition >= 0:
+            event_id = f"{stage}:{topic}:{partition}:{offset}"
+        else:
+            digest = hashlib.blake2b((topic or "").encode() + b"\0" + original, digest_size=12)
+            event_id = f"{stage}:{topic}:{digest.hexdigest()}"
+        return cls(
+            event_id=event_id, reason=reason, stage=stage, source_topic=topic,
+            source_partition=partition if partition is not None and partition >= 0 else None,
+            source_offset=offset, workspace_id=workspace_id or cls.workspace_of(key),
+            headers=headers or {},
+            original_b64=cls.b64(original if keep is None else original[:keep]),
+        )
 
     @staticmethod
     def workspace_of(key: bytes | None) -> str | None:

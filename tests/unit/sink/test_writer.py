@@ -77,11 +77,11 @@ def test_newest_by_keeps_highest_version() -> None:
 
 async def test_raw_records_are_deduplicated_and_scoped_in_postgres(conn: asyncpg.Connection
                                                                    ) -> None:
-    """`write_raw` (replay): topic records as they are, keys repeating in any order, other
+    """`write_json(from_log=True)` (replay): topic records as they are, keys repeating in any order, other
     workspaces mixed in: one row per key, the newest, of the asked workspace only."""
     import orjson
 
-    from leadstream.sink.writer import write_raw
+    from leadstream.sink.writer import write_json
 
     other = lead(9, lead_id=lead_id_for("ws2:+6281300000000"), workspace_id="ws2",
                  lead_key="ws2:+6281300000000")
@@ -89,13 +89,13 @@ async def test_raw_records_are_deduplicated_and_scoped_in_postgres(conn: asyncpg
             "messages": [orjson.dumps(m) for m in (message(1, "sent"), message(3, "read"),
                                                    message(2, "delivered"))]}
     async with conn.transaction():
-        assert await write_raw(conn, rows, "ws1") == 7
+        assert await write_json(conn, rows, from_log=True, workspace="ws1") == 7
     assert [tuple(r) for r in await conn.fetch("SELECT workspace_id, version FROM leads")] == [
         ("ws1", 5)]
     assert await conn.fetchval("SELECT status FROM messages") == "read"
     async with conn.transaction():
-        await write_raw(conn, rows)  # all workspaces
+        await write_json(conn, rows, from_log=True)  # all workspaces
     assert await conn.fetchval("SELECT count(*) FROM leads") == 2
     with pytest.raises((asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)):
         async with conn.transaction():  # not a row: the caller falls back to decoding
-            await write_raw(conn, {"leads": [b'{"lead_id": "x"}']})
+            await write_json(conn, {"leads": [b'{"lead_id": "x"}']}, from_log=True)
