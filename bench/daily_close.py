@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import Stack, inbound_record
+from stack import BenchStack, inbound_record
 
 from leadstream.broker.clients import ensure_topics, log_ends, make_producer
 from leadstream.db.migrate import migrate_url
@@ -44,7 +44,7 @@ def rss_mb(pid: int) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     tz = "Asia/Jakarta"
     tmp = Path(tempfile.mkdtemp(prefix="lsdaily-"))
-    stack = Stack(tmp, args.partitions)
+    stack = BenchStack(tmp, args.partitions)
     settings = stack.start()
     try:
         await ensure_topics(settings)

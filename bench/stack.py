@@ -113,7 +113,7 @@ def cpu_line(shares: dict[str, float]) -> str:
     return ", ".join(f"{n} {v:.2f}" for n, v in shares.items())
 
 
-class Stack:
+class BenchStack:
     """Embedded broker + Postgres (unless given), and leadstream processes as children."""
 
     def __init__(self, tmp: Path, partitions: int = 8, broker: str | None = None) -> None:

@@ -55,7 +55,7 @@ from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import SCHEMA as NAIVE_SCHEMA
-from stack import CpuMeter, Stack, cpu_line, inbound_record, pct, wait_http
+from stack import BenchStack, CpuMeter, cpu_line, inbound_record, pct, wait_http
 
 SECRET = "bench-secret"
 PNID = "bench-pnid"
@@ -289,7 +289,7 @@ def summarize_profile(path: Path, top: int = 12) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="lssuite-"))
-    stack = Stack(tmp, args.partitions, broker=args.broker)
+    stack = BenchStack(tmp, args.partitions, broker=args.broker)
     s = stack.start()
     R: dict[str, Any] = {"machine": {
         "platform": platform.platform(), "cores": os.cpu_count(),
@@ -514,7 +514,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return R
 
 
-async def pause_ours(stack: Stack, stop: bool) -> None:
+async def pause_ours(stack: BenchStack, stop: bool) -> None:
     """Stop (SIGSTOP) or resume our worker and webhook while the naive design is measured:
     idle, they still cost ~0.3 core (the worker's fetches and the broker answering them,
     EMBEDDED-BROKER #5), which would be the naive design's handicap, not its cost. A resumed
@@ -541,7 +541,7 @@ async def _count(dsn: str, workspace: str) -> int:
         await conn.close()
 
 
-async def limits(stack: Stack, s: Settings, args: argparse.Namespace) -> dict[str, float]:
+async def limits(stack: BenchStack, s: Settings, args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     s3 = stack.settings()
     await ensure_topics(s3)

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from leadstream.broker import faust_consumer, tansu
+from leadstream.broker import faust_transport, tansu
 from leadstream.broker.producer import TrackingProducer
 from leadstream.config import Settings
 from leadstream.streams import topics as T
@@ -30,13 +30,13 @@ def is_tansu(settings: Settings) -> bool:
 
 def faust_broker_url(settings: Settings) -> str:
     """`tansu://` selects the Tansu transport, `lskafka://` Faust's aiokafka transport with
-    our consumer fix (`broker.faust_consumer`); both are Faust + aiokafka underneath."""
+    our consumer fix (`broker.faust_transport`); both are Faust + aiokafka underneath."""
     if is_tansu(settings):
         tansu.register_transport()
         scheme = tansu.SCHEME
     else:
-        faust_consumer.register_transport()
-        scheme = faust_consumer.SCHEME
+        faust_transport.register_transport()
+        scheme = faust_transport.SCHEME
     return ";".join(f"{scheme}://{h.strip()}" for h in settings.bootstrap.split(","))
 
 

@@ -49,11 +49,8 @@ from faust.types import TP
 from faust.utils.functional import consecutive_numbers
 from mode import Service
 
-from leadstream.broker.producer import FaustProducer
-
 log = logging.getLogger(__name__)
 
-SCHEME = "lskafka"
 
 
 def committable_offset(acked: list[int], start: int | None) -> tuple[int | None, int | None]:
@@ -356,26 +353,3 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                         offset, tp)
             with contextlib.suppress(IllegalStateError):  # revoked meanwhile: the next
                 await self.seek(tp, offset)  # owner starts there
-
-
-class IdempotentProducer(FaustProducer):
-    """Faust's producer with `enable_idempotence` on Apache Kafka: a send retried after a lost
-    answer is not written twice to a changelog or an output topic (Faust turns it on only
-    for exactly-once, which needs transactions we do not use)."""
-
-    def _settings_extra(self) -> Mapping[str, Any]:
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
-
-
-class SeekFirstTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport for Apache Kafka: `SafeOffsetsConsumer`, the idempotent
-    producer; URL scheme `lskafka://`."""
-
-    Consumer = SafeOffsetsConsumer
-    Producer = IdempotentProducer
-
-
-def register_transport() -> None:
-    from faust.transport.drivers import TRANSPORTS
-
-    TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:SeekFirstTransport")

@@ -34,9 +34,8 @@ from leadstream.http.keys import (
 )
 from leadstream.http.publisher import BrokerUnavailable, RecordTooLarge
 from leadstream.ingest.common import ParseError, Workspace
-from leadstream.ingest.kapso import parse_one, route_items
-from leadstream.ingest.meta import parse_one as parse_meta_value
-from leadstream.ingest.meta import route_values
+from leadstream.ingest.kapso import parse_routed_item, route_items
+from leadstream.ingest.meta import parse_routed_value, route_values
 from leadstream.ingest.signature import signature_ok
 from leadstream.streams.records import DeadLetter, encode
 
@@ -230,7 +229,7 @@ async def kapso_webhook(request: web.Request) -> web.Response:
     return await _ingest(
         request, source="kapso", signature=request.headers.get("X-Webhook-Signature"),
         split=route_items,
-        parse=lambda ws, item, i: [parse_one(ws, event, item, now, idem, i)],
+        parse=lambda ws, item, i: [parse_routed_item(ws, event, item, now, idem, i)],
     )
 
 
@@ -238,7 +237,7 @@ async def meta_webhook(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     return await _ingest(
         request, source="meta", signature=request.headers.get("X-Hub-Signature-256"),
-        split=route_values, parse=lambda ws, value, i: parse_meta_value(ws, value, now),
+        split=route_values, parse=lambda ws, value, i: parse_routed_value(ws, value, now),
     )
 
 

@@ -69,7 +69,7 @@ def route_items(body: Any) -> tuple[list[tuple[str | None, Any]], set[str]]:
     return items, {p for p, _ in items if p} | ({top} if top else set())
 
 
-def parse_one(ws: Workspace, event_type: str | None, item: Any, received_at: datetime,
+def parse_routed_item(ws: Workspace, event_type: str | None, item: Any, received_at: datetime,
               idempotency_key: str | None = None, index: int = 0) -> InboundEvent:
     """One routed item (see `route_items`) -> its event; ParseError says why not."""
     if not isinstance(item, dict):
@@ -228,5 +228,5 @@ def parse_kapso(
 ) -> list[InboundEvent]:
     """All events of one Kapso delivery of one workspace; raises ParseError for the whole
     delivery (the webhook routes and parses item by item instead: `route_items`)."""
-    return [parse_one(ws, event_type, item, received_at, idempotency_key, i)
+    return [parse_routed_item(ws, event_type, item, received_at, idempotency_key, i)
             for i, (_, item) in enumerate(route_items(body)[0])]

@@ -40,7 +40,7 @@ def route_values(body: Any) -> tuple[list[tuple[str | None, Any]], set[str]]:
     return out, {p for p, _ in out if p}
 
 
-def parse_one(ws: Workspace, value: Any, received_at: datetime) -> list[InboundEvent]:
+def parse_routed_value(ws: Workspace, value: Any, received_at: datetime) -> list[InboundEvent]:
     """One routed value (see `route_values`) -> its events; ParseError says why not."""
     if not isinstance(value, dict):
         raise ParseError("not a whatsapp_business_account change value")
@@ -134,4 +134,4 @@ def parse_meta(ws: Workspace, body: Any, received_at: datetime) -> list[InboundE
     delivery (the webhook routes and parses change by change instead: `route_values`)."""
     if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
         raise ParseError("not a whatsapp_business_account payload")
-    return [ev for _, value in route_values(body)[0] for ev in parse_one(ws, value, received_at)]
+    return [ev for _, value in route_values(body)[0] for ev in parse_routed_value(ws, value, received_at)]

@@ -27,16 +27,16 @@ TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_
 
 
 #: (table, order) for checksums: every replica table the topics rebuild
-DIGEST_TABLES = (("leads", "lead_id"), ("messages", "workspace_id, message_id"),
+CHECKSUM_TABLES = (("leads", "lead_id"), ("messages", "workspace_id, message_id"),
                  ("lead_status_history", "event_id"), ("lead_notes", "note_id"),
                  ("lead_daily_activity", "lead_id, day"))
 
 
-async def digest(conn: asyncpg.Connection, schema: str = "public",
+async def checksums(conn: asyncpg.Connection, schema: str = "public",
                  workspace: str | None = None) -> dict[str, tuple[int, str]]:
     """Row count and md5 of all rows (in key order) per table."""
     out = {}
-    for table, order in DIGEST_TABLES:
+    for table, order in CHECKSUM_TABLES:
         where = "WHERE workspace_id = $1" if workspace else ""
         row = await conn.fetchrow(
             f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY {order}),"
@@ -62,8 +62,8 @@ async def replay_and_verify(settings: Settings, *, workspace: str | None = None,
                          fresh=True)
     conn = await asyncpg.connect(settings.dsn)
     try:
-        live = await digest(conn, "public", workspace)
-        rebuilt = await digest(conn, schema, workspace)
+        live = await checksums(conn, "public", workspace)
+        rebuilt = await checksums(conn, schema, workspace)
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()

@@ -66,8 +66,9 @@ class DeadLetter(BaseModel):
         if offset is not None and partition is not None and partition >= 0:
             event_id = f"{stage}:{topic}:{partition}:{offset}"
         else:
-            digest = hashlib.blake2b((topic or "").encode() + b"\0" + original, digest_size=12)
-            event_id = f"{stage}:{topic}:{digest.hexdigest()}"
+            fingerprint = hashlib.blake2b((topic or "").encode() + b"\0" + original,
+                                          digest_size=12)
+            event_id = f"{stage}:{topic}:{fingerprint.hexdigest()}"
         return cls(
             event_id=event_id, reason=reason, stage=stage, source_topic=topic,
             source_partition=partition if partition is not None and partition >= 0 else None,

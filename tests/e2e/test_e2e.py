@@ -8,7 +8,7 @@ import json
 import pytest
 
 from leadstream.domain.identity import lead_id_for
-from tests.support.pipeline import Pipeline, eventually, table_digest
+from tests.support.pipeline import Pipeline, eventually, table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -184,15 +184,15 @@ async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
                                       ts=1_760_000_000 + i) == 200
     await eventually(lambda: _total_messages(pipeline, 30), timeout=60)
     await asyncio.sleep(1.0)  # let the last snapshots land
-    before = await table_digest(pipeline)
+    before = await table_checksums(pipeline)
     pipeline.worker.stop()
     from leadstream.sink.replay import replay_and_verify
     verified = await replay_and_verify(pipeline.settings)
     assert verified["equal"], verified["tables"]
-    assert await table_digest(pipeline) == before  # --verify leaves the live replica alone
+    assert await table_checksums(pipeline) == before  # --verify leaves the live replica alone
     stats = await replay(pipeline.settings)
     assert stats["records"] >= 36
-    assert await table_digest(pipeline) == before
+    assert await table_checksums(pipeline) == before
     # a damaged live replica is reported
     assert pipeline.pool is not None
     await pipeline.pool.execute("UPDATE leads SET name = 'tampered' WHERE lead_id ="
@@ -221,7 +221,7 @@ async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
                          progress=lambda d, g: resumed_progress.append((d, g)))
     assert stats["resumed"] and resumed_progress[-1] == (goal, goal)
     assert stats["records"] == goal
-    assert await table_digest(pipeline) == before
+    assert await table_checksums(pipeline) == before
     again = await replay(pipeline.settings)  # the run finished: the next one starts over
     assert not again["resumed"] and again["records"] == goal
 
@@ -238,7 +238,7 @@ async def test_replay_rebuilds_an_equal_replica(pipeline: Pipeline) -> None:
         await producer.stop()
     stats = await replay(pipeline.settings)
     assert stats["records"] == goal + 1
-    assert await table_digest(pipeline) == before
+    assert await table_checksums(pipeline) == before
 
 
 async def _total_messages(p: Pipeline, n: int) -> bool:

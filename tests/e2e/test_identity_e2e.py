@@ -15,7 +15,7 @@ from leadstream.db.registry import add_workspace
 from leadstream.domain.identity import lead_id_for
 from leadstream.simulate import kapso_message
 from leadstream.simulate.kapso import signed
-from tests.support.pipeline import PNID, SECRET, TOKEN, Pipeline, eventually, table_digest
+from tests.support.pipeline import PNID, SECRET, TOKEN, Pipeline, eventually, table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -104,13 +104,13 @@ async def test_merge_then_later_messages_then_replay_is_equal(pipeline: Pipeline
     await asyncio.sleep(1.0)
     assert (await pipeline.fetchrow("SELECT message_count FROM leads WHERE lead_id = $1",
                                     uuid.UUID(_id(P1))))["message_count"] == 6  # type: ignore[index]
-    before = await table_digest(pipeline)
+    before = await table_checksums(pipeline)
     pipeline.worker.stop()
     from leadstream.sink.replay import replay_and_verify
 
     verified = await replay_and_verify(pipeline.settings)
     assert verified["equal"], verified["tables"]
-    assert await table_digest(pipeline) == before
+    assert await table_checksums(pipeline) == before
 
 
 async def test_merge_api_roles_and_workspaces(pipeline: Pipeline) -> None:

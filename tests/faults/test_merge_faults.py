@@ -23,7 +23,7 @@ from tests.support.faults import (
     workload,
 )
 from tests.support.fixtures import StartPipeline
-from tests.support.pipeline import TOKEN, eventually, table_digest
+from tests.support.pipeline import TOKEN, eventually, table_checksums
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,12 +67,12 @@ async def test_merges_during_traffic_with_redeliveries_and_a_worker_kill(pipelin
         merged = await p.fetch("SELECT phone_e164 FROM leads WHERE merged_into IS NOT NULL")
         assert {r["phone_e164"] for r in merged} == set(merges)
         await asyncio.sleep(1.0)
-        before = await table_digest(p)
+        before = await table_checksums(p)
         p.worker.stop()
         from leadstream.sink.replay import replay_and_verify
 
         verified = await replay_and_verify(p.settings)
         assert verified["equal"], verified["tables"]
-        assert await table_digest(p) == before
+        assert await table_checksums(p) == before
     finally:
         await p.stop()

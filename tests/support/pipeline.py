@@ -133,7 +133,7 @@ class Pipeline:
         return list(await self.pool.fetch(sql, *args))
 
 
-async def table_digest(p: Pipeline) -> dict[str, str]:
+async def table_checksums(p: Pipeline) -> dict[str, str]:
     """Row count and a checksum per replica table: two replicas equal iff these are."""
     out = {}
     for table, order in (("leads", "lead_id"), ("messages", "message_id"),
