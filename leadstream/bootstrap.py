@@ -30,7 +30,8 @@ def faust_app(settings: Settings) -> Topology:
 
 def build_worker(settings: Settings, *, sink: bool) -> Any:
     """A `faust.Worker` for the agents and tables, with its services: the summarizer, the
-    Postgres sink (`sink`), the digest, the stall watch and the metrics/health server.
+    Postgres sink (`sink`), the digest, the stall watch, the reconciler (Kapso's API) and
+    the metrics/health server.
     Topics and the replica schema are made first."""
     import faust
 
@@ -71,6 +72,13 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
     stall = _stall_watch(settings, topology) if settings.stall_seconds else None
     if stall is not None:
         services.append(stall)
+    collectors: list[Any] = []
+    if settings.reconcile_interval_seconds >= 0:
+        from leadstream.reconcile import ReconcileService
+
+        reconciler = ReconcileService(settings)
+        services.append(reconciler)
+        collectors.append(reconciler.collector())
     if settings.worker_http_port:
         services.append(WorkerWeb(
             host=settings.worker_http_host, port=settings.worker_http_port,
@@ -78,7 +86,7 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
                                       consumer=lambda: app.consumer, sink=sink_service,
                                       summaries=summaries, stall=stall),
             kafka_client=lambda: raw_producer(app).client,
-            pool=pool if writes_replica else None, stall=stall))
+            pool=pool if writes_replica else None, stall=stall, collectors=collectors))
     json_logs = None
     if settings.log_format == "json":
         from leadstream.ops.logs import dict_config

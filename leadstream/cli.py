@@ -84,10 +84,13 @@ def workspace() -> None:
                    " for the dashboard's \"Open in Inbox\" link")
 @click.option("--move", is_flag=True,
               help="move a number or token that belongs to another workspace to this one")
+@click.option("--kapso-api-key", default=None,
+              help="the workspace's Kapso API key: the reconciler reads its numbers' messages"
+                   " with it (kept like the webhook secrets, listed masked)")
 def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret: str | None,
                   api_token: str | None, role: str, region: str | None,
                   verify_token: str | None, user: str | None, inbox_url: str | None,
-                  move: bool) -> None:
+                  move: bool, kapso_api_key: str | None) -> None:
     """Register a workspace, a number and/or a token (repeat to add more)."""
     import asyncpg
 
@@ -102,6 +105,8 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
 
     if ":" in workspace_id:
         raise click.BadParameter("must not contain ':'", param_hint="--id")
+    if kapso_api_key is not None and not kapso_api_key.strip():
+        raise click.BadParameter("must not be empty", param_hint="--kapso-api-key")
     if phone_number_id and not webhook_secret:
         raise click.BadParameter("--phone-number-id needs --webhook-secret")
     if user and (role != "human" or not api_token):
@@ -122,7 +127,7 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
                                 webhook_secret=webhook_secret, api_token=api_token, role=role,
                                 region=region or settings.default_region,
                                 verify_token=verify_token, user=user, inbox_url=inbox_url,
-                                move=move)
+                                move=move, kapso_api_key=kapso_api_key)
         finally:
             await conn.close()
 
@@ -187,7 +192,8 @@ def workspace_list(as_json: bool) -> None:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     for w in rows:
-        click.echo(f"{w['workspace_id']}  (region {w['region']})")
+        key = f", Kapso API key {w['kapso_api_key']}" if w["kapso_api_key"] else ""
+        click.echo(f"{w['workspace_id']}  (region {w['region']}{key})")
         for n in w["numbers"]:
             old = f", old secret verifies until {n['old_secret_until']:%Y-%m-%d %H:%M}" \
                 if n["old_secret_until"] else ""
@@ -270,6 +276,90 @@ def status_cmd(as_json: bool) -> None:
                    .decode())
     else:
         click.echo(render(report))
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+def _when(value: str | None) -> Any:
+    """An ISO 8601 time, or a duration back from now (`90m`, `6h`, `2d`)."""
+    from datetime import UTC, datetime, timedelta
+
+    if value is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: an ISO 8601 time or 90m / 6h / 2d") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@main.command("reconcile")
+@click.option("--since", default=None,
+              help="read from this time (ISO 8601, or 90m / 6h / 2d ago); default: each "
+                   "number's watermark, which then advances")
+@click.option("--until", default=None, help="read up to this time (default: now)")
+@click.option("--phone-number-id", default=None, help="only this number")
+@click.option("--dry-run", is_flag=True, help="report what is missing; produce nothing")
+def reconcile_cmd(since: str | None, until: str | None, phone_number_id: str | None,
+                  dry_run: bool) -> None:
+    """Ingest every message Kapso's API holds that the log does not (contract §5).
+
+    Per number: messages read, missing from the replica, behind in status, records added.
+    Exit 1 when a number could not be read (its watermark stays where it was)."""
+    import asyncpg
+
+    from leadstream.broker.clients import make_producer
+    from leadstream.db.migrate import migrate
+    from leadstream.ops.progress import ProgressBar
+    from leadstream.reconcile import KapsoApi, Reconciler
+    from leadstream.reconcile.service import produce_all
+
+    settings = get_settings()
+    start, end = _when(since), _when(until)
+
+    async def go() -> list[Any]:
+        pool = await asyncpg.create_pool(settings.dsn, min_size=1,
+                                         max_size=settings.reconcile_concurrency + 2)
+        producer = None if dry_run else make_producer(settings)
+        api = KapsoApi(settings.kapso_api_url)
+        bar = ProgressBar("reconcile", unit="slices")
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            if producer is not None:
+                await producer.start()
+            reconciler = Reconciler(settings, pool, api, None if producer is None else
+                                    (lambda records: produce_all(producer, records)))
+            return await reconciler.run(since=start, until=end,
+                                        phone_number_id=phone_number_id, progress=bar)
+        finally:
+            bar.close()
+            await api.close()
+            if producer is not None:
+                await producer.stop()
+            await pool.close()
+
+    reports = _or_exit(go)
+    if not reports:
+        click.echo("no number to reconcile (`workspace add --kapso-api-key` gives a "
+                   "workspace's numbers a key)" + (f" matching {phone_number_id}"
+                                                   if phone_number_id else ""))
+    verb = "would add" if dry_run else "added"
+    for r in reports:
+        head = f"{r.workspace_id}/{r.phone_number_id}  {r.since:%Y-%m-%d %H:%M}..{r.until:%H:%M}"
+        if r.busy:
+            click.echo(f"{head}  busy (another process is reconciling it)")
+        elif r.error:
+            click.echo(f"{head}  FAILED after reading {r.read}: {r.error}")
+        else:
+            click.echo(f"{head}  read {r.read}, missing {r.missing}, behind {r.behind}, "
+                       f"{verb} {r.produced if not dry_run else r.missing + r.behind}"
+                       + (f", dead-lettered {r.dead_lettered}" if r.dead_lettered else ""))
+    sys.exit(1 if any(r.error for r in reports) else 0)
 
 
 # --------------------------------------------------------------------------- topics

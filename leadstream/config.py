@@ -81,6 +81,26 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=20.0, validation_alias="LEADSTREAM_LLM_TIMEOUT")
     default_region: str = Field(default="ID", validation_alias="LEADSTREAM_DEFAULT_REGION")
 
+    #: reconciliation from Kapso's API (issue #27, `reconcile.Reconciler`): its base URL,
+    #: how often each worker reconciles (0: at start only, -1: never, on demand still works),
+    #: over how far back, in slices of how long (the watermark advances per slice), and how
+    #: many of one workspace's numbers are read at once
+    kapso_api_url: str = Field(default="https://api.kapso.ai",
+                               validation_alias="LEADSTREAM_KAPSO_API_URL")
+    reconcile_interval_seconds: float = Field(
+        default=600.0, validation_alias="LEADSTREAM_RECONCILE_INTERVAL_SECONDS")
+    reconcile_lookback_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="LEADSTREAM_RECONCILE_LOOKBACK_SECONDS")
+    reconcile_slice_seconds: float = Field(
+        default=3600.0, gt=0, validation_alias="LEADSTREAM_RECONCILE_SLICE_SECONDS")
+    reconcile_concurrency: int = Field(default=2, ge=1,
+                                       validation_alias="LEADSTREAM_RECONCILE_CONCURRENCY")
+    #: the longest window a start-up or periodic run goes back (a number never reconciled,
+    #: or a watermark older than this, starts here): Kapso keeps messages long, an outage
+    #: of a week is repaired, a year is not read at every start
+    reconcile_max_window_seconds: float = Field(
+        default=7 * 86400.0, gt=0, validation_alias="LEADSTREAM_RECONCILE_MAX_WINDOW_SECONDS")
+
     #: Prefix of every topic name; tests use their own to stay isolated on one broker.
     topic_prefix: str = Field(default="leadstream", validation_alias="LEADSTREAM_TOPIC_PREFIX")
     #: Prefix of the topics a worker fleet derives (leads, messages, history, notes, daily and

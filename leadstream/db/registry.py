@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -55,6 +55,14 @@ def weak_secret(value: str | None, what: str) -> str | None:
     return None
 
 
+def mask(secret: str | None) -> str | None:
+    """A secret as `workspace list` shows it: its last four characters, enough to tell
+    which key is set, never enough to use it."""
+    if not secret:
+        return None
+    return "…" + secret[-4:] if len(secret) >= 12 else "…"
+
+
 class Taken(ValueError):
     """A number or token belongs to another workspace; moving it must be asked for."""
 
@@ -63,11 +71,12 @@ async def add_workspace(
     conn: asyncpg.Connection, *, workspace_id: str, phone_number_id: str | None,
     webhook_secret: str | None, api_token: str | None, role: str = "human",
     region: str = "ID", verify_token: str | None = None, user: str | None = None,
-    inbox_url: str | None = None, move: bool = False,
+    inbox_url: str | None = None, move: bool = False, kapso_api_key: str | None = None,
 ) -> None:
     """Register a workspace, a number and/or a token. A number or token that belongs to
     another workspace is moved only with `move=True` (else `Taken`): a typo must not hand a
-    tenant's webhooks or API access to another tenant."""
+    tenant's webhooks or API access to another tenant. `kapso_api_key` is the workspace's key
+    for Kapso's API (the reconciler reads its numbers' messages with it)."""
     async with conn.transaction():
         if not move:
             owner = phone_number_id and await conn.fetchval(
@@ -83,10 +92,12 @@ async def add_workspace(
                 raise Taken(f"this API token belongs to workspace {holder};"
                             " pass --move to move it")
         await conn.execute(
-            "INSERT INTO workspaces (workspace_id, region, inbox_url) VALUES ($1, $2, $3)"
+            "INSERT INTO workspaces (workspace_id, region, inbox_url, kapso_api_key)"
+            " VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (workspace_id) DO UPDATE SET region = EXCLUDED.region,"
-            " inbox_url = coalesce(EXCLUDED.inbox_url, workspaces.inbox_url)",
-            workspace_id, region, inbox_url,
+            " inbox_url = coalesce(EXCLUDED.inbox_url, workspaces.inbox_url),"
+            " kapso_api_key = coalesce(EXCLUDED.kapso_api_key, workspaces.kapso_api_key)",
+            workspace_id, region, inbox_url, kapso_api_key,
         )
         if phone_number_id:
             if not webhook_secret:
@@ -154,7 +165,8 @@ async def list_workspaces(conn: asyncpg.Connection) -> list[dict[str, object]]:
     """Every workspace with its numbers and tokens; never a secret or a token itself (a
     token shows as the first 12 hex digits of its hash, enough to revoke it by)."""
     out: list[dict[str, object]] = []
-    for w in await conn.fetch("SELECT workspace_id, region FROM workspaces ORDER BY 1"):
+    for w in await conn.fetch("SELECT workspace_id, region, kapso_api_key FROM workspaces"
+                              " ORDER BY 1"):
         numbers = await conn.fetch(
             "SELECT phone_number_id, previous_secret_until FROM workspace_numbers"
             " WHERE workspace_id = $1 ORDER BY 1", w["workspace_id"])
@@ -163,6 +175,7 @@ async def list_workspaces(conn: asyncpg.Connection) -> list[dict[str, object]]:
             " ORDER BY role, user_name NULLS FIRST, token_sha256", w["workspace_id"])
         out.append({
             "workspace_id": w["workspace_id"], "region": w["region"],
+            "kapso_api_key": mask(w["kapso_api_key"]),
             "numbers": [{"phone_number_id": n["phone_number_id"],
                          "old_secret_until": n["previous_secret_until"]} for n in numbers],
             "tokens": [{"hash": t["token_sha256"][:12], "role": t["role"],
@@ -195,3 +208,30 @@ async def revoke(conn: asyncpg.Connection, *, token: str | None = None,
     else:
         raise ValueError("name a token, a token hash or a phone number id")
     return int(result.rsplit(" ", 1)[1])
+
+
+@dataclass(frozen=True)
+class ReconcileTarget:
+    """A number the reconciler reads from Kapso's API, with its workspace's key and how far
+    the log is known complete (None: never reconciled)."""
+
+    phone_number_id: str
+    workspace_id: str
+    region: str
+    api_key: str = field(repr=False)
+    complete_until: datetime | None = None
+
+    def __str__(self) -> str:  # never the key, whatever prints it
+        return f"{self.workspace_id}/{self.phone_number_id}"
+
+
+async def load_reconcile_targets(conn: asyncpg.Connection, phone_number_id: str | None = None
+                                 ) -> list[ReconcileTarget]:
+    """Every number whose workspace has a Kapso API key (or the one asked for)."""
+    rows = await conn.fetch(
+        "SELECT n.phone_number_id, n.workspace_id, w.region, w.kapso_api_key AS api_key,"
+        " r.complete_until FROM workspace_numbers n JOIN workspaces w USING (workspace_id)"
+        " LEFT JOIN reconcile_watermarks r USING (phone_number_id)"
+        " WHERE w.kapso_api_key IS NOT NULL AND ($1::text IS NULL OR n.phone_number_id = $1)"
+        " ORDER BY n.workspace_id, n.phone_number_id", phone_number_id)
+    return [ReconcileTarget(**dict(r)) for r in rows]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from leadstream.db.leads import ACTIVE, NEEDS_REPLY
 from leadstream.db.leads import status_counts as lead_status_counts
 from leadstream.db.registry import TokenEntry, token_hash
+from leadstream.db.watermarks import watermarks
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
@@ -547,7 +548,10 @@ async def sync_failures(request: web.Request) -> web.Response:
         f" ORDER BY failed_at DESC, id DESC LIMIT {q.limit}", tok.workspace_id)
     n_open = await pool.fetchval("SELECT count(*) FROM sync_failures WHERE workspace_id = $1"
                                  " AND resolved_at IS NULL", tok.workspace_id)
-    return _json({"failures": [_failure(r) for r in rows], "open": int(n_open)})
+    failing = [{k: m[k] for k in ("phone_number_id", "complete_until", "failures", "last_error")}
+               for m in await watermarks(pool, tok.workspace_id) if m["failing"]]
+    return _json({"failures": [_failure(r) for r in rows], "open": int(n_open),
+                  "reconcile_failing": failing})
 
 
 #: a dead letter as the API answers it (`models.SyncFailure`; `b64`: enough for the preview)

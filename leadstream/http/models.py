@@ -252,9 +252,21 @@ class SyncFailureQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=500)
 
 
+class ReconcileState(BaseModel):
+    """A number of the workspace whose reconciliation from Kapso's API keeps failing."""
+
+    phone_number_id: str
+    complete_until: datetime | None = Field(description="everything before is in the log")
+    failures: int = Field(description="failed runs in a row")
+    last_error: str | None
+
+
 class SyncFailurePage(BaseModel):
     failures: list[SyncFailure]
     open: int = Field(description="unresolved dead letters of the workspace")
+    reconcile_failing: list[ReconcileState] = Field(
+        default_factory=list, description="numbers whose reconciliation from Kapso's API "
+                                          "failed 3 times or more in a row")
 
 
 class Digest(BaseModel):

@@ -9,7 +9,7 @@ what each means, is listed in the README (Operations).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -143,15 +143,19 @@ class WorkerWeb(Service):
 
     def __init__(self, *, host: str, port: int, collector: WorkerCollector,
                  kafka_client: Callable[[], Any], pool: Callable[[], Any] | None,
-                 stall: StallWatch | None = None, **kw: Any) -> None:
+                 stall: StallWatch | None = None, collectors: Sequence[Collector] = (),
+                 **kw: Any) -> None:
         """`pool`: the process's Postgres pool (None: this worker uses no database);
-        `stall`: its stall watch (a stalled worker is not ready)."""
+        `stall`: its stall watch (a stalled worker is not ready); `collectors`: the figures
+        of the process's other services (the reconciler)."""
         super().__init__(**kw)
         self.stall = stall
         self.host = host
         self.port = port
         self.registry = CollectorRegistry()
         self.registry.register(collector)
+        for extra in collectors:
+            self.registry.register(extra)
         self.kafka_client = kafka_client
         self.pool = pool
         self._runner: web.AppRunner | None = None

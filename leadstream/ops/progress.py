@@ -10,8 +10,9 @@ from typing import TextIO
 
 class ProgressBar:
     def __init__(self, label: str, stream: TextIO | None = None, width: int = 30,
-                 every: float = 2.0) -> None:
+                 every: float = 2.0, unit: str = "records") -> None:
         self.label = label
+        self.unit = unit
         self.stream = stream or sys.stderr
         self.width = width
         self.every = every
@@ -26,7 +27,7 @@ class ProgressBar:
         rate = done / elapsed
         eta = (goal - done) / rate if rate and goal > done else 0.0
         return (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {frac:4.0%} "
-                f"{done:,}/{goal:,} records {rate:,.0f}/s ETA {eta:,.0f}s")
+                f"{done:,}/{goal:,} {self.unit} {rate:,.0f}/s ETA {eta:,.0f}s")
 
     def __call__(self, done: int, goal: int) -> None:
         now = time.monotonic()

@@ -12,6 +12,7 @@ import asyncpg
 
 from leadstream.broker.clients import group_offsets, log_bounds
 from leadstream.config import Settings
+from leadstream.db import watermarks
 from leadstream.streams.topics import TopicNames
 
 
@@ -53,11 +54,23 @@ async def gather(settings: Settings) -> dict[str, Any]:
             "SELECT max(day) FROM lead_daily_activity WHERE summary IS NOT NULL")
         newest = await conn.fetchval("SELECT max(updated_at) FROM leads")
         leads = await conn.fetchval("SELECT count(*) FROM leads")
+        try:
+            marks = await watermarks.watermarks(conn)
+        except asyncpg.UndefinedTableError:  # a replica not migrated since reconciliation
+            marks = []
     finally:
         await conn.close()
     now = datetime.now(UTC)
     return {
         "at": now.isoformat(), "lag": lag, "dead_letters": dead,
+        "reconcile": [{
+            "workspace_id": m["workspace_id"], "phone_number_id": m["phone_number_id"],
+            "complete_until": m["complete_until"].isoformat() if m["complete_until"] else None,
+            "seconds_behind": round((now - m["complete_until"]).total_seconds())
+            if m["complete_until"] else None,
+            "failures": m["failures"], "failing": m["failing"], "last_error": m["last_error"],
+            "read_total": m["read_total"], "missing_total": m["missing_total"],
+        } for m in marks],
         "last_daily_close": last_close.isoformat() if last_close else None,
         "replica": {"leads": leads, "newest_lead_update": newest.isoformat() if newest else None,
                     "seconds_since": round((now - newest).total_seconds(), 1)
@@ -82,4 +95,11 @@ def render(r: dict[str, Any]) -> str:
     fresh = (f"newest lead update {rep['newest_lead_update']} ({rep['seconds_since']} s ago)"
              if rep["newest_lead_update"] else "no leads yet")
     out.append(f"replica: {rep['leads']} leads; {fresh}")
+    for m in r.get("reconcile", []):
+        where = f"{m['workspace_id']}/{m['phone_number_id']}"
+        mark = (f"complete until {m['complete_until']} ({m['seconds_behind']} s ago)"
+                if m["complete_until"] else "never complete yet")
+        fail = (f"; FAILING ({m['failures']} in a row): {m['last_error']}" if m["failing"]
+                else f"; last error: {m['last_error']}" if m["last_error"] else "")
+        out.append(f"reconcile {where}: {mark}; found missing {m['missing_total']}{fail}")
     return "\n".join(out)

@@ -128,6 +128,10 @@ class Pipeline:
         assert self.pool is not None
         return await self.pool.fetchrow(sql, *args)
 
+    async def fetchval_or_none(self, sql: str, *args: Any) -> Any:
+        assert self.pool is not None
+        return await self.pool.fetchval(sql, *args)
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         assert self.pool is not None
         return list(await self.pool.fetch(sql, *args))

@@ -173,6 +173,27 @@ async def _failure(p: Pipeline, ws: str | None, n: int) -> int:
         "eyJ0eXBlIjogIndoYXRzYXBwLmZvbyJ9"))
 
 
+async def test_the_sync_panel_lists_a_number_whose_reconciliation_keeps_failing(
+        web: Pipeline) -> None:
+    from leadstream.db import watermarks
+
+    assert web.pool is not None
+    for _ in range(2):
+        await watermarks.failed(web.pool, "pnid-a", "ws1", "Kapso answered 401")
+    _, page = await _call(web, "GET", "/api/sync-failures")
+    assert page["reconcile_failing"] == []  # twice is a blip
+    await watermarks.failed(web.pool, "pnid-a", "ws1", "Kapso answered 401")
+    for _ in range(3):
+        await watermarks.failed(web.pool, "pnid-b", "ws2", "unavailable")
+    _, page = await _call(web, "GET", "/api/sync-failures")
+    [failing] = page["reconcile_failing"]  # not the other workspace's number
+    assert failing["phone_number_id"] == "pnid-a" and failing["failures"] == 3
+    assert failing["last_error"] == "Kapso answered 401" and failing["complete_until"] is None
+    await watermarks.advance(web.pool, "pnid-a", "ws1", NOW, read=5, missing=1)
+    _, page = await _call(web, "GET", "/api/sync-failures")
+    assert page["reconcile_failing"] == []  # a run that worked clears it
+
+
 async def test_sync_failures_are_listed_and_resolved_with_who_and_when(web: Pipeline) -> None:
     a, b = await _failure(web, "ws1", 1), await _failure(web, "ws1", 2)
     theirs = await _failure(web, "ws2", 3)
