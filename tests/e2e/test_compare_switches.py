@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
                          ids=["per-record", "sink-writes"])
 async def test_a_switched_pipeline_fills_the_replica(
         pipelines: StartPipeline, settings: Settings, tmp_path: Path,
-                                                      switch: dict[str, Any]) -> None:
+        switch: dict[str, Any]) -> None:
     p = await pipelines(settings.model_copy(update=switch))
     try:
         for i in range(6):

@@ -102,7 +102,7 @@ async def _n_rows(p: Pipeline, n: int) -> list[dict] | None:
 
 async def test_restart_in_the_middle_of_a_day_keeps_the_window(
         pipelines: StartPipeline, settings: Settings,
-                                                               tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     """The window's state survives a SIGKILL; the summary counts both halves of the day."""
     yesterday = datetime.now(WIB).date() - timedelta(days=1)
     never = settings.model_copy(update={"daily_tick_seconds": 0.5,

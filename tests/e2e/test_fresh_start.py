@@ -169,7 +169,7 @@ async def test_every_fresh_start_makes_every_acknowledged_event_visible(
 
 async def test_a_stalled_worker_is_not_ready_and_says_why(
         pipelines: StartPipeline, settings: Settings, pg_server: str,
-                                                          tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     """Postgres refuses the worker's connections: its flush cannot be made durable, nothing
     is committed, and after LEADSTREAM_STALL_SECONDS `/readyz` says which partitions wait;
     once Postgres is back they advance and the worker is ready again."""

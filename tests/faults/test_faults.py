@@ -37,7 +37,7 @@ async def _message_rows(p: Pipeline) -> int:
 
 async def test_duplicates_reordering_and_random_worker_kills(
         pipelines: StartPipeline, settings: Settings,
-                                                             tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     """30% of deliveries sent twice, order shuffled across retries, and the worker SIGKILLed
     at random points three times while traffic flows."""
     rng = random.Random(20261122)
@@ -151,7 +151,7 @@ async def test_postgres_outage_webhook_keeps_answering_and_sink_catches_up(pipel
 
 async def test_poison_records_are_dead_lettered_listed_and_redriven(
         pipelines: StartPipeline, settings: Settings,
-                                                                   tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     """A record the worker cannot read goes to the DLQ and `sync_failures`; the worker goes
     on; `dlq redrive` publishes the original bytes again to the source topic."""
     from leadstream.broker.clients import make_producer

@@ -23,7 +23,7 @@ USER, PASSWORD = "leadstream", "s3cret-Pa55"
 
 async def test_pipeline_and_clients_on_a_sasl_listener(
         pipelines: StartPipeline, kafka_settings: Settings,
-                                                       tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     from leadstream.embedded.kafka import KafkaCluster
 
     cluster = KafkaCluster(tmp_path / "kafka", sasl_users={USER: PASSWORD}).start()

@@ -89,7 +89,7 @@ async def _is(coro: object, want: int) -> bool:
 
 async def test_status_shows_lag_while_the_worker_is_away(
         pipelines: StartPipeline, settings: Settings,
-                                                         tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     p = await pipelines(settings)
     env = _env(settings)
     try:
@@ -122,7 +122,7 @@ async def _worker_lag(env: dict[str, str], want: int) -> bool:
 
 async def test_worker_and_webhook_health_and_metrics(
         pipelines: StartPipeline, settings: Settings, tmp_path: Path
-                                                     ) -> None:
+        ) -> None:
     port = _free_port()
     s = settings.model_copy(update={"worker_http_port": port})
     p = await pipelines(s)

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 async def test_state_in_rocksdb_survives_a_restart_and_a_sigkill(
         pipelines: StartPipeline, settings: Settings,
-                                                                  tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     pytest.importorskip("rocksdict")
     s = settings.model_copy(update={"table_store": "rocksdb://",
                                     "data_dir": tmp_path / "data"})

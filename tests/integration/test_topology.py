@@ -42,7 +42,7 @@ def _port() -> int:
 
 async def test_production_topology_as_processes(
         pipelines: StartPipeline, kafka_settings: Settings, tmp_path: Path
-                                                ) -> None:
+        ) -> None:
     from leadstream.embedded.kafka import KafkaCluster
     from leadstream.embedded.postgres import EmbeddedPostgres
 

@@ -68,7 +68,7 @@ def _body(case: Any) -> Any:
 
 async def test_the_api_never_answers_5xx_to_schema_driven_cases(
         pipelines: StartPipeline, settings: Settings,
-                                                                tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     p = await pipelines(settings)
     assert p.pool is not None and p.session is not None
     async with p.pool.acquire() as conn:
