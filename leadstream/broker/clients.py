@@ -265,8 +265,8 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[st
         existing = set(await admin.list_topics())
         names = TopicNames.from_settings(settings)
         wanted = []
-        for short in T.ALL:
-            full = settings.topic(short)
+        for short in T.ALL:  # under the derived prefix where one is set (issue #28)
+            full = T.full_name(settings, short)
             if full not in existing:
                 wanted.append(NewTopic(full, settings.topic_partitions,
                                        settings.topic_replication,

@@ -47,8 +47,7 @@ class TopicNames:
 
     @classmethod
     def from_settings(cls, s: Settings) -> TopicNames:
-        return cls(**{n.replace("-", "_"): s.topic(n, derived=n in (*DERIVED, *INTERNAL))
-                      for n in ALL})
+        return cls(**{n.replace("-", "_"): full_name(s, n) for n in ALL})
 
     def all(self) -> list[str]:
         return [self.events, self.sarah, self.commands, self.leads, self.messages,
@@ -60,3 +59,9 @@ class TopicNames:
 
     def sources(self) -> list[str]:
         return [self.events, self.sarah, self.commands]
+
+
+def full_name(s: Settings, short: str) -> str:
+    """A topic's full name: derived and internal topics take the derived prefix when one is
+    set (a reprocessing fleet), the sources and the dead letters never."""
+    return s.topic(short, derived=short in (*DERIVED, *INTERNAL))

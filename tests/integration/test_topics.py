@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from leadstream.config import Settings
 from leadstream.streams.topics import TopicNames
 from tests.support import env_settings
 
@@ -19,3 +22,27 @@ def test_derived_topics_take_their_own_prefix_sources_do_not() -> None:
 def test_without_a_derived_prefix_every_topic_shares_the_prefix() -> None:
     names = TopicNames.from_settings(env_settings(LEADSTREAM_TOPIC_PREFIX="ls"))
     assert all(n.startswith("ls.") for n in names.all())
+
+
+async def test_ensure_topics_creates_the_derived_ones_under_the_derived_prefix(
+        settings: Settings) -> None:
+    """With LEADSTREAM_DERIVED_PREFIX set, every topic the fleet uses exists under its own
+    name, with its configs (`leads` compacted); before issue #28's fix the derived ones
+    were created under the plain prefix."""
+    from leadstream.broker.clients import ensure_topics, make_admin
+
+    s = settings.model_copy(update={"derived_prefix": settings.topic_prefix + "-v2"})
+    names = TopicNames.from_settings(s)
+    created = await ensure_topics(s)
+    assert set(created) == set(names.all())
+    assert not any(n.startswith(settings.topic_prefix + ".leads") for n in created)
+    admin = make_admin(s)
+    await admin.start()
+    try:
+        [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
+                                                                   names.leads)])
+        configs = {c[0]: c[1] for c in described.resources[0][4]}
+        assert configs["cleanup.policy"] == "compact"
+    finally:
+        await admin.close()
+    assert await ensure_topics(s) == []  # all there now
