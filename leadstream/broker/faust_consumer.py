@@ -224,6 +224,26 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
             } for tp in tps},
         }
 
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, then every partition that has none back to
+        where its assignment started (its floor).
+
+        aiokafka's `seek_to_committed` (0.14) skips a partition whose committed offset is
+        None or 0, and Faust seeks only through it. So the records of a fetch that our
+        drain loop drops while the flow is stopped (a rebalance) were never fetched again on
+        a partition this group had not committed yet: a worker restarted right after a
+        SIGKILL, before the first commit, sat at the log end processing nothing while
+        saying "Ready" (the stall watch logged it: positions at the log ends, committed
+        None, no flush). Seeking back to the floor reprocesses what the dropped fetch held;
+        the rules are idempotent, so a repeat is harmless."""
+        await super().perform_seek()
+        for tp in list(self.assignment()):
+            if self._is_changelog_tp(tp) or self._committed_offset.get(tp):
+                continue
+            floor = self.floors.get(tp)
+            if floor is not None:
+                await self.seek(tp, floor)
+
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if not acked:

@@ -4,6 +4,7 @@ leadstream.broker.faust_consumer): never commit past a record that was not proce
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 
 import pytest
@@ -50,3 +51,37 @@ def test_never_commits_an_offset_that_was_not_acked() -> None:
                 assert (hole == start) == (bool(acked) and start not in acked)
                 if not acked:
                     assert (offset, hole) == (None, None)
+
+
+async def test_a_partition_with_no_commit_is_sought_back_to_its_floor() -> None:
+    """`perform_seek` (a rebalance, or a fetch dropped while the flow was stopped): Faust
+    seeks through aiokafka's `seek_to_committed`, which skips a partition committed at None
+    or 0, so a dropped fetch there was never fetched again. Ours seeks those to their floor
+    (where the assignment started), and leaves committed ones and changelogs to Faust."""
+    from faust.types import TP
+    from mode.utils.logging import CompositeLogger
+
+    from leadstream.broker.faust_consumer import SafeOffsetsConsumer, _NoReadOffsets
+
+    never, zero, done = TP("t.events", 0), TP("t.events", 1), TP("t.events", 2)
+    changelog = TP("app-lead-state-changelog", 0)
+    c = object.__new__(SafeOffsetsConsumer)
+    c.floors = {never: 0, zero: 0, done: 3}
+    c._committed_offset = {}
+    c._read_offset = _NoReadOffsets()
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {never: None, zero: 0, done: 40, changelog: None}
+
+    async def _seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    c.seek_to_committed = seek_to_committed  # type: ignore[method-assign,assignment]
+    c._seek = _seek  # type: ignore[method-assign,assignment]
+    c.log = CompositeLogger(logging.getLogger("test"))
+    c.assignment = lambda: {never, zero, done, changelog}  # type: ignore[method-assign]
+    c._is_changelog_tp = lambda tp: tp.topic.endswith("-changelog")  # type: ignore[method-assign]
+    await c.perform_seek()
+    assert sorted(seeks) == [(never, 0), (zero, 0)]
+    assert c._committed_offset[done] == 40
