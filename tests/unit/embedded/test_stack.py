@@ -68,7 +68,13 @@ def test_up_starts_the_embedded_stack_and_ctrl_c_stops_every_process(tmp_path: P
         deadline = time.monotonic() + 120
         while not runtime.exists() and time.monotonic() < deadline and up.poll() is None:
             time.sleep(0.2)
-        assert runtime.exists(), "up did not start"
+        if not runtime.exists():  # say why: its output and the services' logs
+            up.send_signal(signal.SIGINT)
+            early, _ = up.communicate(timeout=90)
+            logs = {f.name: f.read_text(errors="replace")[-3000:]
+                    for f in sorted((data_dir / "logs").glob("*.log"))}
+            pytest.fail(f"up did not start within 120 s (exit {up.returncode}):\n"
+                        f"{early.decode(errors='replace')[-3000:]}\n{logs}")
         info = json.loads(runtime.read_text())
         wanted = os.environ.get("LEADSTREAM_EMBEDDED_BROKER", "auto")
         from leadstream.embedded.broker import choose
@@ -79,8 +85,9 @@ def test_up_starts_the_embedded_stack_and_ctrl_c_stops_every_process(tmp_path: P
         leads = _wait_for_demo_leads(port, deadline=time.monotonic() + 120)
         assert leads > 0, "the demo sales line wrote nothing"
     finally:
-        up.send_signal(signal.SIGINT)
-        out, _ = up.communicate(timeout=90)
+        if up.returncode is None:
+            up.send_signal(signal.SIGINT)
+            out, _ = up.communicate(timeout=90)
     text = out.decode(errors="replace")
     before_stop = text.split("stopping...")[0].strip().splitlines()
     assert len(before_stop) <= 15, text  # issue #19: a quiet `up`
