@@ -27,6 +27,7 @@ between steps 1 and 5, nor a batch half-applied.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 import weakref
@@ -84,6 +85,35 @@ class _InPartition:
         self.message = SimpleNamespace(topic=topic, partition=partition)
 
 
+#: freshness histogram bounds, seconds (the promise is 1 s)
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Buckets:
+    """A cumulative histogram kept as plain counts: the metrics endpoint reads it when it is
+    scraped, nothing is done per event (`ops.metrics.WorkerCollector`)."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        value = max(value, 0.0)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(upper bound, count at or below it), `+Inf` last: Prometheus' form."""
+        out, running = [], 0
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
 class BatchRunner:
     """Implements `broker.faust_consumer.BatchSource` for the lead agent."""
 
@@ -121,6 +151,10 @@ class BatchRunner:
         #: records the broker refused for good (dead-lettered)
         self.refused = 0
         self.settle_wait_s = 0.0
+        #: per flush that wrote replica rows: from its oldest event's durable write (the
+        #: record's broker timestamp) to those rows committed: the product's promise, "on
+        #: the dashboard within a second", as a distribution
+        self.freshness = Buckets(FRESHNESS_BUCKETS)
         self._logged = (time.monotonic(), 0, 0, 0.0)
 
     # ------------------------------------------------------------------ BatchSource
@@ -160,6 +194,10 @@ class BatchRunner:
             room -= len(take)
             if take:
                 self.applied[tp] = take[-1].offset
+                first = take[0].timestamp
+                if first is not None and first > 0 and (
+                        flush.oldest_ms is None or first < flush.oldest_ms):
+                    flush.oldest_ms = first
             for i in range(0, len(take), YIELD_EVERY):
                 # let the flush in flight send its produce requests and replica rows now:
                 # the broker and Postgres work on the other core while we compute
@@ -329,6 +367,8 @@ class BatchRunner:
             if replica is not None and not replica.done():
                 replica.cancel()
         self._write_stores(writes, sent, metas, dropped)
+        if replica is not None and flush.oldest_ms is not None:
+            self.freshness.observe(time.time() - flush.oldest_ms / 1000)
         if not self.flushes:
             log.info("lead agent: batch path on; first flush: %d events, %d records produced,"
                      " %d replica rows", flush.events, sum(len(v) for v in produce.values()),

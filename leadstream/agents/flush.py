@@ -176,6 +176,9 @@ class Flush:
         self.offsets: dict[tuple[str, int], list[int]] = {}
         self.events = 0
         self.started = time.monotonic()
+        #: the broker timestamp (ms) of its oldest source record: the webhook's durable
+        #: write of the event that has waited longest (the freshness metric)
+        self.oldest_ms: int | None = None
 
     def done(self, topic: str, partition: int, offset: int) -> None:
         self.offsets.setdefault((topic, partition), []).append(offset)

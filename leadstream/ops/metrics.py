@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from leadstream.broker.faust_internals import committed_offset
@@ -55,6 +55,11 @@ class WorkerCollector(Collector):
                        [([], r.records_out)])
         yield _counter("leadstream_worker_replica_rows", "rows the worker wrote to Postgres",
                        [], [([], r.rows_out)])
+        fresh = r.freshness
+        yield HistogramMetricFamily(
+            "leadstream_worker_freshness_seconds",
+            "per flush: from its oldest event's durable write (the record's timestamp) to its"
+            " replica rows committed", buckets=fresh.cumulative(), sum_value=fresh.total)
         yield _counter("leadstream_worker_flush_wait_seconds",
                        "time spent waiting for a flush to be durable", [],
                        [([], r.settle_wait_s)])

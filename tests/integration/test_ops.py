@@ -145,6 +145,12 @@ async def test_worker_and_webhook_health_and_metrics(
             assert 'leadstream_worker_events_total{outcome="applied"} 1.0' in text, text
             assert "leadstream_worker_consumer_lag{" in text
             assert "leadstream_worker_flushes_total" in text
+            # freshness: the flush that wrote the message's rows, inside the histogram
+            count = re.search(r"^leadstream_worker_freshness_seconds_count (\S+)$", text, re.M)
+            inf = re.search(r'^leadstream_worker_freshness_seconds_bucket\{le="\+Inf"\} (\S+)$',
+                            text, re.M)
+            assert count and inf and float(count[1]) >= 1 and inf[1] == count[1], text
+            assert 'leadstream_reconcile_runs_total{outcome="ok"}' in text
             status, body = await get(p.base + "/readyz")
             assert status == 200 and "database" in body
             status, _ = await get(p.base + "/healthz")
