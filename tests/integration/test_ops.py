@@ -5,6 +5,7 @@ traceback when a service is missing."""
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
