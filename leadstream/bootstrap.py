@@ -36,7 +36,7 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
     import faust
 
     from leadstream.broker.clients import ensure_topics
-    from leadstream.broker.faust_internals import raw_producer
+    from leadstream.broker.faust_internals import raw_producer, recovery_state
     from leadstream.db.migrate import migrate_url
     from leadstream.ops.metrics import WorkerCollector, WorkerWeb
     from leadstream.sink.service import PostgresSink
@@ -84,9 +84,11 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
             host=settings.worker_http_host, port=settings.worker_http_port,
             collector=WorkerCollector(runner=runner, windows=topology.windows,
                                       consumer=lambda: app.consumer, sink=sink_service,
-                                      summaries=summaries, stall=stall),
+                                      summaries=summaries, stall=stall,
+                                      state=lambda: recovery_state(app)),
             kafka_client=lambda: raw_producer(app).client,
-            pool=pool if writes_replica else None, stall=stall, collectors=collectors))
+            pool=pool if writes_replica else None, stall=stall, collectors=collectors,
+            state=lambda: recovery_state(app)))
     json_logs = None
     if settings.log_format == "json":
         from leadstream.ops.logs import dict_config

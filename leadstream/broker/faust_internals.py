@@ -38,3 +38,21 @@ def set_persisted_offset(store: Any, tp: Any, offset: int) -> None:
     path writes the stores itself, after the broker took the changelog, and a RocksDB store
     must then read only the changelog after this offset on recovery."""
     store.set_persisted_offset(tp, offset)
+
+
+def recovery_state(app: Any) -> dict[str, Any]:
+    """Whether the worker is rebalancing or restoring its tables, and for how long its last
+    table recovery took (`App.rebalancing`, `App.in_recovery` and `Recovery`'s private
+    `_recovery_started_at` / `_recovery_ended_at` monotonic times, faust-streaming 0.15.3:
+    no public accessor). The worker's `/readyz` and recovery metrics read it."""
+    recovery = getattr(app.tables, "_recovery", None)
+    started = getattr(recovery, "_recovery_started_at", None)
+    ended = getattr(recovery, "_recovery_ended_at", None)
+    recovering = bool(getattr(app, "in_recovery", False))
+    return {
+        "rebalancing": bool(app.rebalancing), "recovering": recovering,
+        "rebalances": int(getattr(app, "rebalancing_count", 0) or 0),
+        "recovery_started": started,
+        "last_recovery_s": (ended - started) if started is not None and ended is not None
+        and ended >= started else None,
+    }

@@ -9,6 +9,7 @@ what each means, is listed in the README (Operations).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -30,11 +31,12 @@ class WorkerCollector(Collector):
     sink and summarizer in the process, and consumer lag per source partition."""
 
     def __init__(self, *, runner: Any, windows: Any, consumer: Callable[[], Any],
-                 sink: Any | None, summaries: Any | None, stall: StallWatch | None = None
-                 ) -> None:
+                 sink: Any | None, summaries: Any | None, stall: StallWatch | None = None,
+                 state: Callable[[], dict[str, Any]] | None = None) -> None:
         """`sink`, `summaries`, `stall`: the PostgresSink, SummaryService and StallWatch of
         this process, if any."""
         self.stall = stall
+        self.state = state
         self.runner = runner
         self.windows = windows
         self.consumer = consumer
@@ -55,6 +57,19 @@ class WorkerCollector(Collector):
                        [([], r.records_out)])
         yield _counter("leadstream_worker_replica_rows", "rows the worker wrote to Postgres",
                        [], [([], r.rows_out)])
+        if self.state is not None:
+            st = self.state()
+            yield _gauge("leadstream_worker_rebalancing", "1 while the group rebalances", [],
+                         [([], float(st["rebalancing"]))])
+            yield _gauge("leadstream_worker_recovering",
+                         "1 while the worker restores its tables from their changelogs", [],
+                         [([], float(st["recovering"]))])
+            yield _counter("leadstream_worker_rebalances", "rebalances this worker went through",
+                           [], [([], st["rebalances"])])
+            if st["last_recovery_s"] is not None:
+                yield _gauge("leadstream_worker_last_recovery_seconds",
+                             "how long the last table recovery took", [],
+                             [([], st["last_recovery_s"])])
         fresh = r.freshness
         yield HistogramMetricFamily(
             "leadstream_worker_freshness_seconds",
@@ -149,10 +164,12 @@ class WorkerWeb(Service):
     def __init__(self, *, host: str, port: int, collector: WorkerCollector,
                  kafka_client: Callable[[], Any], pool: Callable[[], Any] | None,
                  stall: StallWatch | None = None, collectors: Sequence[Collector] = (),
-                 **kw: Any) -> None:
+                 state: Callable[[], dict[str, Any]] | None = None, **kw: Any) -> None:
         """`pool`: the process's Postgres pool (None: this worker uses no database);
         `stall`: its stall watch (a stalled worker is not ready); `collectors`: the figures
-        of the process's other services (the reconciler)."""
+        of the process's other services (the reconciler); `state`: whether it is
+        rebalancing or restoring its tables (`faust_internals.recovery_state`): not ready."""
+        self.worker_state = state
         super().__init__(**kw)
         self.stall = stall
         self.host = host
@@ -198,7 +215,16 @@ class WorkerWeb(Service):
         stalls = self.stall.stalls if self.stall is not None else []
         if stalls:
             body["stalled"] = [s.as_dict() for s in stalls]
-        ok = broker and database is not False and not stalls
+        busy = None
+        if self.worker_state is not None:
+            st = self.worker_state()
+            busy = ("restoring tables" if st["recovering"] else
+                    "rebalancing" if st["rebalancing"] else None)
+            if busy:
+                body["not_ready"] = busy
+                if st["recovering"] and st["recovery_started"] is not None:
+                    body["recovering_s"] = round(time.monotonic() - st["recovery_started"], 1)
+        ok = broker and database is not False and not stalls and busy is None
         return web.json_response(body, status=200 if ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
