@@ -30,15 +30,18 @@ test: $(STAMP) browser
 	@echo "--- the Tansu subset (embedded-broker workarounds, end-to-end smoke, fault suite)"
 	LEADSTREAM_EMBEDDED_BROKER=tansu $(BIN)/pytest -q -p no:cacheprovider -m tansu
 
-# Debian's Chromium for the dashboard browser test, and Debian's Caddy to check the production
-# Caddyfile; where they cannot be installed (no apt-get, not root, no network) those tests
-# skip and say why
+# Debian's Chromium for the dashboard browser test, Debian's Caddy to check the production
+# Caddyfile, Debian's Prometheus (prometheus, promtool) for the alert rules; where they cannot
+# be installed (no apt-get, not root, no network) those tests skip and say why
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get install -y -q chromium >/dev/null 2>&1 \
 	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
 	  || echo "chromium could not be installed: the browser test will be skipped"; }
 	@command -v caddy >/dev/null 2>&1 || apt-get install -y -q caddy >/dev/null 2>&1 \
 	  || echo "caddy could not be installed: the Caddyfile check will be skipped"
+	@command -v promtool >/dev/null 2>&1 || apt-get install -y -q --no-install-recommends \
+	  prometheus >/dev/null 2>&1 \
+	  || echo "prometheus could not be installed: the alert-rule and Prometheus tests will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check leadstream tests bench
