@@ -85,7 +85,8 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
             collector=WorkerCollector(runner=runner, windows=topology.windows,
                                       consumer=lambda: app.consumer, sink=sink_service,
                                       summaries=summaries, stall=stall,
-                                      state=lambda: recovery_state(app)),
+                                      state=lambda: recovery_state(app),
+                                      group=settings.app_id),
             kafka_client=lambda: raw_producer(app).client,
             pool=pool if writes_replica else None, stall=stall, collectors=collectors,
             state=lambda: recovery_state(app)))

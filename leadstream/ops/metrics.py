@@ -15,7 +15,14 @@ from typing import Any
 
 from aiohttp import web
 from mode import Service
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -32,11 +39,12 @@ class WorkerCollector(Collector):
 
     def __init__(self, *, runner: Any, windows: Any, consumer: Callable[[], Any],
                  sink: Any | None, summaries: Any | None, stall: StallWatch | None = None,
-                 state: Callable[[], dict[str, Any]] | None = None) -> None:
+                 state: Callable[[], dict[str, Any]] | None = None, group: str = "") -> None:
         """`sink`, `summaries`, `stall`: the PostgresSink, SummaryService and StallWatch of
         this process, if any."""
         self.stall = stall
         self.state = state
+        self.group = group  # the consumer group: the lag's label
         self.runner = runner
         self.windows = windows
         self.consumer = consumer
@@ -123,9 +131,10 @@ class WorkerCollector(Collector):
             assigned = consumer.assignment()
         except Exception:  # noqa: BLE001  # not started yet
             return
+        group = self.group
         g = GaugeMetricFamily("leadstream_worker_consumer_lag",
                               "records of a source partition not yet committed (log end minus"
-                              " committed offset)", labels=["topic", "partition"])
+                              " committed offset)", labels=["group", "topic", "partition"])
         for tp in sorted(assigned):
             if tp.topic not in self.runner.topics:
                 continue
@@ -135,7 +144,8 @@ class WorkerCollector(Collector):
                 continue
             committed = committed_offset(consumer, tp) or 0
             if end is not None:
-                g.add_metric([tp.topic, str(tp.partition)], max(0, int(end) - int(committed)))
+                g.add_metric([group, tp.topic, str(tp.partition)],
+                             max(0, int(end) - int(committed)))
         yield g
 
 
@@ -176,6 +186,11 @@ class WorkerWeb(Service):
         self.port = port
         self.registry = CollectorRegistry()
         self.registry.register(collector)
+        # the process's own figures (CPU, memory, open files, GC), as the webhook's default
+        # registry has them
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         for extra in collectors:
             self.registry.register(extra)
         self.kafka_client = kafka_client

@@ -144,7 +144,8 @@ async def test_worker_and_webhook_health_and_metrics(
             assert ready[0] == 200 and '"broker": true' in ready[1].replace('":true', '": true')
             _, text = await get(worker + "/metrics")
             assert 'leadstream_worker_events_total{outcome="applied"} 1.0' in text, text
-            assert "leadstream_worker_consumer_lag{" in text
+            assert f'leadstream_worker_consumer_lag{{group="{s.app_id}",' in text
+            assert "process_resident_memory_bytes" in text and "python_gc_collections_total" in text
             assert "leadstream_worker_flushes_total" in text
             # freshness: the flush that wrote the message's rows, inside the histogram
             count = re.search(r"^leadstream_worker_freshness_seconds_count (\S+)$", text, re.M)
