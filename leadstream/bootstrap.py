@@ -43,6 +43,7 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
     from leadstream.summarize.service import SummaryService
 
     asyncio.run(ensure_topics(settings))
+    _warn_on_drift(settings)
     if sink or settings.replica_writer == "worker":
         asyncio.run(migrate_url(settings.dsn))
     topology = faust_app(settings)
@@ -102,6 +103,20 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
     # (py-spy, bench/suite.py). Without a spinner the root logger keeps the asked level.
     worker.spinner = None
     return worker
+
+
+def _warn_on_drift(settings: Settings) -> None:
+    """At start: a topic that differs from what the code declares is logged (`leadstream
+    topics --check` tells the same; `--fix` fixes what can be)."""
+    from leadstream.broker.drift import check
+
+    try:
+        drift, _ = asyncio.run(check(settings))
+    except Exception as exc:  # noqa: BLE001  # a check must never stop a worker from starting
+        log.warning("topics not checked: %r", exc)
+        return
+    for d in drift:
+        log.warning("topic drift: %s (leadstream topics --check / --fix)", d)
 
 
 def _stall_watch(settings: Settings, topology: Topology) -> Any:

@@ -366,12 +366,29 @@ def reconcile_cmd(since: str | None, until: str | None, phone_number_id: str | N
 
 
 @main.command("topics")
-def topics_cmd() -> None:
-    """Create the topics (final partition count; existing ones are kept)."""
-    from leadstream.broker.clients import ensure_topics
+@click.option("--check", is_flag=True,
+              help="compare every topic (partitions, replication, configs) with what the code"
+                   " declares; exit 1 on any drift")
+@click.option("--fix", is_flag=True,
+              help="create missing topics and set drifted configs; exit 1 if drift that "
+                   "cannot be fixed in place remains (partitions, replication)")
+def topics_cmd(check: bool, fix: bool) -> None:
+    """Create the topics (final partition count; existing ones are kept), or check them."""
+    if not (check or fix):
+        from leadstream.broker.clients import ensure_topics
 
-    created = _or_exit(lambda: ensure_topics(get_settings()))
-    click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+        created = _or_exit(lambda: ensure_topics(get_settings()))
+        click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+        return
+    from leadstream.broker.drift import check as check_topics
+
+    drift, fixed = _or_exit(lambda: check_topics(get_settings(), fix=fix))
+    for d in drift:
+        click.echo(("fixed   " if d in fixed else "drift   ") + str(d))
+    left = [d for d in drift if d not in fixed]
+    if not drift:
+        click.echo("every topic as declared")
+    sys.exit(1 if left else 0)
 
 
 # --------------------------------------------------------------------------- roles

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from leadstream.broker import faust_transport, tansu
@@ -274,10 +274,16 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[st
         created = []
         for nt in wanted:
             try:
-                await admin.create_topics([nt])
-                created.append(nt.name)
+                resp = await admin.create_topics([nt])
             except TopicAlreadyExistsError:
-                pass
+                continue
+            # aiokafka returns the per-topic error codes instead of raising them
+            for name, code, *rest in getattr(resp, "topic_errors", ()):
+                if code == TopicAlreadyExistsError.errno:
+                    continue  # another process made it meanwhile, or metadata lagged
+                if code:
+                    raise for_code(code)(f"creating {name}: {rest[0] if rest else ''}")
+                created.append(name)
         assert set(names.all()) <= existing | set(created) | {t.name for t in wanted}
         return created
     finally:

@@ -46,3 +46,32 @@ async def test_ensure_topics_creates_the_derived_ones_under_the_derived_prefix(
     finally:
         await admin.close()
     assert await ensure_topics(s) == []  # all there now
+
+
+async def test_topics_check_finds_drift_and_fix_repairs_what_it_can(settings: Settings) -> None:
+    from leadstream.broker.clients import ensure_topics, make_admin
+    from tests.support.cli import acli
+
+    env = settings.to_env()
+    await ensure_topics(settings)
+    ok = await acli(["topics", "--check"], env)
+    assert ok.exit_code == 0 and "every topic as declared" in ok.output, ok.output
+    names = TopicNames.from_settings(settings)
+    admin = make_admin(settings)
+    await admin.start()
+    try:  # an operator's hand: a short retention on the dead letters
+        await admin.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, names.dlq,
+            configs={"retention.ms": "1000", "cleanup.policy": "delete"})])
+    finally:
+        await admin.close()
+    found = await acli(["topics", "--check"], env)
+    assert found.exit_code == 1 and f"{names.dlq}: retention.ms is 1000" in found.output
+    fixed = await acli(["topics", "--fix"], env)
+    assert fixed.exit_code == 0 and "fixed" in fixed.output, fixed.output
+    again = await acli(["topics", "--check"], env)
+    assert again.exit_code == 0, again.output
+    # a partition count is not changed in place: reported, exit 1
+    wrong = settings.model_copy(update={"topic_partitions": 6})
+    left = await acli(["topics", "--fix"], wrong.to_env())
+    assert left.exit_code == 1 and "partitions is 4, declared 6 (not fixable" in left.output
