@@ -8,6 +8,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+#: the longest `Retry-After` honoured as asked (a longer one is capped: the caller retries
+#: later rather than sleeping for hours)
+MAX_RETRY_AFTER = 120.0
 
 
 class Backoff:
@@ -49,3 +55,19 @@ class Backoff:
         except TimeoutError:
             return True
         return False
+
+
+def retry_after(value: str | None, default: float) -> float:
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), capped; `default`
+    when there is none or it cannot be read (the Kapso API client, the LLM client)."""
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        seconds = (when - datetime.now(when.tzinfo)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -10,20 +10,17 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
 from leadstream.ingest.kapso_api import FIELDS
-from leadstream.retry import Backoff
+from leadstream.retry import Backoff, retry_after
 
 log = logging.getLogger(__name__)
 
 #: the largest page the API gives
 PAGE = 100
-#: the longest `Retry-After` honoured as asked (a longer one is capped: the run retries later)
-MAX_RETRY_AFTER = 120.0
 
 
 class ApiError(Exception):
@@ -44,21 +41,6 @@ class ApiStats:
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
-
-
-def retry_after(value: str | None, default: float) -> float:
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date)."""
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return default
-        seconds = (when - datetime.now(when.tzinfo)).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _after_cursor(page: dict[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ import aiohttp
 
 from leadstream.domain.daily import DayAggregate, fit_summary, sentences, summarize
 from leadstream.domain.digest import DigestFacts
+from leadstream.retry import Backoff, retry_after
 
 #: the longest digest a model may write (the built-in one is about this long at most)
 MAX_DIGEST = 1200
@@ -120,9 +121,12 @@ class LLMSummarizer(Summarizer):
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         last: Exception | None = None
+        backoff = Backoff(self.backoff, 30.0)
+        wait: float | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(wait if wait is not None else backoff.next())
+            wait = None
             try:
                 async with self.sem:
                     self.calls += 1
@@ -130,6 +134,9 @@ class LLMSummarizer(Summarizer):
                                                   headers=headers) as r:
                         if r.status == 429 or r.status >= 500:
                             last = RuntimeError(f"HTTP {r.status}")
+                            if r.headers.get("Retry-After"):  # the provider says when
+                                wait = retry_after(r.headers.get("Retry-After"),
+                                                   backoff.next())
                             continue
                         if r.status != 200:
                             raise RuntimeError(f"HTTP {r.status}")  # not retried

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from datetime import UTC, datetime, timedelta
 
-from leadstream.retry import Backoff
+import pytest
+
+from leadstream.retry import Backoff, retry_after
 
 
 def test_grows_to_the_cap_with_jitter_taken_off_only() -> None:
@@ -36,3 +39,17 @@ async def test_a_stop_cuts_the_wait_short() -> None:
     assert time.monotonic() - t0 < 1.0
     assert await b.wait(stop) is False  # already set: at once
     assert await Backoff(first=0.01, jitter=0.0).wait(asyncio.Event()) is True
+
+
+@pytest.mark.parametrize(("header", "want"), [
+    ("2", 2.0), ("0.5", 0.5), (None, 7.0), ("soon", 7.0), ("-3", 0.0), ("99999", 120.0),
+])
+def test_retry_after_reads_seconds_and_is_bounded(header: str | None, want: float) -> None:
+    assert retry_after(header, 7.0) == want
+
+
+def test_retry_after_reads_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= retry_after(when, 1.0) <= 30

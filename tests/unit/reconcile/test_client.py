@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp.test_utils import TestServer
 
-from leadstream.reconcile.client import ApiError, KapsoApi, retry_after
+from leadstream.reconcile.client import ApiError, KapsoApi
 from leadstream.simulate.kapso_api import FakeKapsoApi, api_message
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -92,17 +92,3 @@ async def test_a_wrong_key_is_refused_at_once(served: tuple[FakeKapsoApi, KapsoA
     with pytest.raises(ApiError) as err:
         await _all(api, T0, T0 + timedelta(hours=1), key="wrong-key-000000")
     assert err.value.kind == "http_401" and fake.calls == 1
-
-
-@pytest.mark.parametrize(("header", "want"), [
-    ("2", 2.0), ("0.5", 0.5), (None, 7.0), ("soon", 7.0), ("-3", 0.0), ("99999", 120.0),
-])
-def test_retry_after_reads_seconds_and_is_bounded(header: str | None, want: float) -> None:
-    assert retry_after(header, 7.0) == want
-
-
-def test_retry_after_reads_an_http_date() -> None:
-    from email.utils import format_datetime
-
-    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 <= retry_after(when, 1.0) <= 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
@@ -27,7 +28,8 @@ class FakeLLM:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.calls.append({"body": body, "auth": request.headers.get("Authorization")})
+        self.calls.append({"body": body, "auth": request.headers.get("Authorization"),
+                           "at": time.monotonic()})
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -36,6 +38,9 @@ class FakeLLM:
                 await asyncio.sleep(2)
                 step = "terlambat"
             await asyncio.sleep(0.05)
+            if isinstance(step, tuple):  # (status, Retry-After)
+                return web.json_response({"error": "x"}, status=step[0],
+                                         headers={"Retry-After": step[1]})
             if isinstance(step, int):
                 return web.json_response({"error": "x"}, status=step)
             return web.json_response({"choices": [{"message": {"content": step}}]})
@@ -77,6 +82,15 @@ async def test_retries_5xx_and_429_then_succeeds(fake: tuple[FakeLLM, str]) -> N
     assert await s(AGG) == ("Ok setelah retry. Dua kalimat.", "llm:test-model")
     await s.close()
     assert len(f.calls) == 3
+
+
+async def test_a_429_waits_as_long_as_retry_after_says(fake: tuple[FakeLLM, str]) -> None:
+    f, url = fake
+    f.script = [(429, "0.6"), "Ok setelah menunggu. Dua kalimat."]
+    s = llm(url, retries=2)  # backoff 0.01 s: only Retry-After explains a 0.6 s wait
+    assert await s(AGG) == ("Ok setelah menunggu. Dua kalimat.", "llm:test-model")
+    await s.close()
+    assert f.calls[1]["at"] - f.calls[0]["at"] >= 0.6
 
 
 async def test_persistent_failure_falls_back_and_says_why(fake: tuple[FakeLLM, str]) -> None:
