@@ -63,13 +63,14 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
         return None
 
     writes_replica = runner.replica is not None or sink_service is not None
+    digest = None
     if settings.digest_time != "off" and writes_replica:
         from leadstream.summarize.digest import DigestService
 
-        services.append(DigestService(pool, settings.timezone,
-                                      clock.fromisoformat(settings.digest_time),
-                                      covers=settings.digest_day,
-                                      writer=summaries.summarizer))
+        digest = DigestService(pool, settings.timezone,
+                               clock.fromisoformat(settings.digest_time),
+                               covers=settings.digest_day, writer=summaries.summarizer)
+        services.append(digest)
     stall = _stall_watch(settings, topology) if settings.stall_seconds else None
     if stall is not None:
         services.append(stall)
@@ -87,7 +88,7 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
                                       consumer=lambda: app.consumer, sink=sink_service,
                                       summaries=summaries, stall=stall,
                                       state=lambda: recovery_state(app),
-                                      group=settings.app_id),
+                                      group=settings.app_id, digest=digest),
             kafka_client=lambda: raw_producer(app).client,
             pool=pool if writes_replica else None, stall=stall, collectors=collectors,
             state=lambda: recovery_state(app)))

@@ -39,12 +39,14 @@ class WorkerCollector(Collector):
 
     def __init__(self, *, runner: Any, windows: Any, consumer: Callable[[], Any],
                  sink: Any | None, summaries: Any | None, stall: StallWatch | None = None,
-                 state: Callable[[], dict[str, Any]] | None = None, group: str = "") -> None:
+                 state: Callable[[], dict[str, Any]] | None = None, group: str = "",
+                 digest: Any | None = None) -> None:
         """`sink`, `summaries`, `stall`: the PostgresSink, SummaryService and StallWatch of
         this process, if any."""
         self.stall = stall
         self.state = state
         self.group = group  # the consumer group: the lag's label
+        self.digest = digest  # the DigestService, if this worker writes digests
         self.runner = runner
         self.windows = windows
         self.consumer = consumer
@@ -78,6 +80,16 @@ class WorkerCollector(Collector):
                 yield _gauge("leadstream_worker_last_recovery_seconds",
                              "how long the last table recovery took", [],
                              [([], st["last_recovery_s"])])
+        if self.digest is not None:
+            d = self.digest
+            yield _counter("leadstream_digests_written", "workspace digests written", [],
+                           [([], d.written)])
+            yield _counter("leadstream_digest_failures", "digest runs Postgres refused", [],
+                           [([], d.failures)])
+            if d.through_days is not None:
+                yield _gauge("leadstream_digest_through_days",
+                             "the newest day a workspace digest exists for (days since "
+                             "1970-01-01)", [], [([], d.through_days)])
         fresh = r.freshness
         yield HistogramMetricFamily(
             "leadstream_worker_freshness_seconds",

@@ -147,6 +147,9 @@ class Digests:
                 if await self.write(r["workspace_id"], day, now)]
 
 
+#: date.toordinal() of 1970-01-01
+EPOCH = 719163
+
 class DigestService(Service):
     """Writes each workspace's digest at the configured local time (checks every 30 s).
 
@@ -165,6 +168,10 @@ class DigestService(Service):
         self.covers: Covers = covers
         self.writer = writer
         self.written = 0
+        self.failures = 0
+        #: the newest day any workspace has a digest for (days since 1970-01-01; None: none
+        #: yet): the operator's "digest not written" alert reads it
+        self.through_days: int | None = None
 
     @Service.task
     async def _run(self) -> None:
@@ -176,6 +183,10 @@ class DigestService(Service):
                 if wrote:
                     self.written += len(wrote)
                     log.info("workspace digest written for %s", ", ".join(wrote))
+                if pool is not None:
+                    newest = await pool.fetchval("SELECT max(day) FROM workspace_digests")
+                    self.through_days = None if newest is None else newest.toordinal() - EPOCH
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.failures += 1
                 log.warning("could not write workspace digests: %r", exc)
             await self.sleep(self.every)
