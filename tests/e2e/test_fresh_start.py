@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.tansu]
 #: on Tansu (the second, smaller run of `make test`) a few rounds: the fix is broker-agnostic
 ROUNDS = int(os.environ.get("LEADSTREAM_FRESH_STARTS",
                             "3" if os.environ.get("LEADSTREAM_EMBEDDED_BROKER") == "tansu"
-                            else "8"))
+                            else "6"))
 BUDGET_S = 240.0
 
 
