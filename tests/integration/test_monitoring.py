@@ -28,6 +28,8 @@ from tests.support.pipeline import eventually
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "leadstream.json"
+#: the rules' promtool unit tests (the daily ones evaluate every 5 minutes over days)
+TEST_FILES = ("alerts.test.yml", "alerts.daily.test.yml")
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 NO_PROMTOOL = pytest.mark.skipif(PROMTOOL is None, reason="no promtool on this machine: `make "
@@ -44,7 +46,7 @@ def _promtool(*args: str, cwd: Path = PROM) -> subprocess.CompletedProcess[str]:
 def test_the_rules_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
     checked = _promtool("check", "rules", "alerts.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = _promtool("test", "rules", "alerts.test.yml")
+    tested = _promtool("test", "rules", *TEST_FILES)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
     # the production config, with its rules file where this machine has it
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
@@ -56,9 +58,9 @@ def test_the_rules_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
 
 def test_every_alert_has_a_severity_a_summary_a_runbook_and_a_unit_test() -> None:
     rules = yaml.safe_load((PROM / "alerts.yml").read_text())["groups"][0]["rules"]
-    tested = {t["alertname"] for case in yaml.safe_load(
-        (PROM / "alerts.test.yml").read_text())["tests"] for t in case["alert_rule_test"]
-        if t["exp_alerts"]}
+    tested = {t["alertname"] for f in TEST_FILES
+              for case in yaml.safe_load((PROM / f).read_text())["tests"]
+              for t in case["alert_rule_test"] if t["exp_alerts"]}
     for r in rules:
         assert r["labels"]["severity"] in ("critical", "warning", "info"), r["alert"]
         assert r["annotations"]["summary"] and r["annotations"]["runbook"], r["alert"]
