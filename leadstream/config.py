@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     #: while p99 per hop is ~16 ms at 20 and ~58 ms at 100: far inside the 1 s goal
     #: (BENCHMARKS.md, session 4)
     fetch_max_wait_ms: int = Field(default=60, ge=1, validation_alias="LEADSTREAM_FETCH_MAX_WAIT_MS")
+    #: the worker's fetches on Apache Kafka: the broker holds a fetch until this many bytes
+    #: or LEADSTREAM_FETCH_MAX_WAIT_MS (1: answer at the first record, Faust's default);
+    #: see broker.faust_consumer.SeekFirstConsumerThread
+    fetch_min_bytes: int = Field(default=64 * 1024, ge=1,
+                                 validation_alias="LEADSTREAM_FETCH_MIN_BYTES")
     #: how long the worker's producer waits to fill a batch: fewer, larger produce requests
     #: cost the broker (and the shared CPU) less per event; bench/suite.py measures the trade
     producer_linger_ms: float = Field(default=2.0, validation_alias="LEADSTREAM_PRODUCER_LINGER_MS")

@@ -139,6 +139,27 @@ class _NoReadOffsets(dict[TP, int | None]):
 
 
 class SeekFirstConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        """Faust's consumer, with our fetch timing on Apache Kafka (Tansu's thread sets its
+        own: broker.tansu).
+
+        Faust fixes `fetch_max_wait_ms` at 1,500 and leaves `fetch_min_bytes` at 1. aiokafka
+        keeps one fetch in flight per broker, for the partitions with nothing buffered; a
+        partition whose records were just taken waits for that fetch to come back, up to
+        1.5 s when the others are quiet. At 200 and 1,000 single deliveries a second that
+        made the p99 from webhook to replica 1.6-2.4 s. With the fetch held until
+        LEADSTREAM_FETCH_MIN_BYTES (64 KiB) or LEADSTREAM_FETCH_MAX_WAIT_MS (60 ms), it was
+        111-262 ms, and the worker used half the CPU at 200/s: fewer, fuller fetches and
+        flushes (BENCHMARKS.md, session 9)."""
+        from leadstream.config import get_settings
+
+        consumer = super()._create_worker_consumer(transport)
+        settings = get_settings()
+        if settings.kafka_flavor != "tansu":
+            consumer._fetch_min_bytes = settings.fetch_min_bytes
+            consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
+        return consumer
+
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         consumer = self._ensure_consumer()
         owner = cast(SafeOffsetsConsumer, self.consumer)
