@@ -36,9 +36,14 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
     import faust
 
     from leadstream.broker.clients import ensure_topics
-    from leadstream.broker.faust_internals import raw_producer, recovery_state
+    from leadstream.broker.faust_internals import (
+        raw_producer,
+        recovery_progress,
+        recovery_state,
+    )
     from leadstream.db.migrate import migrate_url
     from leadstream.ops.metrics import WorkerCollector, WorkerWeb
+    from leadstream.ops.recovery import RecoveryWatch
     from leadstream.sink.service import PostgresSink
     from leadstream.summarize.service import SummaryService
 
@@ -75,6 +80,10 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
     if stall is not None:
         services.append(stall)
     collectors: list[Any] = []
+    if settings.worker_http_port:
+        recovery = RecoveryWatch(lambda: recovery_progress(app))
+        services.append(recovery)
+        collectors.append(recovery)
     if settings.reconcile_interval_seconds >= 0:
         from leadstream.reconcile import ReconcileService
 

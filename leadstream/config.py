@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     #: not moved for this long is stalled: `/readyz` 503 with the partitions, one log line
     #: with its state, `leadstream_worker_stalled_partitions` (ops.stall); 0 turns it off
     stall_seconds: float = Field(default=30.0, ge=0, validation_alias="LEADSTREAM_STALL_SECONDS")
+    #: the webhook/API server's /metrics reads every consumer group's lag from the broker
+    #: (`leadstream_group_lag`, ops.lag) at most this often; 0: not exported
+    group_lag_seconds: float = Field(default=10.0, ge=0,
+                                     validation_alias="LEADSTREAM_GROUP_LAG_SECONDS")
     #: dead letters the replica keeps (`sync_failures`): at most this many days old, and the
     #: newest this many per workspace (the old system's "last 1,000"); 0 turns a limit off
     dlq_retention_days: int = Field(default=30, ge=0,

@@ -47,6 +47,7 @@ from leadstream.agents.flush import Flush
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
 from leadstream.broker.faust_internals import CURRENT_EVENT, set_persisted_offset
+from leadstream.ops.logs import record_context
 from leadstream.retry import Backoff
 from leadstream.sink.replica import Encoded, Replica
 from leadstream.streams.records import DeadLetter, encode
@@ -497,6 +498,8 @@ class BatchRunner:
         dl = DeadLetter.of(stage=stage, reason=reason, original=origin.value,
                            topic=origin.topic, partition=origin.partition, key=origin.key,
                            keep=DEAD_LETTER_KEEP)
-        log.error("%s refused a %s record of %r: %s", stage, origin.topic, origin.key, reason)
+        log.error("%s refused a %s record of %r: %s", stage, origin.topic, origin.key, reason,
+                  extra=record_context(origin.topic, origin.partition, key=origin.key,
+                                       stage=stage))
         fut = await self.producer().send(self.names.dlq, encode(dl), key=origin.key)
         await fut

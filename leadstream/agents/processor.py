@@ -42,6 +42,7 @@ from leadstream.domain.rules import (
     apply_sarah,
     new_lead,
 )
+from leadstream.ops.logs import record_context
 from leadstream.streams.records import DeadLetter, encode
 from leadstream.streams.topics import TopicNames
 
@@ -96,7 +97,8 @@ class LeadProcessor:
             self._dead_letter(flush, topic, partition, offset, key, value,
                               f"invalid record: {exc}")
         except Exception as exc:  # a bug must not stop the partition; the DLQ keeps the record
-            log.exception("failed to apply %s:%s@%s", topic, partition, offset)
+            log.exception("failed to apply %s:%s@%s", topic, partition, offset,
+                          extra=record_context(topic, partition, offset, key))
             self._dead_letter(flush, topic, partition, offset, key, value,
                               f"apply failed: {type(exc).__name__}: {exc}")
         flush.done(topic, partition, offset)
@@ -289,7 +291,8 @@ class LeadProcessor:
     def _dead_letter(self, flush: Flush, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None, reason: str) -> None:
         self.dead += 1
-        log.error("dead letter %s:%s@%s: %s", topic, partition, offset, reason)
+        log.error("dead letter %s:%s@%s: %s", topic, partition, offset, reason,
+                  extra=record_context(topic, partition, offset, key, stage="worker"))
         dl = DeadLetter.of(stage="worker", reason=reason, original=value or b"", topic=topic,
                            partition=partition, offset=offset, key=key)
         flush.out.other.append((self.names.dlq, key or b"", encode(dl)))

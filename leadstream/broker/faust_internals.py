@@ -56,3 +56,15 @@ def recovery_state(app: Any) -> dict[str, Any]:
         "last_recovery_s": (ended - started) if started is not None and ended is not None
         and ended >= started else None,
     }
+
+
+def recovery_progress(app: Any) -> tuple[float | None, float | None, dict[Any, int]]:
+    """(started, ended, records left per active changelog partition) of the worker's table
+    recovery: `Recovery`'s private monotonic times (as `recovery_state`) and its public
+    `active_remaining()` (highwater minus the offset read so far, per partition: 0 when a
+    partition is restored or had nothing to restore)."""
+    recovery = getattr(app.tables, "_recovery", None)
+    if recovery is None:
+        return None, None, {}
+    return (getattr(recovery, "_recovery_started_at", None),
+            getattr(recovery, "_recovery_ended_at", None), dict(recovery.active_remaining()))

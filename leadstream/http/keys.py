@@ -12,6 +12,7 @@ from leadstream.http.export import ExportGate
 from leadstream.http.guard import BodyBudget
 from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
+from leadstream.ops.lag import GroupLagCollector
 from leadstream.streams.topics import TopicNames
 from leadstream.summarize.digest import Digests
 
@@ -34,3 +35,5 @@ FEED = web.AppKey("feed", LeadFeed)
 DIGESTS = web.AppKey("digests", Digests)
 #: CSV exports: their own connections, capped per workspace (http.export)
 EXPORTS = web.AppKey("exports", ExportGate)
+#: every consumer group's lag, read from the broker when /metrics is scraped (ops.lag)
+GROUP_LAG = web.AppKey("group_lag", GroupLagCollector)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 
 from leadstream.config import Settings
 from leadstream.http import api, keys, webhooks
@@ -19,6 +27,8 @@ from leadstream.http.guard import BodyBudget, GuardedSite, quiet_accept_errors, 
 from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
 from leadstream.ops.health import broker_ready, database_ready
+from leadstream.ops.lag import GroupLagCollector
+from leadstream.ops.logs import log_context
 from leadstream.streams.topics import TopicNames
 from leadstream.summarize.digest import Digests
 
@@ -26,6 +36,30 @@ log = logging.getLogger(__name__)
 
 REQUESTS = Counter("leadstream_http_requests_total", "HTTP requests", ["route", "status"])
 LATENCY = Histogram("leadstream_http_request_seconds", "HTTP request latency", ["route"])
+
+
+#: an `X-Request-ID` taken from the client (or the proxy in front) as it is
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+@web.middleware
+async def request_id_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every log line of a request carries its id (JSON logs, ops.logs), which is the
+    client's or the proxy's `X-Request-ID` when it looks like one, else a new one; the
+    answer names it, so a sender's report finds the server's lines."""
+    rid = request.headers.get("X-Request-ID", "")
+    if not _REQUEST_ID.fullmatch(rid):
+        rid = uuid.uuid4().hex
+    with log_context(request_id=rid):
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["X-Request-ID"] = rid
+            raise
+    resp.headers["X-Request-ID"] = rid
+    return resp
 
 
 @web.middleware
@@ -109,12 +143,14 @@ async def _connect_pool(dsn: str, attempts: int = 50) -> asyncpg.Pool:
 
 def make_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[metrics_middleware, errors_middleware])
+                          middlewares=[request_id_middleware, metrics_middleware, errors_middleware])
     app.on_response_prepare.append(_security_headers)
     app[keys.MAX_BODY] = settings.max_body_bytes
     app[keys.BODY_BUDGET] = BodyBudget(settings.http_max_inflight_bytes)
     app[keys.BODY_TIMEOUT] = settings.http_body_timeout
     app[keys.TOPICS] = TopicNames.from_settings(settings)
+    if settings.group_lag_seconds:
+        app[keys.GROUP_LAG] = GroupLagCollector(settings, every=settings.group_lag_seconds)
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         pool = await _connect_pool(settings.read_dsn)  # reads: the standby when there is one
@@ -167,8 +203,18 @@ def make_app(settings: Settings) -> web.Application:
         return web.json_response({"broker": broker, "database": database},
                                  status=200 if broker and database else 503)
 
+    lag_registry = CollectorRegistry(auto_describe=False)
+    if keys.GROUP_LAG in app:
+        lag_registry.register(app[keys.GROUP_LAG])
+
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        """The process's figures, and every consumer group's lag read from the broker (one
+        app's own registry: several apps share a test process's default one)."""
+        body = generate_latest()
+        if keys.GROUP_LAG in request.app:
+            await request.app[keys.GROUP_LAG].refresh()
+            body += generate_latest(lag_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)

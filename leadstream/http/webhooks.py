@@ -37,6 +37,7 @@ from leadstream.ingest.common import ParseError, Workspace
 from leadstream.ingest.kapso import parse_routed_item, route_items
 from leadstream.ingest.meta import parse_routed_value, route_values
 from leadstream.ingest.signature import signature_ok
+from leadstream.ops.logs import annotate
 from leadstream.streams.records import DeadLetter, encode
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ async def _ingest(request: web.Request, *, source: str, signature: str | None,
             return _error(401, "bad signature")
         return _error(401, "unknown or missing phone_number_id")
     signer = signed[min(signed)]
+    annotate(workspace=signer.workspace_id)
     if len(units) > MAX_ITEMS:
         return await _dead_letter(request, body, f"more than {MAX_ITEMS} items in one body",
                                   signer.workspace_id, source)

@@ -4,48 +4,18 @@ the last daily close, and how fresh the replica is."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from leadstream.broker.clients import group_offsets, log_bounds
 from leadstream.config import Settings
 from leadstream.db import watermarks
-from leadstream.streams.topics import TopicNames
-
-
-def groups(settings: Settings) -> dict[str, tuple[str, list[str]]]:
-    """What each consumer group does -> (its id, the topics it reads)."""
-    names = TopicNames.from_settings(settings)
-    sink_topics = ([names.daily, names.notes, names.dlq] if settings.replica_writer == "worker"
-                   else [*names.derived(), names.dlq])
-    return {"worker": (settings.app_id, [*names.sources(), names.ticks]),
-            "sink": (settings.sink_group, sink_topics),
-            "summarizer": (settings.app_id + "-summaries", [names.daily_closed])}
+from leadstream.ops.lag import read_lag
 
 
 async def gather(settings: Settings) -> dict[str, Any]:
-    roles = groups(settings)
-    committed_by_group = await asyncio.wait_for(
-        group_offsets(settings, [group for group, _ in roles.values()]), 15)
-    bounds = await asyncio.wait_for(
-        log_bounds(settings, sorted({t for _, topics in roles.values() for t in topics})), 15)
-    lag: dict[str, Any] = {}
-    for role, (group, topics) in roles.items():
-        committed = committed_by_group[group]
-        parts = []
-        for tp in sorted((tp for tp in bounds if tp.topic in topics),
-                         key=lambda t: (t.topic, t.partition)):
-            start, end = bounds[tp]
-            # never committed: everything from the log start is still to be read
-            at = committed.get(tp, start)
-            parts.append({"topic": tp.topic, "partition": tp.partition,
-                          "committed": committed.get(tp), "end": end,
-                          "lag": max(0, end - max(at, start))})
-        lag[role] = {"group": group, "total": sum(p["lag"] for p in parts),
-                     "partitions": parts}
+    lag = await read_lag(settings)
     conn = await asyncpg.connect(settings.dsn, timeout=10)
     try:
         dead = {r["stage"]: r["n"] for r in await conn.fetch(

@@ -175,6 +175,8 @@ def test_caddy_parses_the_caddyfile_and_never_buffers_the_live_stream() -> None:
                           if any(h["handler"] == "reverse_proxy" for h in r["handle"]))
     assert proxy["flush_interval"] == -1
     assert proxy["health_checks"]["active"]["uri"] == "/readyz"
+    # one request id per request, on the servers' log lines (ops.logs)
+    assert proxy["headers"]["request"]["set"]["X-Request-Id"] == ["{http.request.uuid}"]
     encode = next(h for h in handlers if h["handler"] == "encode")
     types = encode["match"]["headers"]["Content-Type"]
     assert types and not any("event-stream" in t or t in ("text/*", "*") for t in types)

@@ -1,7 +1,8 @@
 """The operator's monitoring (issue #28): the alert rules pass `promtool check` and their
 unit tests (each alert fires and stays quiet), every expression of the rules and of the
 Grafana dashboard names a metric the processes export, and a real Prometheus scrapes a
-running pipeline and alerts when its worker stops.
+running pipeline and, when its worker stops, pages that it is down and then that its
+consumer lag grows (read from the broker by the webhook/API server).
 
 Debian's `prometheus` package provides `prometheus` and `promtool`; `make test` installs it
 where apt-get can, and these tests skip, saying why, where it could not."""
@@ -22,8 +23,9 @@ import yaml
 
 from leadstream.config import Settings
 from leadstream.embedded.procs import free_port
+from leadstream.simulate.kapso import kapso_message
 from tests.support.fixtures import StartPipeline
-from tests.support.pipeline import eventually
+from tests.support.pipeline import PNID, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -107,13 +109,16 @@ def test_every_expression_names_a_metric_the_processes_export() -> None:
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus on this machine: `make test` "
                     "installs Debian's prometheus where apt-get can")
-async def test_a_real_prometheus_scrapes_the_pipeline_and_alerts_when_the_worker_stops(
+async def test_a_real_prometheus_pages_a_stopped_worker_and_the_lag_it_leaves(
         pipelines: StartPipeline, settings: Settings, tmp_path: Path) -> None:
     worker_port = free_port()
-    p = await pipelines(settings.model_copy(update={"worker_http_port": worker_port}))
+    p = await pipelines(settings.model_copy(update={"worker_http_port": worker_port,
+                                                    "group_lag_seconds": 1.0}))
     assert p.server is not None
     # the production rules, their `for:` shortened to seconds (the same expressions)
+    # and the lag's delta over 30 s, not 5 minutes
     rules = re.sub(r"for: \d+m", "for: 3s", (PROM / "alerts.yml").read_text())
+    rules = rules.replace("delta(leadstream_group_lag[5m])", "delta(leadstream_group_lag[30s])")
     (tmp_path / "alerts.yml").write_text(rules)
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -166,6 +171,18 @@ async def test_a_real_prometheus_scrapes_the_pipeline_and_alerts_when_the_worker
             assert alert["labels"]["severity"] == "critical"
             assert alert["labels"]["instance"] == f"127.0.0.1:{worker_port}"
             assert await firing("LeadstreamWebhookDown") == []
+            assert await firing("LeadstreamConsumerLagRising") == []
+            # messages keep coming while no worker reads: over 1,000 records behind, growing
+            for b in range(3):
+                await asyncio.sleep(2)  # scrapes in between: the lag rises over time
+                body = {"batch": True, "data": [
+                    kapso_message(PNID, wa_id=f"62812602{b:02d}{i:04d}", wamid=f"wamid.lag{b}.{i}",
+                                  text="halo", ts=1_760_000_000) for i in range(400)]}
+                assert await p.kapso("whatsapp.message.received", body) == 200
+            [lag] = await eventually(lambda: firing("LeadstreamConsumerLagRising"), timeout=60)
+            assert (lag["labels"]["role"], lag["labels"]["group"]) == ("worker", settings.app_id)
+            assert lag["labels"]["severity"] == "warning"
+            assert float(lag["value"]) >= 1000
     finally:
         prom.terminate()
         await asyncio.to_thread(prom.wait, 20)

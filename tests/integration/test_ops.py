@@ -153,6 +153,16 @@ async def test_worker_and_webhook_health_and_metrics(
                             text, re.M)
             assert count and inf and float(count[1]) >= 1 and inf[1] == count[1], text
             assert 'leadstream_reconcile_runs_total{outcome="ok"}' in text
+            # the start's table recovery, per changelog partition (nothing left to restore)
+            restored = re.findall(r'^leadstream_worker_recovery_remaining_records\{partition='
+                                  r'"\d+",topic="[^"]+changelog"\} (\S+)$', text, re.M)
+            assert restored and set(restored) == {"0.0"}, text
+            assert re.search(r"^leadstream_worker_partition_recovery_seconds\{", text, re.M)
+            # every group's lag, read from the broker by the webhook/API server
+            _, served = await get(p.base + "/metrics")
+            assert re.search(rf'^leadstream_group_lag{{group="{s.app_id}",partition="\d+",'
+                             r'role="worker",topic="[^"]+"\} \d', served, re.M), served
+            assert 'role="summarizer"' in served
             status, body = await get(p.base + "/readyz")
             assert status == 200 and "database" in body
             status, _ = await get(p.base + "/healthz")
@@ -183,3 +193,35 @@ def test_json_log_lines() -> None:
     line = orjson.loads(JsonFormatter().format(rec))
     assert line["level"] == "error" and line["msg"] == "bad row" and "ValueError" in line["exc"]
     assert line["logger"] == "leadstream.x" and line["ts"].endswith("+00:00")
+
+
+def test_json_log_lines_carry_the_context_they_are_about() -> None:
+    import logging
+
+    import orjson
+
+    from leadstream.ops.logs import JsonFormatter, annotate, log_context, record_context
+
+    def line(**extra: object) -> dict[str, object]:
+        rec = logging.LogRecord("leadstream.x", logging.ERROR, __file__, 1, "m", (), None)
+        for k, v in extra.items():
+            setattr(rec, k, v)
+        return orjson.loads(JsonFormatter().format(rec))
+
+    assert set(line()) == {"ts", "level", "logger", "msg", "process"}
+    annotate(workspace="nowhere")  # outside a context: nothing
+    assert "workspace" not in line()
+    with log_context(request_id="r1"):
+        annotate(workspace="ws1")
+        assert (line()["request_id"], line()["workspace"]) == ("r1", "ws1")
+        with log_context(request_id="r2", stage=None):
+            assert line()["request_id"] == "r2" and "stage" not in line()
+        assert line()["request_id"] == "r1"
+        # a line's own `extra=` wins over the task's context
+        got = line(**record_context("ls.events", 3, 1207, b"ws9:+628123", stage="worker"))
+        assert {k: got[k] for k in ("request_id", "workspace", "topic", "partition", "offset",
+                                    "stage")} == {
+            "request_id": "r1", "workspace": "ws9", "topic": "ls.events", "partition": 3,
+            "offset": 1207, "stage": "worker"}
+    assert "request_id" not in line()
+    assert "workspace" not in record_context("ls.dlq", 0, 5, b"bare-id")

@@ -255,3 +255,43 @@ async def test_a_kapso_batch_lands_where_each_lead_belongs_in_order(
     for phone in set(phones):
         wamids = [ev.message.wamid for _, ev in got if ev.message and ev.wa_id == phone]
         assert wamids == [f"wb{i}" for i, p in enumerate(phones) if p == phone]
+
+
+async def test_a_requests_log_lines_carry_its_id_and_workspace(web: Pipeline) -> None:
+    """JSON logs (ops.logs): the id the sender gave (`X-Request-ID`) is answered back and is
+    on every line of its request, with the workspace; a request without one gets a new id."""
+    import logging
+
+    from leadstream.ingest.signature import sign
+    from leadstream.ops.logs import JsonFormatter
+
+    assert web.session is not None
+    lines: list[dict] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(orjson.loads(JsonFormatter().format(record)))
+
+    handler = Keep(level=logging.WARNING)
+    logger = logging.getLogger("leadstream.http.webhooks")
+    logger.addHandler(handler)
+    try:
+        bad = {"message": {"id": "w"}, "phone_number_id": PNID}  # dead-lettered: logged
+        raw = orjson.dumps(bad)
+        headers = {"X-Webhook-Event": "whatsapp.message.received",
+                   "X-Webhook-Signature": sign(SECRET, raw), "X-Request-ID": "kapso-req-42"}
+        async with web.session.post(f"{web.base}/webhooks/kapso", data=raw,
+                                    headers=headers) as r:
+            assert r.status == 200 and r.headers["X-Request-ID"] == "kapso-req-42"
+        headers["X-Request-ID"] = "not an id; with spaces"
+        async with web.session.post(f"{web.base}/webhooks/kapso", data=raw,
+                                    headers=headers) as r:
+            made = r.headers["X-Request-ID"]
+            assert r.status == 200 and len(made) == 32 and made.isalnum()
+        async with web.session.get(f"{web.base}/healthz") as r:  # answered on every route
+            assert len(r.headers["X-Request-ID"]) == 32 and r.headers["X-Request-ID"] != made
+    finally:
+        logger.removeHandler(handler)
+    dead = [x for x in lines if "dead-lettered" in x["msg"]]
+    assert [(x["request_id"], x["workspace"]) for x in dead] == [
+        ("kapso-req-42", "ws1"), (made, "ws1")]
