@@ -26,7 +26,7 @@ from leadstream.http.export import ExportGate
 from leadstream.http.guard import BodyBudget, GuardedSite, quiet_accept_errors, raise_open_file_limit
 from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
-from leadstream.ops.health import broker_ready, database_ready
+from leadstream.ops.health import ProbeCollector, broker_ready, database_ready
 from leadstream.ops.lag import GroupLagCollector
 from leadstream.ops.logs import log_context
 from leadstream.streams.topics import TopicNames
@@ -203,17 +203,28 @@ def make_app(settings: Settings) -> web.Application:
         return web.json_response({"broker": broker, "database": database},
                                  status=200 if broker and database else 503)
 
-    lag_registry = CollectorRegistry(auto_describe=False)
+    async def broker_up() -> bool:
+        producer = app[keys.PUBLISHER].producer if keys.PUBLISHER in app else None
+        return producer is not None and await broker_ready(producer.client)
+
+    async def postgres_up() -> bool:
+        return keys.POOL in app and await database_ready(app[keys.POOL])
+
+    probes = ProbeCollector({"broker": broker_up, "postgres": postgres_up})
+    # this app's own registry: several apps share a test process's default one
+    scraped = CollectorRegistry(auto_describe=False)
+    scraped.register(probes)
     if keys.GROUP_LAG in app:
-        lag_registry.register(app[keys.GROUP_LAG])
+        scraped.register(app[keys.GROUP_LAG])
 
     async def metrics(request: web.Request) -> web.Response:
-        """The process's figures, and every consumer group's lag read from the broker (one
-        app's own registry: several apps share a test process's default one)."""
-        body = generate_latest()
+        """The process's figures, its probes of the broker and Postgres, and every consumer
+        group's lag read from the broker."""
+        refreshing = [probes.refresh()]
         if keys.GROUP_LAG in request.app:
-            await request.app[keys.GROUP_LAG].refresh()
-            body += generate_latest(lag_registry)
+            refreshing.append(request.app[keys.GROUP_LAG].refresh())
+        await asyncio.gather(*refreshing)
+        body = generate_latest() + generate_latest(scraped)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", health)

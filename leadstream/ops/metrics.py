@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from leadstream.broker.faust_internals import committed_offset
-from leadstream.ops.health import broker_ready, database_ready
+from leadstream.ops.health import ProbeCollector, broker_ready, database_ready
 from leadstream.ops.stall import StallWatch
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,9 @@ class WorkerWeb(Service):
         self.kafka_client = kafka_client
         self.pool = pool
         self._runner: web.AppRunner | None = None
+        self.probes = ProbeCollector({"broker": self._broker_up} | (
+            {} if pool is None else {"postgres": self._postgres_up}))
+        self.registry.register(self.probes)
 
     async def on_start(self) -> None:
         app = web.Application()
@@ -232,12 +235,8 @@ class WorkerWeb(Service):
         return web.json_response({"alive": True})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        try:
-            client = self.kafka_client()
-        except Exception:  # noqa: BLE001  # the producer has not started yet
-            client = None
-        broker = client is not None and await broker_ready(client)
-        database = None if self.pool is None else await database_ready(self.pool())
+        broker = await self._broker_up()
+        database = None if self.pool is None else await self._postgres_up()
         body: dict[str, Any] = {"broker": broker, "database": database}
         stalls = self.stall.stalls if self.stall is not None else []
         if stalls:
@@ -254,6 +253,17 @@ class WorkerWeb(Service):
         ok = broker and database is not False and not stalls and busy is None
         return web.json_response(body, status=200 if ok else 503)
 
+    async def _broker_up(self) -> bool:
+        try:
+            client = self.kafka_client()
+        except Exception:  # noqa: BLE001  # the producer has not started yet
+            return False
+        return await broker_ready(client)
+
+    async def _postgres_up(self) -> bool:
+        return self.pool is not None and await database_ready(self.pool())
+
     async def _metrics(self, request: web.Request) -> web.Response:
+        await self.probes.refresh()
         return web.Response(body=generate_latest(self.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -163,6 +163,9 @@ async def test_worker_and_webhook_health_and_metrics(
             assert re.search(rf'^leadstream_group_lag{{group="{s.app_id}",partition="\d+",'
                              r'role="worker",topic="[^"]+"\} \d', served, re.M), served
             assert 'role="summarizer"' in served
+            assert 'leadstream_dependency_up{dependency="postgres"} 1.0' in served
+            assert 'leadstream_dependency_up{dependency="broker"} 1.0' in served
+            assert 'leadstream_dependency_up{dependency="postgres"} 1.0' in text
             status, body = await get(p.base + "/readyz")
             assert status == 200 and "database" in body
             status, _ = await get(p.base + "/healthz")
