@@ -88,6 +88,8 @@ class CpuMeter:
         self.with_children = with_children
         self.before: dict[str, float] = {}
         self.started = 0.0
+        self.wall = 0.0
+        self.used: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
         out = {}
@@ -103,10 +105,12 @@ class CpuMeter:
         self.started = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
-        """Share of one core each process used since `start` (1.0 = a whole core)."""
-        wall = time.perf_counter() - self.started
+        """Share of one core each process used since `start` (1.0 = a whole core); the CPU
+        seconds themselves stay in `used` (the CPU-per-event table)."""
+        self.wall = time.perf_counter() - self.started
         now = self._now()
-        return {n: (now[n] - self.before.get(n, 0.0)) / wall for n in now}
+        self.used = {n: now[n] - self.before.get(n, 0.0) for n in now}
+        return {n: u / self.wall for n, u in self.used.items()}
 
 
 def cpu_line(shares: dict[str, float]) -> str:
@@ -156,7 +160,7 @@ class BenchStack:
             "LEADSTREAM_TOPIC_PREFIX": f"bench{tag}", "LEADSTREAM_APP_ID": f"bench-{tag}",
             "LEADSTREAM_SINK_GROUP": f"bsink-{tag}", "LEADSTREAM_DATA_DIR": self.tmp / "data",
             "LEADSTREAM_TOPIC_PARTITIONS": self.partitions, "LEADSTREAM_HTTP_PORT": free_port(),
-            "LEADSTREAM_LOG_LEVEL": "warning", **env,
+            "LEADSTREAM_WORKER_HTTP_PORT": free_port(), "LEADSTREAM_LOG_LEVEL": "warning", **env,
         }
         return Settings(**values)  # through __init__, so LEADSTREAM_* in the environment apply
 

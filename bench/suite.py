@@ -324,6 +324,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         warm = await freshness(ours, s.dsn, "bench_leads", 20, 3, 10, "warm", 0, 60)
         print(f"# warm-up: {warm['visible']}/{warm['acked']} visible", flush=True)
         base = 100_000
+        R["accounting"] = []
 
         # 1 + 6a: freshness against rate, ours and naive, open loop
         if "freshness" in args.parts:
@@ -341,11 +342,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for rate, per in steps:
                     base += 100_000
                     meter = CpuMeter(pids)
+                    counts = await worker_counts(s.worker_http_port)
                     meter.start()
                     r = await freshness(url, s.dsn, channel, rate, args.seconds, args.leads,
                                         f"{design}{rate}x{per}", base, args.drain, per)
                     r["design"] = design
                     r["cpu"] = meter.stop()
+                    if design == "leadstream":
+                        R["accounting"].append({"step": f"{rate}/s, {per} per request", **account(
+                            meter, r["visible"], r["acked"] // per, counts,
+                            await worker_counts(s.worker_http_port))})
                     R["freshness"].append(r)
                     print(f"# freshness {design} {rate}/s in requests of {per}: achieved {r['achieved']:.0f},"
                           f" visible {r['visible']}/{r['acked']}, 200->visible p99"
@@ -362,6 +368,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             meter = CpuMeter(pids)
             prof = None
             await produce(s, s.topic("events"), recs)
+            counts = await worker_counts(s.worker_http_port)
             started = time.perf_counter()
             meter.start()
             if args.profile:
@@ -369,6 +376,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             got, done = await wait_count(s.dsn, "leads", "backlog", n, 900)
             R["backlog"] = {"events": n, "visible": got, "seconds": done - started,
                             "eps": got / (done - started), "cpu": meter.stop()}
+            R["accounting"].append({"step": "backlog drain (worker alone)", **account(
+                meter, got, None, counts, await worker_counts(s.worker_http_port))})
             print(f"# backlog drain: {R['backlog']['eps']:.0f} ev/s; cpu "
                   f"{cpu_line(R['backlog']['cpu'])}", flush=True)
             if prof is not None:
@@ -423,6 +432,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 n_req = args.push // per
                 ws_before = await _count(s.dsn, "bench")
                 meter = CpuMeter(pids)
+                counts = await worker_counts(s.worker_http_port)
                 meter.start()
                 started = time.perf_counter()
                 push = await closed_loop(ours, make(f"push{kind}", base, args.leads),
@@ -433,6 +443,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                         "seconds": done - started, "eps": events / (done - started),
                                         "push_eps": push["requests"] * per / push["seconds"],
                                         "cpu": meter.stop()}
+                R["accounting"].append({"step": f"as fast as it goes, {per} per request",
+                                        **account(meter, events, n_req, counts,
+                                                  await worker_counts(s.worker_http_port))})
                 print(f"# sustained {kind}: {R['sustained'][kind]['eps']:.0f} ev/s end to end"
                       f" (pushed at {R['sustained'][kind]['push_eps']:.0f} ev/s)", flush=True)
 
@@ -597,6 +610,65 @@ async def limits(stack: BenchStack, s: Settings, args: argparse.Namespace) -> di
     return out
 
 
+# ----------------------------------------------------------------------------- accounting
+
+async def worker_counts(port: int) -> dict[str, float]:
+    """The worker's flush counters from its /metrics (zeros when it does not answer)."""
+    want = {"leadstream_worker_flushes_total": "flushes",
+            "leadstream_worker_flushed_events_total": "flushed_events",
+            "leadstream_worker_records_produced_total": "records_produced",
+            "leadstream_worker_replica_rows_total": "replica_rows"}
+    out = dict.fromkeys(want.values(), 0.0)
+    try:
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    except aiohttp.ClientError:
+        return out
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in want:
+            out[want[name]] = float(value)
+    return out
+
+
+def account(meter: CpuMeter, events: int, requests: int | None,
+            before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """CPU milliseconds per event of each process over a step, and what the fixed costs
+    were shared by: events per webhook request and per worker flush."""
+    flushes = after["flushes"] - before["flushes"]
+    per_event = {n: 1000 * u / events if events else 0.0 for n, u in meter.used.items()
+                 if n != "naive"}  # idle beside ours
+    return {"events": events, "requests": requests, "flushes": flushes,
+            "events_per_request": events / requests if requests else None,
+            "events_per_flush": (after["flushed_events"] - before["flushed_events"]) / flushes
+            if flushes else None,
+            "ms_per_event": per_event, "total_ms_per_event": sum(per_event.values()),
+            "seconds": meter.wall}
+
+
+def cpu_table(R: dict[str, Any]) -> str:
+    """The whole box per event: one row per step, one column per process (ms of CPU)."""
+    rows = list(R.get("accounting", []))
+    if not rows:
+        return ""
+    procs = ["loadgen", "webhook", "broker", "worker", "postgres"]
+    out = ["### CPU per event, whole box (ms of CPU per event visible, per process)", "",
+           "| step | events | ev/request | ev/flush | " + " | ".join(procs)
+           + " | total | vs backlog |", "|---" * (len(procs) + 6) + "|"]
+    drain = next((r["total_ms_per_event"] for r in rows if r["step"].startswith("backlog")),
+                 None)
+    for r in rows:
+        per = r["ms_per_event"]
+        ratio = f"{r['total_ms_per_event'] / drain:.1f}x" if drain else "-"
+        epr = f"{r['events_per_request']:.0f}" if r["events_per_request"] else "-"
+        epf = f"{r['events_per_flush']:.1f}" if r["events_per_flush"] else "-"
+        out.append(f"| {r['step']} | {r['events']} | {epr} | {epf} | "
+                   + " | ".join(f"{per.get(p, 0.0):.3f}" if p in per else "-" for p in procs)
+                   + f" | {r['total_ms_per_event']:.3f} | {ratio} |")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- report
 
 def report(R: dict[str, Any], plot: Path | None) -> str:
@@ -662,7 +734,7 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
         o = R["sustained"][kind]["eps"]
         out.append(f"| {kind} | {r['eps']:.0f} | {r['p99']:.0f} | {r['errors']} | {o:.0f} |"
                    f" {o / r['eps']:.2f}x |")
-    out += ["", goals(R)]
+    out += ["", cpu_table(R), "", goals(R)]
     if plot is not None:
         draw(R, plot)
         out += ["", f"plot: {plot}"]
@@ -781,6 +853,8 @@ def main() -> None:
             print(report(R, args.plot if broker == args.brokers[0] else None))
         else:
             print(orjson.dumps(R, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+            print()
+            print(cpu_table(R))
     if args.json:
         args.json.write_bytes(orjson.dumps(runs if len(runs) > 1 else R,
                                            option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
