@@ -321,7 +321,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pids: dict[str, int] = {"worker": stack.pids["worker"], "webhook": stack.pids["webhook"],
                 "naive": stack.pids["naive"], "loadgen": os.getpid(),
                 **{k: stack.pids[k] for k in ("broker", "postgres") if k in stack.pids}}
-        warm = await freshness(ours, s.dsn, "bench_leads", 20, 3, 10, "warm", 0, 60)
+        # the JVM compiles its hot paths in the first tens of thousands of requests: a
+        # short warm-up left that in the first step's broker CPU (0.38 core at 200/s
+        # against 0.27 at 1,000/s in one run)
+        warm = await freshness(ours, s.dsn, "bench_leads", args.warmup_rate,
+                               args.warmup_seconds, 10, "warm", 0, 60)
         print(f"# warm-up: {warm['visible']}/{warm['acked']} visible", flush=True)
         base = 100_000
         R["accounting"] = []
@@ -331,6 +335,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             R["freshness"] = []
             for design, url, channel in (("leadstream", ours, "bench_leads"),
                                          ("naive", naive, "bench_naive")):
+                if design not in args.designs:
+                    continue
                 if design == "naive":
                     await pause_ours(stack, True)
                 # by rate, a batched step before the single one of the same rate: the single
@@ -342,7 +348,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for rate, per in steps:
                     base += 100_000
                     meter = CpuMeter(pids)
-                    counts = await worker_counts(s.worker_http_port)
+                    counts = await worker_counts(s.worker_http_port) if design == "leadstream" \
+                        else {}
                     meter.start()
                     r = await freshness(url, s.dsn, channel, rate, args.seconds, args.leads,
                                         f"{design}{rate}x{per}", base, args.drain, per)
@@ -468,32 +475,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # 3: webhook ingest alone (own topics, nobody consuming them): single and batch of 50
         if "ingest" in args.parts:
             stack.halt("worker")  # its share of the CPU would be the webhook's competitor
-            s2 = stack.settings()
-            await ensure_topics(s2)
-            stack.spawn("ingest", s2, "webhook")
-            await wait_http(f"http://{s2.http_host}:{s2.http_port}/healthz")
-            ingest_url = f"http://{s2.http_host}:{s2.http_port}/webhooks/kapso"
             R["ingest"] = {}
-            for kind, make, per in (("single", single, 1), ("batch50", batch50, 50)):
-                base += 100_000
-                meter = CpuMeter({"webhook": stack.pids["ingest"], "loadgen": os.getpid(),
-                                  **{k: stack.pids[k] for k in ("broker",) if k in stack.pids}})
-                meter.start()
-                prof = None
-                if args.profile:
-                    prof = py_spy(stack.pids["ingest"], args.push_seconds - 1,
-                                  tmp / f"webhook-{kind}.prof")
-                r = await closed_loop(ingest_url, make(f"ingest{kind}", base, args.leads),
-                                      concurrency=64, seconds=args.push_seconds)
-                r["eps"] = r["rps"] * per
-                r["cpu"] = meter.stop()
-                R["ingest"][kind] = r
-                print(f"# ingest {kind}: {r['rps']:.0f} req/s = {r['eps']:.0f} ev/s, p99"
-                      f" {r['p99']:.0f} ms; cpu {cpu_line(r['cpu'])}", flush=True)
-                if prof is not None:
-                    prof.wait()
-                    R[f"webhook_{kind}_profile"] = summarize_profile(tmp / f"webhook-{kind}.prof")
-            stack.halt("ingest")
+            for nproc in args.webhook_processes:
+                s2 = stack.settings()
+                await ensure_topics(s2)
+                stack.spawn("ingest", s2, "webhook", "--processes", str(nproc))
+                await wait_http(f"http://{s2.http_host}:{s2.http_port}/healthz")
+                if nproc > 1:  # every child up, not just the first to answer
+                    await asyncio.sleep(3)
+                ingest_url = f"http://{s2.http_host}:{s2.http_port}/webhooks/kapso"
+                for kind, make, per in (("single", single, 1), ("batch50", batch50, 50)):
+                    base += 100_000
+                    name = kind if nproc == 1 else f"{kind}, {nproc} processes"
+                    meter = CpuMeter({"webhook": stack.pids["ingest"], "loadgen": os.getpid(),
+                                      **{k: stack.pids[k] for k in ("broker",)
+                                         if k in stack.pids}},
+                                     with_children=("webhook",))
+                    meter.start()
+                    prof = None
+                    if args.profile and nproc == 1:
+                        prof = py_spy(stack.pids["ingest"], args.push_seconds - 1,
+                                      tmp / f"webhook-{kind}.prof")
+                    r = await closed_loop(ingest_url, make(f"ingest{nproc}{kind}", base,
+                                                           args.leads),
+                                          concurrency=64, seconds=args.push_seconds)
+                    r["eps"] = r["rps"] * per
+                    r["cpu"] = meter.stop()
+                    R["ingest"][name] = r
+                    print(f"# ingest {name}: {r['rps']:.0f} req/s = {r['eps']:.0f} ev/s, p99"
+                          f" {r['p99']:.0f} ms; cpu {cpu_line(r['cpu'])}", flush=True)
+                    if prof is not None:
+                        prof.wait()
+                        R[f"webhook_{kind}_profile"] = summarize_profile(
+                            tmp / f"webhook-{kind}.prof")
+                stack.halt("ingest")
 
         # 4: replay: rebuild the replica from the derived topics into a scratch schema
         if "replay" in args.parts:
@@ -620,10 +635,10 @@ async def worker_counts(port: int) -> dict[str, float]:
             "leadstream_worker_replica_rows_total": "replica_rows"}
     out = dict.fromkeys(want.values(), 0.0)
     try:
-        async with aiohttp.ClientSession() as http, \
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
                 http.get(f"http://127.0.0.1:{port}/metrics") as r:
             text = await r.text()
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):
         return out
     for line in text.splitlines():
         name, _, value = line.partition(" ")
@@ -827,6 +842,13 @@ def main() -> None:
     ap.add_argument("--push", type=int, default=20_000, help="events pushed end to end")
     ap.add_argument("--push-seconds", type=float, default=10.0)
     ap.add_argument("--raw", type=int, default=100_000, help="records for the raw limits")
+    ap.add_argument("--webhook-processes", default="1,2",
+                    type=lambda s: [int(x) for x in s.split(",")],
+                    help="webhook ingest with `webhook --processes N`, for each N")
+    ap.add_argument("--designs", default="leadstream,naive", type=lambda s: s.split(","),
+                    help="the designs the freshness steps run (naive: the comparison)")
+    ap.add_argument("--warmup-rate", type=int, default=500)
+    ap.add_argument("--warmup-seconds", type=float, default=10.0)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default=",".join(PARTS), type=lambda s: s.split(","),

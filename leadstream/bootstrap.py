@@ -173,6 +173,11 @@ def run_sink(settings: Settings) -> None:
 
 async def serve_webhook(settings: Settings, stop: asyncio.Event) -> None:
     """The webhook/API server (`http.server.make_app`) until `stop` is set."""
+    if settings.http_processes > 1:
+        from leadstream.http.fleet import ServerFleet
+
+        await ServerFleet(settings.http_processes).run(stop)
+        return
     from leadstream.http.server import serve
 
     await serve(settings, stop)

@@ -395,11 +395,16 @@ def topics_cmd(check: bool, fix: bool) -> None:
 
 
 @main.command("webhook")
-def webhook_cmd() -> None:
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="server processes on the one port (SO_REUSEPORT); default"
+                   " LEADSTREAM_HTTP_PROCESSES (1)")
+def webhook_cmd(processes: int | None) -> None:
     """Run the webhook/API server (one of a fleet)."""
     from leadstream.bootstrap import serve_webhook
 
     settings = get_settings()
+    if processes is not None:
+        settings = settings.model_copy(update={"http_processes": processes})
     _logging(settings.log_level, settings.log_format)
     _run_until_signal(lambda stop: serve_webhook(settings, stop))
 

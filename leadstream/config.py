@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     #: not moved for this long is stalled: `/readyz` 503 with the partitions, one log line
     #: with its state, `leadstream_worker_stalled_partitions` (ops.stall); 0 turns it off
     stall_seconds: float = Field(default=30.0, ge=0, validation_alias="LEADSTREAM_STALL_SECONDS")
+    #: `leadstream webhook` runs this many server processes on one port (SO_REUSEPORT,
+    #: http.fleet): one per core the box gives the webhook; `--processes` overrides
+    http_processes: int = Field(default=1, ge=1, validation_alias="LEADSTREAM_HTTP_PROCESSES")
+    #: bind the HTTP port with SO_REUSEPORT (set by the fleet for its children)
+    http_reuse_port: bool = Field(default=False, validation_alias="LEADSTREAM_HTTP_REUSE_PORT")
     #: the webhook/API server's /metrics reads every consumer group's lag from the broker
     #: (`leadstream_group_lag`, ops.lag) at most this often; 0: not exported
     group_lag_seconds: float = Field(default=10.0, ge=0,

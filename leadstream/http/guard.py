@@ -71,7 +71,7 @@ class GuardedSite(web.TCPSite):
 
         self._server = await asyncio.get_running_loop().create_server(
             protocol, self._host, self._port, backlog=self._backlog,
-            reuse_address=self._reuse_address)
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
 
 
 class Busy(Exception):

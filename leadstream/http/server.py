@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,16 +14,19 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from leadstream.config import Settings
 from leadstream.http import api, keys, webhooks
 from leadstream.http.directory import Directory
 from leadstream.http.export import ExportGate
+from leadstream.http.fleet import MULTIPROC_ENV
 from leadstream.http.guard import BodyBudget, GuardedSite, quiet_accept_errors, raise_open_file_limit
 from leadstream.http.live import LeadFeed
 from leadstream.http.publisher import Publisher
@@ -192,16 +196,9 @@ def make_app(settings: Settings) -> web.Application:
     api.add_routes(app)
 
     async def health(request: web.Request) -> web.Response:
-        """Alive: the process serves requests (a load balancer's liveness probe)."""
-        return web.json_response({"alive": True})
-
-    async def ready(request: web.Request) -> web.Response:
-        """Ready: the broker and the database answer now (contract §5)."""
-        producer = request.app[keys.PUBLISHER].producer
-        broker = producer is not None and await broker_ready(producer.client)
-        database = await database_ready(request.app[keys.POOL])
-        return web.json_response({"broker": broker, "database": database},
-                                 status=200 if broker and database else 503)
+        """Alive: the process serves requests (a load balancer's liveness probe); which
+        process answered (one of `webhook --processes N`)."""
+        return web.json_response({"alive": True, "pid": os.getpid()})
 
     async def broker_up() -> bool:
         producer = app[keys.PUBLISHER].producer if keys.PUBLISHER in app else None
@@ -210,7 +207,14 @@ def make_app(settings: Settings) -> web.Application:
     async def postgres_up() -> bool:
         return keys.POOL in app and await database_ready(app[keys.POOL])
 
+    async def ready(request: web.Request) -> web.Response:
+        """Ready: the broker and the database answer now (contract §5)."""
+        broker, database = await asyncio.gather(broker_up(), postgres_up())
+        return web.json_response({"broker": broker, "database": database},
+                                 status=200 if broker and database else 503)
+
     probes = ProbeCollector({"broker": broker_up, "postgres": postgres_up})
+    process_registry = _process_registry()
     # this app's own registry: several apps share a test process's default one
     scraped = CollectorRegistry(auto_describe=False)
     scraped.register(probes)
@@ -224,13 +228,24 @@ def make_app(settings: Settings) -> web.Application:
         if keys.GROUP_LAG in request.app:
             refreshing.append(request.app[keys.GROUP_LAG].refresh())
         await asyncio.gather(*refreshing)
-        body = generate_latest() + generate_latest(scraped)
+        body = generate_latest(process_registry) + generate_latest(scraped)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def _process_registry() -> CollectorRegistry:
+    """The module-level figures (requests, latency, refusals): this process's, or, in one of
+    `webhook --processes N` (PROMETHEUS_MULTIPROC_DIR set), summed over the fleet's
+    processes, whichever of them a scrape reaches (no `process_*` figures then)."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
 
 
 async def start_site(settings: Settings, app: web.Application,
@@ -245,7 +260,8 @@ async def start_site(settings: Settings, app: web.Application,
                            lingering_time=2.0)
     await runner.setup()
     site = GuardedSite(runner, settings.http_host, settings.http_port if port is None else port,
-                       backlog=1024, max_connections=settings.http_max_connections)
+                       backlog=1024, max_connections=settings.http_max_connections,
+                       reuse_port=settings.http_reuse_port or None)
     await site.start()
     return runner, site
 
