@@ -351,8 +351,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     counts = await worker_counts(s.worker_http_port) if design == "leadstream" \
                         else {}
                     meter.start()
+                    profs = {}
+                    if design == "leadstream" and (rate, per) == (args.profile_rate, 1):
+                        profs = {who: (py_spy(stack.pids[who], args.seconds - 1,
+                                              tmp / f"{who}-{rate}.prof"),
+                                       tmp / f"{who}-{rate}.prof")
+                                 for who in ("worker", "webhook")}
                     r = await freshness(url, s.dsn, channel, rate, args.seconds, args.leads,
                                         f"{design}{rate}x{per}", base, args.drain, per)
+                    for who, (prof, path) in profs.items():
+                        if prof is not None:
+                            prof.wait()
+                            R[f"{who}_profile_{rate}"] = summarize_profile(path, top=25)
                     r["design"] = design
                     r["cpu"] = meter.stop()
                     if design == "leadstream":
@@ -850,6 +860,8 @@ def main() -> None:
     ap.add_argument("--warmup-rate", type=int, default=500)
     ap.add_argument("--warmup-seconds", type=float, default=10.0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile-rate", type=int, default=0,
+                    help="py-spy the worker and the webhook during this single-delivery rate")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default=",".join(PARTS), type=lambda s: s.split(","),
                     help="a subset of " + ",".join(PARTS) + " (then only JSON is printed)")
@@ -877,6 +889,8 @@ def main() -> None:
             print(orjson.dumps(R, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
             print()
             print(cpu_table(R))
+            for name in sorted(k for k in R if "_profile_" in k):
+                print(f"\n### {name}\n\n{R[name]}")
     if args.json:
         args.json.write_bytes(orjson.dumps(runs if len(runs) > 1 else R,
                                            option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))

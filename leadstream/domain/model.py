@@ -6,8 +6,9 @@ log's contract: add fields freely, never rename or drop one.
 
 from __future__ import annotations
 
+import types
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,18 +43,47 @@ def working_copy(m: M) -> M:
 
     The rules replace or append elements, never change one in place, so this is as safe as
     `model_copy(deep=True)` for them, at a fraction of the cost (the deep copy was over half
-    of the agent's CPU per event; bench/agent_cpu.py). Built as pydantic's `__copy__` does,
-    in one pass (our models have no extras and no private attributes).
+    of the agent's CPU per event; bench/agent_cpu.py). Built as pydantic's `__copy__` does
+    (our models have no extras and no private attributes): the field dict copied in C, then
+    only the fields that can hold a container copied again (1.2 µs for a lead against 4.0
+    for a pass over its 52 fields).
     """
     cls = type(m)
     c = cls.__new__(cls)
+    d = m.__dict__.copy()
+    for k in _container_fields(cls):
+        v = d[k]
+        if type(v) is list or type(v) is dict:
+            d[k] = v.copy()
     _set = object.__setattr__
-    _set(c, "__dict__", {k: (v.copy() if type(v) is list or type(v) is dict else v)
-                         for k, v in m.__dict__.items()})
+    _set(c, "__dict__", d)
     _set(c, "__pydantic_extra__", None)
     _set(c, "__pydantic_fields_set__", set(m.__pydantic_fields_set__))
     _set(c, "__pydantic_private__", None)
     return c
+
+
+_CONTAINER_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _container_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of `cls` whose type can hold a list or a dict (once per class)."""
+    names = _CONTAINER_FIELDS.get(cls)
+    if names is None:
+        names = tuple(n for n, f in cls.model_fields.items() if _can_hold_container(f.annotation))
+        _CONTAINER_FIELDS[cls] = names
+    return names
+
+
+def _can_hold_container(tp: Any) -> bool:
+    origin = get_origin(tp)
+    if tp in (list, dict) or origin in (list, dict):
+        return True
+    if origin is Annotated:
+        return _can_hold_container(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(_can_hold_container(a) for a in get_args(tp))
+    return tp is Any or tp is object  # could be anything: copy when it is a container
 
 
 def same_fields(a: BaseModel, b: BaseModel, *, but: str | None = None) -> bool:
