@@ -244,8 +244,12 @@ class WorkerWeb(Service):
         busy = None
         if self.worker_state is not None:
             st = self.worker_state()
+            # before its first assignment a worker is neither rebalancing nor restoring,
+            # and has nothing: "starting" until a first recovery has ended (bench/scale.py
+            # found /readyz 200 half a second after a start that then restored for longer)
             busy = ("restoring tables" if st["recovering"] else
-                    "rebalancing" if st["rebalancing"] else None)
+                    "rebalancing" if st["rebalancing"] else
+                    "starting" if st.get("last_recovery_s") is None else None)
             if busy:
                 body["not_ready"] = busy
                 if st["recovering"] and st["recovery_started"] is not None:

@@ -160,6 +160,11 @@ async def replay(settings: Settings, *, workspace: str | None = None,
             if progress:
                 progress(sum(positions.values()), goal)
         await conn.execute("UPDATE replay_runs SET finished_at = now() WHERE scope = $1", scope)
+        # a rebuild is a bulk load: the planner's statistics describe the tables before it
+        # until autovacuum gets to them (a minute or more), and a lead list planned on "the
+        # table is empty" sorts the whole workspace (51 ms a page at 100k leads against
+        # 0.1 ms; bench/scale.py)
+        await conn.execute(f"ANALYZE {', '.join(TABLES)}")
     finally:
         await conn.close()
     return {"records": total, "seconds": time.monotonic() - started, "resumed": resumed}

@@ -28,10 +28,14 @@ def _web(state: dict[str, Any]) -> WorkerWeb:
 
 
 @pytest.mark.parametrize(("state", "status", "why"), [
-    ({"rebalancing": False, "recovering": False}, 200, None),
-    ({"rebalancing": True, "recovering": False}, 503, "rebalancing"),
-    ({"rebalancing": True, "recovering": True}, 503, "restoring tables"),
-    ({"rebalancing": False, "recovering": True}, 503, "restoring tables"),
+    ({"rebalancing": False, "recovering": False, "last_recovery_s": 0.5}, 200, None),
+    ({"rebalancing": True, "recovering": False, "last_recovery_s": 0.5}, 503, "rebalancing"),
+    ({"rebalancing": True, "recovering": True, "last_recovery_s": 0.5}, 503,
+     "restoring tables"),
+    ({"rebalancing": False, "recovering": True, "last_recovery_s": None}, 503,
+     "restoring tables"),
+    # just started: not yet in the group, nothing restored
+    ({"rebalancing": False, "recovering": False, "last_recovery_s": None}, 503, "starting"),
 ])
 async def test_ready_only_between_rebalances_and_recoveries(state: dict[str, Any], status: int,
                                                             why: str | None) -> None:
