@@ -37,6 +37,7 @@ from leadstream.domain.model import (
     working_copy,
 )
 from leadstream.domain.rules import Applied, _finish, _max, _touch, merge_extra, merge_pain_points
+from leadstream.domain.team import apply_tags
 
 #: forwards of one record before it is dead-lettered (a merge cycle, e.g. two leads merged
 #: into each other at the same time)
@@ -118,6 +119,11 @@ def absorb(survivor: LeadState, cmd: Command) -> Applied:
         if getattr(cur, f) is None and getattr(dup, f) is not None:
             setattr(cur, f, getattr(dup, f))
     cur.pain_points = merge_pain_points(cur.pain_points, dup.pain_points)
+    # the team's: the survivor's owner stays (the duplicate's fills an unassigned one), and
+    # it carries both leads' labels
+    if cur.owner is None:
+        cur.owner = dup.owner
+    cur.tags = apply_tags(cur.tags, [t for t in dup.tags if t not in cur.tags], [])
     cur.sarah_extra = merge_extra(dup.sarah_extra, cur.sarah_extra)
     cur.message_count += dup.message_count
     cur.merged_from = [*cur.merged_from, dup.lead_key][-MAX_MERGED_FROM:]

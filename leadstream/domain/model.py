@@ -211,7 +211,7 @@ class Command(_Model):
     #: merge: fold this lead into `target_key` (sent to the duplicate);
     #: absorb: take in `absorbed` (sent by the duplicate to the survivor);
     #: claim: this identity belongs to the lead `target_key` (sent by a lead that learned it)
-    kind: Literal["edit", "note", "status", "merge", "absorb", "claim"]
+    kind: Literal["edit", "note", "status", "merge", "absorb", "claim", "assign", "tags"]
     actor_role: Role
     author: Name
     #: the person behind a personal `human` token (`workspace add --user`), else None
@@ -225,6 +225,11 @@ class Command(_Model):
     # status
     status: LeadStatus | None = None
     reason: FieldText | None = None
+    # assign: the person the lead goes to (None: unassigned)
+    owner: Name | None = None
+    # tags: labels to add and to remove (domain.team spells and bounds them)
+    tags_add: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
+    tags_remove: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
     # merge, claim: the surviving lead's key; absorb: the duplicate as it was when merged
     target_key: LongId | None = None
     absorbed: LeadState | None = None
@@ -297,6 +302,9 @@ class LeadState(_Model):
     merged_into_key: str | None = None
     #: keys of the leads merged into this one (a merge back into one of them is a no-op)
     merged_from: list[str] = Field(default_factory=list)
+    #: the team's workflow (issue #29): the person the lead is assigned to, and its labels
+    owner: str | None = None
+    tags: list[str] = Field(default_factory=list)
 
 
 class MessageState(_Model):

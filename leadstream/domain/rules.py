@@ -29,6 +29,7 @@ from leadstream.domain.model import (
     same_fields,
     working_copy,
 )
+from leadstream.domain.team import apply_tags, assignment_note, normalize_tag, tag_note
 
 # --------------------------------------------------------------------------- status policy
 
@@ -455,6 +456,14 @@ def note_text(cmd: Command) -> str | None:
     return "; ".join(said) + "." if said else None
 
 
+def _team_note(lead: LeadState, cmd: Command, content: str | None) -> Note:
+    """An owner or tag change on the timeline, by whoever made it (issue #29)."""
+    return Note(note_id=cmd.event_id, lead_id=lead.lead_id, lead_key=lead.lead_key,
+                workspace_id=lead.workspace_id, author=cmd.author,
+                author_type=author_type_of(cmd.actor_role), content=content or "",
+                created_at=cmd.occurred_at)
+
+
 def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
     """Apply a human/Brain edit, note or status change.
 
@@ -482,6 +491,16 @@ def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
             content=content,
             created_at=cmd.occurred_at,
         ))
+    if cmd.kind == "assign" and cur.owner != cmd.owner:
+        notes.append(_team_note(cur, cmd, assignment_note(cur.owner, cmd.owner)))
+        cur.owner = cmd.owner
+    if cmd.kind == "tags":
+        tags = apply_tags(cur.tags, [normalize_tag(t) for t in cmd.tags_add],
+                          [normalize_tag(t) for t in cmd.tags_remove])
+        said = tag_note(cur.tags, tags)
+        if said is not None:
+            notes.append(_team_note(cur, cmd, said))
+            cur.tags = tags
     if cmd.kind == "status" and cmd.status is not None:
         ch = _change_status(cur, cmd.status, actor=cmd.actor_role, author=cmd.actor_role,
                             reason=cmd.reason, at=cmd.occurred_at, source_event_id=cmd.event_id,

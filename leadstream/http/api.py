@@ -29,6 +29,7 @@ from leadstream.db.watermarks import watermarks
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
+from leadstream.domain.team import SARAH_MAX_TAG_CHANGES
 from leadstream.http.export import TooManyExports
 from leadstream.http.keys import (
     DIGESTS,
@@ -40,6 +41,7 @@ from leadstream.http.keys import (
     WRITE_POOL,
 )
 from leadstream.http.models import (
+    AssignIn,
     LeadEditIn,
     LeadQuery,
     MergeIn,
@@ -47,6 +49,7 @@ from leadstream.http.models import (
     SarahStateIn,
     StatusIn,
     SyncFailureQuery,
+    TagsIn,
 )
 from leadstream.http.queries import (
     CSV_COLUMNS,
@@ -177,6 +180,8 @@ async def _lead_key_of(request: web.Request, tok: TokenEntry) -> str:
 COMMAND_ROLES: dict[str, tuple[str, ...]] = {
     "edit": ("human", "brain-bot"), "status": ("human", "brain-bot"),
     "note": ("human", "brain-bot", "sarah-bot"),
+    # the team's workflow (issue #29): Sarah may label a lead, not give it to someone
+    "assign": ("human", "brain-bot"), "tags": ("human", "brain-bot", "sarah-bot"),
 }
 
 
@@ -191,7 +196,8 @@ def command_author(tok: TokenEntry, claimed: str | None) -> str:
     return claimed or tok.role
 
 
-async def _command(request: web.Request, kind: Literal["edit", "note", "status"],
+async def _command(request: web.Request,
+                   kind: Literal["edit", "note", "status", "assign", "tags"],
                    model: type[BaseModel]) -> web.Response:
     tok = await _auth(request)
     _require_role(tok, COMMAND_ROLES[kind])
@@ -214,6 +220,21 @@ async def _command(request: web.Request, kind: Literal["edit", "note", "status"]
     elif isinstance(body, StatusIn):
         fields["status"] = body.status
         fields["reason"] = body.reason
+    elif isinstance(body, AssignIn):
+        owner = tok.user if body.owner == "me" else body.owner
+        people = request.app[DIRECTORY].people(tok.workspace_id)
+        if body.owner is not None and owner not in people:
+            return _unprocessable([{"loc": ("owner",), "msg": (
+                "not a person of this workspace (workspace add --user): "
+                + (", ".join(people) or "it has none")), "type": "unknown_person"}])
+        fields["owner"] = owner
+    elif isinstance(body, TagsIn):
+        if tok.role == "sarah-bot" and len(body.add) + len(body.remove) > SARAH_MAX_TAG_CHANGES:
+            return _unprocessable([{"loc": ("add",), "msg": (
+                f"the Sarah bot changes at most {SARAH_MAX_TAG_CHANGES} tags a request"),
+                "type": "too_many"}])
+        fields["tags_add"] = body.add
+        fields["tags_remove"] = body.remove
     author = command_author(tok, getattr(body, "author", None))
     cmd = Command(event_id=_event_id(request, kind, key), workspace_id=tok.workspace_id,
                   lead_key=key, occurred_at=datetime.now(UTC), kind=kind,
@@ -235,6 +256,20 @@ async def set_status(request: web.Request) -> web.Response:
     return await _command(request, "status", StatusIn)
 
 
+async def assign_lead(request: web.Request) -> web.Response:
+    return await _command(request, "assign", AssignIn)
+
+
+async def tag_lead(request: web.Request) -> web.Response:
+    return await _command(request, "tags", TagsIn)
+
+
+async def people(request: web.Request) -> web.Response:
+    """Who a lead may be assigned to: the workspace's people (any role may read)."""
+    tok = await _auth(request)
+    return _json({"people": request.app[DIRECTORY].people(tok.workspace_id)})
+
+
 def _query_errors(exc: ValidationError) -> web.Response:
     return _unprocessable([{"loc": ("query", *e["loc"]), "msg": e["msg"], "type": e["type"]}
                            for e in exc.errors(include_url=False, include_context=False)])
@@ -248,6 +283,12 @@ def _lead_query(request: web.Request, tok: TokenEntry, *, paged: bool = True
                 ) -> tuple[LeadQuery, str, list[Any]] | web.Response:
     try:
         lq = LeadQuery.model_validate(dict(request.query))
+        if lq.owner == "me":  # the token's person; a token of no one has no leads of its own
+            if not tok.user:
+                return _unprocessable([{"loc": ("query", "owner"), "msg": (
+                    "`me` needs a personal token (workspace add --user)"),
+                    "type": "value_error"}])
+            lq = lq.model_copy(update={"owner": tok.user})
         sql, args = lead_list_sql(tok.workspace_id, lq, paged=paged,
                                   region=_region(request, tok))
     except ValidationError as exc:
@@ -646,4 +687,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/api/leads/{lead_id}", edit_lead)
     app.router.add_post("/api/leads/{lead_id}/notes", add_note)
     app.router.add_post("/api/leads/{lead_id}/status", set_status)
+    app.router.add_post("/api/leads/{lead_id}/assign", assign_lead)
+    app.router.add_post("/api/leads/{lead_id}/tags", tag_lead)
+    app.router.add_get("/api/people", people)
     app.router.add_post("/api/leads/{lead_id}/merge", merge_leads)

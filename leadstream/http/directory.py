@@ -94,6 +94,12 @@ class Directory:
                 self._remember_miss(h)
         return self.tokens.get(h)
 
+    def people(self, workspace_id: str) -> list[str]:
+        """The workspace's people: the persons of its personal tokens (`workspace add
+        --user`) that stand now; a lead may be assigned to them."""
+        return sorted({t.user for t in self.tokens.values()
+                       if t.workspace_id == workspace_id and t.user})
+
     def _remember_miss(self, key: str) -> None:
         if len(self._missed) > 10_000:
             self._missed.clear()

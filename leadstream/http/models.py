@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadstream.domain.limits import MAX_FIELD, MAX_NAME, MAX_NOTE, Name
 from leadstream.domain.model import LeadStatus, SarahFields, Temperature
+from leadstream.domain.team import MAX_TAGS, normalize_tag
 
 #: top-level keys of a Sarah state save that are ignored: at most this many named back
 IGNORED_NAMED = 50
@@ -89,6 +90,30 @@ class StatusIn(BaseModel):
     reason: str | None = Field(default=None, max_length=MAX_FIELD)  # the domain's bound
 
 
+class AssignIn(BaseModel):
+    """`POST /api/leads/{id}/assign`: a person of the workspace (`workspace add --user`), or
+    null to unassign."""
+
+    model_config = ConfigDict(extra="forbid")
+    owner: str | None = Field(max_length=MAX_NAME)
+
+
+def _tags(v: Any) -> Any:
+    if not isinstance(v, list):
+        return v
+    return [normalize_tag(t) if isinstance(t, str) else t for t in v]
+
+
+class TagsIn(BaseModel):
+    """`POST /api/leads/{id}/tags`: labels to add and to remove (each trimmed, lower case)."""
+
+    model_config = ConfigDict(extra="forbid")
+    add: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    remove: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+
+    _normal = field_validator("add", "remove", mode="before")(_tags)
+
+
 def _csv(v: Any) -> Any:
     return [x for x in v.split(",") if x] if isinstance(v, str) else v
 
@@ -122,10 +147,18 @@ class LeadQuery(BaseModel):
     sort: Literal["last_activity_at", "lead_score", "created_at", "waiting"] | None = Field(
         default=None, description="default last_activity_at (newest first); `waiting`: "
                                   "oldest unanswered inbound message first")
+    owner: str | None = Field(default=None, max_length=MAX_NAME,
+                              description="leads of this person; `me`: the token's person")
+    tag: str | None = Field(default=None, max_length=200, description="leads with this tag")
     cursor: str | None = Field(default=None, description="next_cursor of the previous page")
     limit: int = Field(default=50, ge=1, le=200)
 
     _split = field_validator("status", "temperature", "urgency", mode="before")(_csv)
+
+    @field_validator("tag")
+    @classmethod
+    def _one_spelling(cls, v: str | None) -> str | None:
+        return None if v is None else normalize_tag(v)
 
     def sort_key(self) -> str:
         if self.sort is not None:
@@ -180,6 +213,8 @@ class Lead(BaseModel):
     parent_bsuid: str | None
     username: str | None
     merged_into: UUID | None = Field(description="the lead this one was merged into")
+    owner: str | None = Field(default=None, description="the person the lead is assigned to")
+    tags: list[str] = Field(default_factory=list, description="the team's labels")
     inbox_url: str | None = Field(description="the Kapso conversation in the workspace's inbox")
     waiting_since: datetime | None = Field(
         description="the unanswered inbound message's time, when the lead waits for a reply")

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from leadstream.http.models import (
     Accepted,
+    AssignIn,
     Digest,
     Lead,
     LeadDetail,
@@ -24,6 +25,7 @@ from leadstream.http.models import (
     SyncFailure,
     SyncFailurePage,
     SyncFailureQuery,
+    TagsIn,
     TimelinePage,
 )
 
@@ -93,7 +95,8 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": _schemas(LeadQuery, Lead, LeadPage, LeadDetail, StatusCounts, Accepted,
-                                SarahStateIn, LeadEditIn, NoteIn, StatusIn, MergeIn, Me, SyncFailure,
+                                SarahStateIn, LeadEditIn, NoteIn, StatusIn, MergeIn, AssignIn, TagsIn,
+                                Me, SyncFailure,
                                 SyncFailurePage, Digest, TimelinePage),
         },
         "paths": {
@@ -161,6 +164,17 @@ def document() -> dict[str, Any]:
                               **not_found}}},
             "/api/leads/{lead_id}/notes": {"post": write(NoteIn, "add a note")},
             "/api/leads/{lead_id}/status": {"post": write(StatusIn, "change the status")},
+            "/api/leads/{lead_id}/assign": {"post": write(
+                AssignIn, "assign the lead to a person of the workspace (`me`: the token's"
+                " person; null: unassign); not the Sarah bot")},
+            "/api/leads/{lead_id}/tags": {"post": write(
+                TagsIn, "add and remove the lead's labels (the Sarah bot: at most 5 a"
+                " request)")},
+            "/api/people": {"get": {
+                "summary": "the workspace's people, whom a lead may be assigned to",
+                "security": [{"bearer": []}],
+                "responses": {"200": {"description": "`{\"people\": [names]}`"},
+                              "401": ERRORS["401"]}}},
             "/api/leads/{lead_id}/merge": {"post": {
                 **write(MergeIn, "merge a duplicate into this lead (irreversible)"),
                 "responses": {**write(MergeIn, "")["responses"],

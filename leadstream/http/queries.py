@@ -54,6 +54,10 @@ def lead_list_sql(workspace_id: str, lq: LeadQuery, *, paged: bool = True, regio
                       ("language", lq.language)):
         if text:
             where.append(f"lower({col}) = lower({arg(text)})")
+    if lq.owner:
+        where.append(f"owner = {arg(lq.owner)}")
+    if lq.tag:
+        where.append(f"tags @> ARRAY[{arg(lq.tag)}]::text[]")
     if lq.min_score is not None:
         where.append(f"lead_score >= {arg(lq.min_score)}")
     if lq.max_score is not None:
@@ -128,8 +132,9 @@ CSV_COLUMNS = (
     "closing_technique_used", "objection_raised", "chat_phase", "message_count",
     "status_updated_at", "status_updated_by", "created_at", "last_inbound_at",
     "last_outbound_at", "last_activity_at", "waiting_since", "inbox_url",
-    # the phone a person typed (at the end: the columns before keep their places)
-    "contact_phone",
+    # the phone a person typed, then the team's owner and tags (at the end: the columns
+    # before keep their places)
+    "contact_phone", "owner", "tags",
 )
 
 

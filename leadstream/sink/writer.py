@@ -25,7 +25,7 @@ LEAD_COLUMNS = (
     "lead_status", "chat_phase", "status_updated_at", "status_updated_by",
     "kapso_conversation_id", "conversation_state", "message_count", "created_at", "updated_at",
     "last_message_at", "last_inbound_at", "last_outbound_at", "last_contact_at",
-    "last_activity_at", "version", "parent_bsuid", "username", "merged_into",
+    "last_activity_at", "version", "parent_bsuid", "username", "merged_into", "owner", "tags",
 )
 MESSAGE_COLUMNS = (
     "message_id", "lead_id", "workspace_id", "conversation_id", "direction", "type", "text",
@@ -53,7 +53,7 @@ FAILURE_COLUMNS = (
 
 #: NOT NULL columns added after records were first written: a record from before them (on
 #: the log, read by a replay) gets the column's default instead of failing the batch
-LATER_DEFAULTS = {"sarah_extra": "'{}'::jsonb"}
+LATER_DEFAULTS = {"sarah_extra": "'{}'::jsonb", "tags": "'{}'::text[]"}
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:

@@ -26,6 +26,7 @@ from leadstream.domain.rules import (
     merge_pain_points,
     phase_to_status,
 )
+from leadstream.domain.team import MAX_TAG, MAX_TAGS
 from tests.unit.domain.builders import KEY, at, cmd, msg_event, sarah
 
 ROLES = ("human", "brain-bot", "sarah-bot")
@@ -484,6 +485,12 @@ def test_a_lead_stays_within_its_bound_however_much_is_sent() -> None:
     assert lead is not None
     assert len(lead.pain_points) == 50 and lead.pain_points[-1].startswith("39.49 ")
     assert len(lead.sarah_extra) == 50 and list(lead.sarah_extra)[-1] == "k39.49"
+    # and the team's: every label it may keep, each as long as it may be, and an owner
+    for i in range(10):
+        lead = apply_command(lead, cmd(100 + i, "tags", tags_add=[
+            f"{i}-{j}-" + "\u20ac" * (MAX_TAG - 6) for j in range(MAX_TAGS)])).lead
+    lead = apply_command(lead, cmd(200, "assign", owner="\u20ac" * 256)).lead
+    assert len(lead.tags) == MAX_TAGS
     assert len(encode(lead)) < LEAD_BYTES_BOUND
     # a merge of two such leads is bounded by the same rules
     other = None

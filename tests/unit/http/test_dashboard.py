@@ -168,6 +168,22 @@ async def test_edit_status_note_and_name_from_the_page_as_a_person(pipeline: Pip
                                        " WHERE lead_id = $1", lead["lead_id"])
         assert note is not None and (note["author"], note["author_type"]) == ("Dewi", "human")
 
+        # issue #29: she takes the lead and labels it; the list shows both and filters by them
+        await page.select_option("#f-assign select", "Dewi")
+        await page.click("text=Tugaskan / Assign")
+        await page.fill("#f-tags input[name=add]", "VIP, #reseller")
+        await page.click("text=Simpan label")
+        await until(lambda: _has(page, "#rows td.tags", "reseller"), True, timeout=20)
+        assert "Dewi" in await page.inner_text("#rows td.owner")
+        await page.wait_for_selector("#timeline >> text=Ditugaskan ke Dewi", timeout=20_000)
+        await page.select_option("#owner-filter", "me")
+        await page.fill("#filters input[name=tag]", "vip")
+        await until(lambda: page.locator("#rows tr").count(), 1, timeout=20)
+        await page.fill("#filters input[name=tag]", "cold")
+        await until(lambda: page.locator("#rows tr").count(), 0, timeout=20)
+        await page.fill("#filters input[name=tag]", "")
+        await page.select_option("#owner-filter", "")
+
         bot = await _login(browser, pipeline.base, "tok-sarah-page")
         await bot.click("#rows tr")
         await bot.wait_for_selector("#detail >> text=hanya baca")
