@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     #: Faust table store. `memory://` recovers from the changelog at start;
     #: `rocksdb://` keeps state on disk and reads only the changelog tail.
     table_store: str = Field(default="memory://", validation_alias="LEADSTREAM_TABLE_STORE")
+    #: with `rocksdb://`: each table partition is a RocksDB database of its own (3 tables x
+    #: the partitions a worker holds), and Faust gives each a 2 GiB block cache and three
+    #: 64 MiB memtables: a worker's memory grew past 1.4 GB at 650k leads (bench/scale.py).
+    #: Per database: memtable size (two of them) and block cache, in MiB; 0: Faust's
+    rocksdb_write_buffer_mb: int = Field(default=8, ge=0,
+                                         validation_alias="LEADSTREAM_ROCKSDB_WRITE_BUFFER_MB")
+    rocksdb_block_cache_mb: int = Field(default=16, ge=0,
+                                        validation_alias="LEADSTREAM_ROCKSDB_BLOCK_CACHE_MB")
     #: Faust standby replicas per table partition: another worker keeps a warm copy, so a
     #: takeover does not wait for a changelog recovery (production: 1)
     table_standby_replicas: int = Field(default=0, ge=0,

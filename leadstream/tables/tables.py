@@ -30,6 +30,21 @@ class Tables:
                 "daily": self.daily_windows}
 
 
+def store_options(settings: Settings) -> dict[str, Any] | None:
+    """RocksDB's memory per table partition (`LEADSTREAM_ROCKSDB_*`); a new dict per table
+    (Faust pops keys from it)."""
+    if not settings.table_store.startswith("rocksdb"):
+        return None
+    out: dict[str, Any] = {}
+    if settings.rocksdb_write_buffer_mb:
+        out.update(write_buffer_size=settings.rocksdb_write_buffer_mb * 1024 * 1024,
+                   max_write_buffer_number=2)
+    if settings.rocksdb_block_cache_mb:
+        out.update(block_cache_size=settings.rocksdb_block_cache_mb * 1024 * 1024,
+                   block_cache_compressed_size=settings.rocksdb_block_cache_mb * 1024 * 1024)
+    return out or None
+
+
 def define_tables(app: Any, settings: Settings) -> Tables:
     """Declare the three tables on `app`; Faust co-partitions them with the source topics."""
     #: changelogs are compacted by Faust; ours also get the cluster's durability floor
@@ -39,7 +54,7 @@ def define_tables(app: Any, settings: Settings) -> Tables:
         return app.Table(
             name, default=None, partitions=settings.topic_partitions,
             key_type=bytes, value_type=bytes,  # bytes -> Faust's `raw` codec for the changelog
-            extra_topic_configs=changelog, help=help,
+            extra_topic_configs=changelog, help=help, options=store_options(settings),
         )
 
     return Tables(
