@@ -1,0 +1,276 @@
+"""Benchmark: the cost curve as work grows (issue #31, item 6). For each size, N leads in
+state (one inbound message each, N distinct numbers), on the production store (RocksDB):
+
+* drain: the backlog produced straight to the events topic, one worker from its start until
+  the replica holds N leads (and the rate from the first row to the last);
+* worker RSS after the drain (and its peak);
+* replica size on disk (the pipeline's tables with their indexes);
+* `GET /api/leads` latency, p50/p99 over sequential requests: the default page, a status
+  filter sorted by score, and a text search;
+* recovery after a restart: the worker stopped (SIGTERM) and started again, until its
+  `/readyz` answers 200, first with its RocksDB files kept (reads the changelogs' tails),
+  then with them deleted (a new machine: every changelog read from the start).
+
+    python bench/scale.py --sizes 10000,100000,1000000
+
+A fresh broker and Postgres per size (embedded unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
+are set), so the sizes on disk are that size's alone. The daily close at these sizes is
+`bench/daily_close.py --leads N`. Not a test: prints figures, asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import BenchStack, inbound_record, pct, wait_http
+
+from leadstream.broker.clients import ensure_topics, make_producer, produce_batches
+from leadstream.db.migrate import migrate_url
+from leadstream.db.registry import add_workspace
+from leadstream.simulate import phone_for
+
+WS = "scale"
+TOKEN = "scale-token"
+TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity")
+
+
+def proc_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of a process, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def produce(settings: Any, n: int, chunk: int = 50_000) -> float:
+    """N inbound messages from N distinct leads, as whole produce batches per partition."""
+    producer = make_producer(settings, linger_ms=5)
+    await producer.start()
+    topic = settings.topic("events")
+    started = time.perf_counter()
+    try:
+        parts = sorted(await producer.partitions_for(topic))
+        partitioner = DefaultPartitioner()  # as the webhook's producer places a key
+        for lo in range(0, n, chunk):
+            by_part: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+            for i in range(lo, min(n, lo + chunk)):
+                key, value = inbound_record(WS, i, i)
+                p = partitioner(key, parts, parts)
+                by_part.setdefault((topic, p), []).append((key, value))
+            futs = await produce_batches(producer, by_part)
+            await asyncio.gather(*(f for _, f in futs))
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def explain(conn: asyncpg.Connection) -> str:
+    """EXPLAIN ANALYZE of the default lead-list page, as the API plans it."""
+    from leadstream.http.models import LeadQuery
+    from leadstream.http.queries import lead_list_sql
+
+    sql, qargs = lead_list_sql(WS, LeadQuery())
+    await conn.execute("SET plan_cache_mode = force_custom_plan")
+    rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *qargs)
+    return "\n".join(r[0] for r in rows)
+
+
+async def quiet(pid: int, below: float = 0.05, window: float = 2.0, timeout: float = 120
+                ) -> None:
+    """Until the process uses less than `below` of a core over `window` seconds."""
+    from stack import _cpu_seconds
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        before = _cpu_seconds(pid)
+        await asyncio.sleep(window)
+        if (_cpu_seconds(pid) - before) / window < below:
+            return
+
+
+async def api_latency(base: str, n: int, leads: int) -> dict[str, dict[str, float]]:
+    out = {}
+    queries = {"default page": "/api/leads?limit=50",
+               "status, by score": "/api/leads?status=new&sort=lead_score&limit=50",
+               # what a salesperson types: the last digits of one number
+               "search, one number": f"/api/leads?q={phone_for(leads // 2)[-7:]}&limit=50",
+               # 7 digits every number of the first 10,000 leads shares
+               "search, 10k matches": f"/api/leads?q={phone_for(4242)[2:9]}&limit=50"}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        for name, path in queries.items():
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                async with http.get(base + path) as r:
+                    await r.read()
+                    assert r.status == 200, (r.status, path)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"p50": pct(times, 50), "p99": pct(times, 99)}
+    return out
+
+
+async def wait_ready(port: int, timeout: float) -> float:
+    started = time.perf_counter()
+    deadline = started + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.perf_counter() < deadline:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    if r.status == 200:
+                        return time.perf_counter() - started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    return float("nan")
+
+
+async def one_size(n: int, args: argparse.Namespace, rocksdb: dict[str, Any]
+                   ) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"lsscale{n}-"))
+    stack = BenchStack(tmp, args.partitions)
+    s = stack.start()
+    s = s.model_copy(update={"table_store": "rocksdb://", "stall_seconds": 0.0,
+                             "reconcile_interval_seconds": -1.0, **rocksdb})
+    R: dict[str, Any] = {"leads": n, "rocksdb": rocksdb}
+    try:
+        await ensure_topics(s)
+        await migrate_url(s.dsn)
+        conn = await asyncpg.connect(s.dsn)
+        await add_workspace(conn, workspace_id=WS, phone_number_id="scale-pnid",
+                            webhook_secret="scale-secret", api_token=TOKEN, role="human")
+        R["produce_s"] = await produce(s, n)
+        print(f"# {n}: produced in {R['produce_s']:.1f}s", flush=True)
+
+        t0 = time.perf_counter()
+        worker = stack.spawn("worker", s, "worker")
+        first = None
+        while True:
+            got = await conn.fetchval("SELECT count(*) FROM leads WHERE workspace_id = $1", WS)
+            if got and first is None:
+                first = (time.perf_counter(), got)
+            if got >= n:
+                break
+            if time.perf_counter() - t0 > args.timeout:
+                raise TimeoutError(f"{got}/{n} leads after {args.timeout}s")
+            await asyncio.sleep(0.5)
+        done = time.perf_counter()
+        assert first is not None
+        R["drain_s"] = done - t0
+        R["drain_eps"] = (n - first[1]) / max(done - first[0], 1e-9)
+        R["rss_mb"] = proc_mb(worker.pid, "VmRSS")
+        R["rss_peak_mb"] = proc_mb(worker.pid, "VmHWM")
+        print(f"# {n}: drained in {R['drain_s']:.1f}s ({R['drain_eps']:,.0f} ev/s after the"
+              f" first row); worker RSS {R['rss_mb']:.0f} MB, peak {R['rss_peak_mb']:.0f}",
+              flush=True)
+        # the worker goes on after the last row (its changelog, RocksDB compactions): the
+        # figures below are the idle replica's, not contention with it
+        R["settled_s"] = time.perf_counter() - t0
+        await quiet(worker.pid)
+        R["plan_before_analyze"] = await explain(conn)
+        R["last_autoanalyze"] = await conn.fetchval(
+            "SELECT last_autoanalyze FROM pg_stat_user_tables WHERE relname = 'leads'")
+        R["replica_mb"] = await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(c))::float8 / 1048576 FROM unnest($1::regclass[])"
+            " AS c", list(TABLES))
+        R["lead_rows_mb"] = await conn.fetchval(
+            "SELECT pg_total_relation_size('leads')::float8 / 1048576")
+
+        stack.spawn("webhook", s, "webhook")
+        await wait_http(f"http://{s.http_host}:{s.http_port}/healthz")
+        base = f"http://{s.http_host}:{s.http_port}"
+        await api_latency(base, 20, n)  # warm: connections, plans, caches
+        # as left by the drain: a table grown this fast has not been analyzed yet
+        # (autovacuum looks every minute), and the planner takes it for empty
+        R["api_unanalyzed"] = await api_latency(base, args.requests, n)
+        await conn.execute(f"ANALYZE {', '.join(TABLES)}")
+        R["plan"] = await explain(conn)
+        await conn.close()
+        R["api"] = await api_latency(base, args.requests, n)
+        print(f"# {n}: replica {R['replica_mb']:.0f} MB; API not analyzed yet"
+              f" {R['api_unanalyzed']}, analyzed {R['api']}", flush=True)
+        print(f"# {n}: leads last auto-analyzed {R['last_autoanalyze']}; default page's plan"
+              f" after the drain:\n{R['plan_before_analyze']}\nafter ANALYZE:\n{R['plan']}",
+              flush=True)
+
+        # recovery: RocksDB kept (the changelogs' tails), then deleted (all of them)
+        for kind in ("store kept", "store deleted"):
+            stack.halt("worker")
+            if kind == "store deleted":
+                shutil.rmtree(s.data_dir / "worker-state", ignore_errors=True)
+            worker = stack.spawn("worker", s, "worker")
+            took = await wait_ready(s.worker_http_port, args.timeout)
+            R[f"recovery_{kind}_s"] = took
+            R[f"rss_after_{kind}_mb"] = proc_mb(worker.pid, "VmRSS")
+            print(f"# {n}: restart, {kind}: ready in {took:.1f}s; RSS"
+                  f" {R[f'rss_after_{kind}_mb']:.0f} MB", flush=True)
+        os.kill(worker.pid, signal.SIGTERM)
+    finally:
+        stack.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return R
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| leads | drain (from start) | drain rate | worker RSS / peak | replica on disk |"
+           " `GET /api/leads` p50 / p99: default, by score, one number, 10k matches (default page before"
+           " the first ANALYZE) | ready after restart:"
+           " store kept / deleted | RSS after recovery (deleted) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        api = ", ".join(f"{v['p50']:.1f} / {v['p99']:.1f} ms" for v in r["api"].values())
+        cold = r["api_unanalyzed"]["default page"]
+        out.append(f"| {r['leads']:,} ({r.get('store', 'ours')}) | {r['drain_s']:.1f} s |"
+                   f" {r['drain_eps']:,.0f} ev/s |"
+                   f" {r['rss_mb']:.0f} / {r['rss_peak_mb']:.0f} MB |"
+                   f" {r['replica_mb']:.0f} MB ({r['lead_rows_mb']:.0f} MB leads) | {api}"
+                   f" ({cold['p50']:.1f} / {cold['p99']:.1f} ms) |"
+                   f" {r['recovery_store kept_s']:.1f} s / {r['recovery_store deleted_s']:.1f} s |"
+                   f" {r['rss_after_store deleted_mb']:.0f} MB |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000",
+                    type=lambda v: [int(x) for x in v.split(",")])
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=300, help="per API query")
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--stores", default="ours", type=lambda v: v.split(","),
+                    help="RocksDB memory settings: ours (LEADSTREAM_ROCKSDB_*), faust (its"
+                         " defaults), or both, side by side")
+    args = ap.parse_args()
+    rows = []
+    stores = {"ours": {}, "faust": {"rocksdb_write_buffer_mb": 0, "rocksdb_block_cache_mb": 0}}
+    for n in args.sizes:
+        for name in args.stores:
+            rows.append(asyncio.run(one_size(n, args, stores[name])))
+            rows[-1]["store"] = name
+        if args.json:
+            args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+    print()
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
