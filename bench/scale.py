@@ -266,8 +266,8 @@ def main() -> None:
         for name in args.stores:
             rows.append(asyncio.run(one_size(n, args, stores[name])))
             rows[-1]["store"] = name
-        if args.json:
-            args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+            if args.json:  # after each run: a failure later keeps what was measured
+                args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
     print()
     print(table(rows))
 
