@@ -21,6 +21,14 @@ from tests.support.kafka import read_topic
 from tests.support.pipeline import PNID, SECRET, Pipeline, eventually
 
 
+def exited(pid: int) -> bool:
+    """Gone, or a zombie (its sockets closed, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True
+
+
 def children(pid: int) -> set[int]:
     out = set()
     for d in os.listdir("/proc"):
@@ -90,6 +98,9 @@ async def test_processes_share_the_port_sum_their_metrics_and_are_supervised(
         # a child that dies is started again; the other answers meanwhile
         victim = min(children(fleet.pid))
         os.kill(victim, signal.SIGKILL)
+        # the connections the kernel had queued for it are reset (a crash loses those, the
+        # sender retries); once it is gone, every new one goes to the other
+        await eventually(lambda: asyncio.sleep(0, exited(victim)), timeout=10)
         assert await post(100) == 200
 
         async def replaced() -> bool:

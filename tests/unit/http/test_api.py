@@ -164,7 +164,9 @@ async def test_openapi_document_matches_the_handlers(web: Pipeline) -> None:
                                  "/api/sarah/state", "/api/leads.csv", "/api/me",
                                  "/api/stream", "/api/digest", "/api/sync-failures",
                                  "/api/sync-failures/{failure_id}/resolve",
-                                 "/api/leads/{lead_id}/merge", "/api/leads/{lead_id}/timeline"}
+                                 "/api/leads/{lead_id}/merge", "/api/leads/{lead_id}/timeline",
+                                 "/api/leads/{lead_id}/assign", "/api/leads/{lead_id}/tags",
+                                 "/api/people"}
     params = {p["name"] for p in doc["paths"]["/api/leads"]["get"]["parameters"]}
     assert params == set(LeadQuery.model_fields)
     schemas = doc["components"]["schemas"]
