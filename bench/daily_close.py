@@ -24,21 +24,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import BenchStack, inbound_record
+from stack import BenchStack, inbound_record, proc_mb
 
 from leadstream.broker.clients import ensure_topics, log_ends, make_producer
 from leadstream.db.migrate import migrate_url
 from leadstream.domain.daily import day_bounds
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -109,7 +99,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - t_close
         print(f"\nleads={args.leads} partitions={args.partitions}: {rows} rows and {notes} notes "
-              f"stored {elapsed:.1f}s after the close; worker peak RSS {rss_mb(worker.pid):.0f}"
+              f"stored {elapsed:.1f}s after the close; worker peak RSS {proc_mb(worker.pid, 'VmHWM'):.0f}"
               " MB", flush=True)
         await conn.close()
         if prof is not None:

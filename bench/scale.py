@@ -37,7 +37,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import BenchStack, inbound_record, pct, wait_http
+from stack import BenchStack, inbound_record, pct, proc_mb, wait_http
 
 from leadstream.broker.clients import ensure_topics, make_producer, produce_batches
 from leadstream.db.migrate import migrate_url
@@ -47,17 +47,6 @@ from leadstream.simulate import phone_for
 WS = "scale"
 TOKEN = "scale-token"
 TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity")
-
-
-def proc_mb(pid: int, field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of a process, in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 async def produce(settings: Any, n: int, chunk: int = 50_000) -> float:

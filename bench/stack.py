@@ -43,6 +43,17 @@ def inbound_record(workspace: str, i: int, lead: int, at: datetime | None = None
     return key.encode(), encode(ev)
 
 
+def proc_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of a process, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")

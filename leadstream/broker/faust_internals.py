@@ -45,9 +45,7 @@ def recovery_state(app: Any) -> dict[str, Any]:
     table recovery took (`App.rebalancing`, `App.in_recovery` and `Recovery`'s private
     `_recovery_started_at` / `_recovery_ended_at` monotonic times, faust-streaming 0.15.3:
     no public accessor). The worker's `/readyz` and recovery metrics read it."""
-    recovery = getattr(app.tables, "_recovery", None)
-    started = getattr(recovery, "_recovery_started_at", None)
-    ended = getattr(recovery, "_recovery_ended_at", None)
+    started, ended = _recovery_times(getattr(app.tables, "_recovery", None))
     recovering = bool(getattr(app, "in_recovery", False))
     return {
         "rebalancing": bool(app.rebalancing), "recovering": recovering,
@@ -66,5 +64,10 @@ def recovery_progress(app: Any) -> tuple[float | None, float | None, dict[Any, i
     recovery = getattr(app.tables, "_recovery", None)
     if recovery is None:
         return None, None, {}
+    return (*_recovery_times(recovery), dict(recovery.active_remaining()))
+
+
+def _recovery_times(recovery: Any) -> tuple[float | None, float | None]:
+    """`Recovery`'s private monotonic start and end of its last recovery (0.15.3)."""
     return (getattr(recovery, "_recovery_started_at", None),
-            getattr(recovery, "_recovery_ended_at", None), dict(recovery.active_remaining()))
+            getattr(recovery, "_recovery_ended_at", None))

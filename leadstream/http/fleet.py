@@ -39,6 +39,7 @@ class ServerFleet:
                                         "--processes", "1"])
         self.grace = grace
         self.children: list[asyncio.subprocess.Process | None] = [None] * processes
+        self.started = [0.0] * processes  # monotonic, per child: a long run resets back-off
         self.restarts = 0
 
     async def _spawn(self, i: int, env: dict[str, str]) -> None:
@@ -51,7 +52,6 @@ class ServerFleet:
         metrics_dir = tempfile.mkdtemp(prefix="leadstream-metrics-")
         env = {**os.environ, REUSE_PORT_ENV: "true", MULTIPROC_ENV: metrics_dir}
         backoff = [Backoff(0.5, 10.0) for _ in range(self.processes)]
-        self.started = [0.0] * self.processes
         try:
             for i in range(self.processes):
                 await self._spawn(i, env)

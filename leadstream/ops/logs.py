@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from leadstream.domain.identity import split_key
+
 #: the fields a line may carry besides its message, in this order
 CONTEXT_FIELDS = ("request_id", "workspace", "topic", "partition", "offset", "stage")
 
@@ -55,8 +57,8 @@ def record_context(topic: str, partition: int, offset: int | None = None,
     if offset is not None:
         out["offset"] = offset
     if key:
-        workspace = key.split(b":", 1)[0].decode(errors="replace")
-        if workspace and len(key) > len(workspace):  # a lead key, not a bare id
+        workspace, identity = split_key(key.decode(errors="replace"))
+        if workspace and identity:  # a lead key, not a bare id
             out["workspace"] = workspace
     return out
 

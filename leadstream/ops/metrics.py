@@ -8,6 +8,7 @@ what each means, is listed in the README (Operations).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -235,8 +236,8 @@ class WorkerWeb(Service):
         return web.json_response({"alive": True})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        broker = await self._broker_up()
-        database = None if self.pool is None else await self._postgres_up()
+        broker, postgres = await asyncio.gather(self._broker_up(), self._postgres_up())
+        database = None if self.pool is None else postgres
         body: dict[str, Any] = {"broker": broker, "database": database}
         stalls = self.stall.stalls if self.stall is not None else []
         if stalls:
