@@ -334,6 +334,8 @@ class BatchRunner:
             emit(names.status_history, p, key, encode(ch), "history")
         for p, key, n in out.notes.values():
             emit(names.notes, p, key, encode(n), "notes")
+        for p, key, t in out.tasks.values():
+            emit(names.tasks, p, key, encode(t), "tasks")
 
         def write(name: str, p: int, key: bytes, value: bytes) -> None:
             table = self.tables.get(name)

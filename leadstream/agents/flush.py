@@ -5,8 +5,8 @@ per checkpoint).
 * `WriteBack`: reads see this flush's writes first; a key read or written once is decoded
   once; each written key is encoded once, when the flush is made durable. So a lead that
   gets 20 messages in one flush costs one changelog record, not 20.
-* `Outbox`: one lead snapshot per lead (the newest version), one row per message (the newest
-  version), every status change and note by its id (they are events: all are kept, a repeat
+* `Outbox`: one lead snapshot per lead (the newest version), one row per message and per task (the
+  newest version), every status change and note by its id (they are events: all are kept, a repeat
   of the same id once), and the rest (dead letters, late daily windows) in order.
 
 `agents.batch.BatchRunner` turns a `Flush` into produce requests, a replica write and store
@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from leadstream.domain.daily import DayAggregate
-from leadstream.domain.model import LeadState, MessageState, Note, StatusChange
+from leadstream.domain.model import LeadState, MessageState, Note, StatusChange, Task
 from leadstream.streams.records import encode
 
 V = TypeVar("V")
@@ -125,6 +125,8 @@ class Outbox:
         default_factory=dict)
     history: dict[str, tuple[int, bytes, StatusChange]] = field(default_factory=dict)
     notes: dict[str, tuple[int, bytes, Note]] = field(default_factory=dict)
+    #: task id -> (partition, lead key, newest version)
+    tasks: dict[str, tuple[int, bytes, Task]] = field(default_factory=dict)
     #: (topic, key, value): dead letters and late daily windows, in order
     other: list[tuple[str, bytes, bytes]] = field(default_factory=list)
 
@@ -146,6 +148,12 @@ class Outbox:
         cur = self.notes.get(n.note_id)
         if cur is None or n.version >= cur[2].version:
             self.notes[n.note_id] = (partition, key, n)
+
+
+    def task(self, partition: int, key: bytes, t: Task) -> None:
+        cur = self.tasks.get(t.task_id)
+        if cur is None or t.version >= cur[2].version:
+            self.tasks[t.task_id] = (partition, key, t)
 
 
 def decode_day(raw: bytes) -> DayAggregate:

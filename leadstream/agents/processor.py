@@ -258,6 +258,8 @@ class LeadProcessor:
             out.status_change(partition, key, ch)
         for note in applied.notes:
             out.note(partition, key, note)
+        for task in applied.tasks:
+            out.task(partition, key, task)
         if applied.lead_changed:
             out.lead(partition, key, applied.lead)
 
@@ -284,6 +286,11 @@ class LeadProcessor:
         if isinstance(record, Command) and record.kind in ("note", "edit"):
             for note in apply_command(lead, record).notes:
                 out.note(partition, key, note)
+        if isinstance(record, Command) and record.task_id is not None:
+            # the task as the state has it (the command changed it, or was refused)
+            for task in lead.tasks:
+                if task.task_id == record.task_id:
+                    out.task(partition, key, task)
         if entry.last_status:
             out.status_change(partition, key, StatusChange.model_validate(entry.last_status))
         out.lead(partition, key, lead)

@@ -217,7 +217,8 @@ async def read_to_end(
 #: * leads: compacted; key = lead_key and each record is that lead's whole snapshot;
 #: * messages: NOT compacted; keyed by lead (so a lead's records share a partition) while a
 #:   record is one message, so compaction would keep one message per lead; kept forever;
-#: * status-history, notes, daily: events/rows keyed by lead: kept forever (replay);
+#: * status-history, notes, daily, tasks: events/rows keyed by lead (a task record is one
+#:   version of one task): kept forever (replay);
 #: * dlq: 30 days (sync_failures in Postgres keeps the record for the dashboard); records up
 #:   to 16 MiB (a dead letter carries the original body, up to the 3 MiB webhook limit, in
 #:   base64; Kafka's default limit of 1 MiB would refuse it and the webhook answered 503);

@@ -37,6 +37,7 @@ from leadstream.domain.model import (
     working_copy,
 )
 from leadstream.domain.rules import Applied, _finish, _max, _touch, merge_extra, merge_pain_points
+from leadstream.domain.tasks import merge_tasks, rehome
 from leadstream.domain.team import apply_tags
 
 #: forwards of one record before it is dead-lettered (a merge cycle, e.g. two leads merged
@@ -124,6 +125,10 @@ def absorb(survivor: LeadState, cmd: Command) -> Applied:
     if cur.owner is None:
         cur.owner = dup.owner
     cur.tags = apply_tags(cur.tags, [t for t in dup.tags if t not in cur.tags], [])
+    # and the duplicate's tasks, open and done: they follow up the same person
+    moved = rehome([t for t in dup.tasks if all(t.task_id != c.task_id for c in cur.tasks)],
+                   lead_id=cur.lead_id, lead_key=cur.lead_key)
+    cur.tasks = merge_tasks(cur.tasks, moved)
     cur.sarah_extra = merge_extra(dup.sarah_extra, cur.sarah_extra)
     cur.message_count += dup.message_count
     cur.merged_from = [*cur.merged_from, dup.lead_key][-MAX_MERGED_FROM:]
@@ -142,7 +147,7 @@ def absorb(survivor: LeadState, cmd: Command) -> Applied:
                 lead_key=cur.lead_key, workspace_id=cur.workspace_id, author=MERGE_AUTHOR,
                 author_type="system", content=text, created_at=cmd.occurred_at)
     _touch(cur, cmd.occurred_at)
-    return Applied(lead=cur, lead_changed=_finish(survivor, cur), notes=[note])
+    return Applied(lead=cur, lead_changed=_finish(survivor, cur), notes=[note], tasks=moved)
 
 
 def absorb_command(merge: Command, duplicate: LeadState, survivor_key: str) -> Command:

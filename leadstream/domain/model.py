@@ -211,7 +211,8 @@ class Command(_Model):
     #: merge: fold this lead into `target_key` (sent to the duplicate);
     #: absorb: take in `absorbed` (sent by the duplicate to the survivor);
     #: claim: this identity belongs to the lead `target_key` (sent by a lead that learned it)
-    kind: Literal["edit", "note", "status", "merge", "absorb", "claim", "assign", "tags"]
+    kind: Literal["edit", "note", "status", "merge", "absorb", "claim", "assign", "tags",
+                  "task", "task_done", "task_undone"]
     actor_role: Role
     author: Name
     #: the person behind a personal `human` token (`workspace add --user`), else None
@@ -230,6 +231,10 @@ class Command(_Model):
     # tags: labels to add and to remove (domain.team spells and bounds them)
     tags_add: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
     tags_remove: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
+    # task: a new follow-up (`task_id`, text in `content`, `due_at`, its person in `owner`);
+    # task_done, task_undone: the task `task_id` of this lead
+    task_id: Id | None = None
+    due_at: datetime | None = None
     # merge, claim: the surviving lead's key; absorb: the duplicate as it was when merged
     target_key: LongId | None = None
     absorbed: LeadState | None = None
@@ -305,6 +310,9 @@ class LeadState(_Model):
     #: the team's workflow (issue #29): the person the lead is assigned to, and its labels
     owner: str | None = None
     tags: list[str] = Field(default_factory=list)
+    #: its follow-up tasks: every open one and the newest done ones (`domain.tasks` bounds
+    #: them; a task that leaves the state keeps its row, and the tasks topic has it)
+    tasks: list[Task] = Field(default_factory=list)
 
 
 class MessageState(_Model):
@@ -328,6 +336,25 @@ class MessageState(_Model):
     #: the lead version whose message_count first included this message
     counted_in: int = 0
     version: int = 0
+
+
+class Task(_Model):
+    """A follow-up task on a lead (issue #29), in the lead's state and, each version of it,
+    on `leadstream.tasks` (the replica's `lead_tasks`). Never changed in place: a change is
+    a new copy with the next `version`."""
+
+    task_id: str
+    lead_id: str
+    lead_key: str
+    workspace_id: str
+    text: str
+    due_at: datetime | None = None
+    owner: str | None = None
+    created_by: str
+    created_at: datetime
+    done_at: datetime | None = None
+    done_by: str | None = None
+    version: int = 1
 
 
 class StatusChange(_Model):
@@ -362,4 +389,5 @@ class Note(_Model):
     version: int = 0
 
 
+LeadState.model_rebuild()
 Command.model_rebuild()

@@ -8,6 +8,7 @@ it within a lead end in the same state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,17 @@ from leadstream.domain.model import (
     Role,
     SarahUpdate,
     StatusChange,
+    Task,
     same_fields,
     working_copy,
+)
+from leadstream.domain.tasks import (
+    CLOSING_STATUSES,
+    add_task,
+    close_open,
+    closed_note,
+    mark,
+    task_note,
 )
 from leadstream.domain.team import apply_tags, assignment_note, normalize_tag, tag_note
 
@@ -247,6 +257,8 @@ class Applied:
     new_message: bool = False
     status_changes: list[StatusChange] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    #: tasks made or changed (each a new version), for the tasks topic (issue #29)
+    tasks: list[Task] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- inbound events
@@ -427,11 +439,13 @@ def apply_sarah(lead: LeadState | None, up: SarahUpdate) -> Applied:
                                 source_event_id=up.event_id)
             if ch is not None:
                 changes.append(ch)
+    closed, notes = _close_tasks(cur, changes)
     changed_fields = before is None or not same_fields(before, cur)
     if changed_fields:
         _touch(cur, up.occurred_at)
     changed = _finish(before, cur)
-    return Applied(lead=cur, lead_changed=changed, status_changes=changes)
+    return Applied(lead=cur, lead_changed=changed, status_changes=changes, notes=notes,
+                   tasks=closed)
 
 
 # --------------------------------------------------------------------------- commands
@@ -462,6 +476,44 @@ def _team_note(lead: LeadState, cmd: Command, content: str | None) -> Note:
                 workspace_id=lead.workspace_id, author=cmd.author,
                 author_type=author_type_of(cmd.actor_role), content=content or "",
                 created_at=cmd.occurred_at)
+
+
+def _close_tasks(cur: LeadState, changes: Sequence[StatusChange]) -> tuple[list[Task], list[Note]]:
+    """A lead moved to converted or archived closes its open tasks, done by whoever moved it,
+    with a system note saying so (domain.tasks)."""
+    if not changes or changes[-1].to_status not in CLOSING_STATUSES:
+        return [], []
+    ch = changes[-1]
+    cur.tasks, closed = close_open(cur.tasks, at=ch.changed_at, by=ch.actor or ch.changed_by)
+    if not closed:
+        return [], []
+    return closed, [Note(note_id=stable_id("tasks-closed", ch.event_id), lead_id=cur.lead_id,
+                         lead_key=cur.lead_key, workspace_id=cur.workspace_id,
+                         author=ch.actor or ch.changed_by, author_type="system",
+                         content=closed_note(closed, ch.to_status), created_at=ch.changed_at)]
+
+
+def _task_command(cur: LeadState, cmd: Command) -> tuple[Task | None, str | None]:
+    """A task made, done or opened again by `cmd`: (its new version, the timeline's line),
+    or (None, None) when nothing changed (a repeat, an unknown task, a full lead)."""
+    if cmd.task_id is None:
+        return None, None
+    if cmd.kind == "task":
+        task = Task(task_id=cmd.task_id, lead_id=cur.lead_id, lead_key=cur.lead_key,
+                    workspace_id=cur.workspace_id, text=(cmd.content or "").strip(),
+                    due_at=cmd.due_at, owner=cmd.owner or cur.owner, created_by=cmd.author,
+                    created_at=cmd.occurred_at)
+        tasks = add_task(cur.tasks, task)
+        if tasks is None:
+            return None, None
+        cur.tasks = tasks
+        return task, task_note("new", task)
+    done = cmd.kind == "task_done"
+    cur.tasks, changed = mark(cur.tasks, cmd.task_id, done=done, at=cmd.occurred_at,
+                              by=cmd.author)
+    if changed is None:
+        return None, None
+    return changed, task_note("done" if done else "undone", changed)
 
 
 def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
@@ -507,7 +559,17 @@ def apply_command(lead: LeadState | None, cmd: Command) -> Applied:
                             person=cmd.actor)
         if ch is not None:
             changes.append(ch)
+    tasks: list[Task] = []
+    if cmd.kind in ("task", "task_done", "task_undone"):
+        task, said = _task_command(cur, cmd)
+        if task is not None:
+            tasks.append(task)
+            notes.append(_team_note(cur, cmd, said))
+    closed, closing = _close_tasks(cur, changes)
+    tasks += closed
+    notes += closing
     if notes or (before is None) or not same_fields(before, cur):
         _touch(cur, cmd.occurred_at)
     changed = _finish(before, cur)
-    return Applied(lead=cur, lead_changed=changed, status_changes=changes, notes=notes)
+    return Applied(lead=cur, lead_changed=changed, status_changes=changes, notes=notes,
+                   tasks=tasks)

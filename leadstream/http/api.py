@@ -14,8 +14,9 @@ import io
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
@@ -29,6 +30,9 @@ from leadstream.db.watermarks import watermarks
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
+from leadstream.domain.reports import MAX_REPORT_DAYS, week_of
+from leadstream.domain.reports import team_report as build_team_report
+from leadstream.domain.tasks import due_before
 from leadstream.domain.team import SARAH_MAX_TAG_CHANGES
 from leadstream.http.export import TooManyExports
 from leadstream.http.keys import (
@@ -37,6 +41,7 @@ from leadstream.http.keys import (
     EXPORTS,
     FEED,
     POOL,
+    TIMEZONE,
     TOPICS,
     WRITE_POOL,
 )
@@ -50,16 +55,26 @@ from leadstream.http.models import (
     StatusIn,
     SyncFailureQuery,
     TagsIn,
+    TaskIn,
+    TaskQuery,
+    TeamReportQuery,
 )
 from leadstream.http.queries import (
     CSV_COLUMNS,
     FAMILY_SQL,
+    REPORT_COHORTS_SQL,
+    REPORT_CONVERSIONS_SQL,
+    REPORT_NEW_SQL,
+    REPORT_RESPONSES_SQL,
+    TASK_COUNTS_SQL,
     TIMELINE_SQL,
     csv_cell,
     lead_list_sql,
     lead_out,
     next_cursor,
     row_out,
+    task_list_sql,
+    task_out,
     timeline_args,
     timeline_cursor,
     timeline_item,
@@ -182,7 +197,25 @@ COMMAND_ROLES: dict[str, tuple[str, ...]] = {
     "note": ("human", "brain-bot", "sarah-bot"),
     # the team's workflow (issue #29): Sarah may label a lead, not give it to someone
     "assign": ("human", "brain-bot"), "tags": ("human", "brain-bot", "sarah-bot"),
+    "task": ("human", "brain-bot"), "task_done": ("human", "brain-bot"),
+    "task_undone": ("human", "brain-bot"),
 }
+
+CommandKind = Literal["edit", "note", "status", "assign", "tags", "task", "task_done",
+                      "task_undone"]
+
+
+def _person(request: web.Request, tok: TokenEntry, name: str | None
+            ) -> str | web.Response | None:
+    """A person named in a body: `me` is the token's; anyone else must be one of the
+    workspace's people (`workspace add --user`), else 422."""
+    person = tok.user if name == "me" else name
+    people = request.app[DIRECTORY].people(tok.workspace_id)
+    if name is not None and person not in people:
+        return _unprocessable([{"loc": ("owner",), "msg": (
+            "not a person of this workspace (workspace add --user): "
+            + (", ".join(people) or "it has none")), "type": "unknown_person"}])
+    return person
 
 
 def command_author(tok: TokenEntry, claimed: str | None) -> str:
@@ -196,15 +229,17 @@ def command_author(tok: TokenEntry, claimed: str | None) -> str:
     return claimed or tok.role
 
 
-async def _command(request: web.Request,
-                   kind: Literal["edit", "note", "status", "assign", "tags"],
-                   model: type[BaseModel]) -> web.Response:
+async def _command(request: web.Request, kind: CommandKind, model: type[BaseModel] | None,
+                   *, task_id: str | None = None) -> web.Response:
+    """A command on one lead: the lead in the path, or the task `task_id`'s lead."""
     tok = await _auth(request)
     _require_role(tok, COMMAND_ROLES[kind])
-    key = await _lead_key_of(request, tok)
-    body = await _body(request, model)
+    key = (await _lead_key_of(request, tok) if task_id is None
+           else await _task_lead_key(request, tok, task_id))
+    body = await _body(request, model) if model is not None else None
     if isinstance(body, web.Response):
         return body
+    event_id = _event_id(request, kind, key)
     fields: dict[str, Any] = {}
     if isinstance(body, LeadEditIn):
         fields["edit_fields"] = sorted(body.model_fields_set)
@@ -220,14 +255,13 @@ async def _command(request: web.Request,
     elif isinstance(body, StatusIn):
         fields["status"] = body.status
         fields["reason"] = body.reason
-    elif isinstance(body, AssignIn):
-        owner = tok.user if body.owner == "me" else body.owner
-        people = request.app[DIRECTORY].people(tok.workspace_id)
-        if body.owner is not None and owner not in people:
-            return _unprocessable([{"loc": ("owner",), "msg": (
-                "not a person of this workspace (workspace add --user): "
-                + (", ".join(people) or "it has none")), "type": "unknown_person"}])
+    elif isinstance(body, AssignIn | TaskIn):
+        owner = _person(request, tok, body.owner)
+        if isinstance(owner, web.Response):
+            return owner
         fields["owner"] = owner
+        if isinstance(body, TaskIn):
+            fields.update(task_id=event_id, content=body.text, due_at=body.due_at)
     elif isinstance(body, TagsIn):
         if tok.role == "sarah-bot" and len(body.add) + len(body.remove) > SARAH_MAX_TAG_CHANGES:
             return _unprocessable([{"loc": ("add",), "msg": (
@@ -235,13 +269,18 @@ async def _command(request: web.Request,
                 "type": "too_many"}])
         fields["tags_add"] = body.add
         fields["tags_remove"] = body.remove
+    if task_id is not None:
+        fields["task_id"] = task_id
     author = command_author(tok, getattr(body, "author", None))
-    cmd = Command(event_id=_event_id(request, kind, key), workspace_id=tok.workspace_id,
+    cmd = Command(event_id=event_id, workspace_id=tok.workspace_id,
                   lead_key=key, occurred_at=datetime.now(UTC), kind=kind,
                   actor_role=tok.role,  # type: ignore[arg-type]
                   author=author, actor=tok.user, **fields)
     await _publish(request, request.app[TOPICS].commands, key, encode(cmd))
-    return _json({"accepted": True, "event_id": cmd.event_id}, status=202)
+    answer = {"accepted": True, "event_id": cmd.event_id}
+    if kind == "task":
+        answer["task_id"] = event_id
+    return _json(answer, status=202)
 
 
 async def edit_lead(request: web.Request) -> web.Response:
@@ -262,6 +301,87 @@ async def assign_lead(request: web.Request) -> web.Response:
 
 async def tag_lead(request: web.Request) -> web.Response:
     return await _command(request, "tags", TagsIn)
+
+
+async def add_task(request: web.Request) -> web.Response:
+    return await _command(request, "task", TaskIn)
+
+
+async def _task_lead_key(request: web.Request, tok: TokenEntry, task_id: str) -> str:
+    """The key of the lead a task follows up (the command goes to its partition; a merged
+    duplicate's key forwards to the survivor)."""
+    key = await request.app[POOL].fetchval(
+        "SELECT l.lead_key FROM lead_tasks t JOIN leads l ON l.lead_id = t.lead_id"
+        " WHERE t.task_id = $1 AND t.workspace_id = $2", task_id, tok.workspace_id)
+    if key is None:
+        raise web.HTTPNotFound(text='{"error": "unknown task"}', content_type="application/json")
+    return str(key)
+
+
+async def task_done(request: web.Request) -> web.Response:
+    return await _command(request, "task_done", None, task_id=request.match_info["task_id"])
+
+
+async def task_undone(request: web.Request) -> web.Response:
+    return await _command(request, "task_undone", None, task_id=request.match_info["task_id"])
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    """Tasks of the workspace with their leads (`http.models.TaskQuery`), and the open ones
+    overdue and due today for the same owner (the header's count)."""
+    tok = await _auth(request)
+    try:
+        tq = TaskQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return _query_errors(exc)
+    owner = tok.user if tq.owner == "me" else tq.owner
+    if tq.owner == "me" and owner is None:
+        return _unprocessable([{"loc": ("owner",), "msg": "`me` needs a personal token",
+                                "type": "no_person"}])
+    now = datetime.now(UTC)
+    tz = request.app[TIMEZONE]
+    before = due_before(tq.due, now, tz)
+    done = tq.done if tq.due == "all" else False
+    sql, args = task_list_sql(tok.workspace_id, owner=owner, done=done, due_before=before,
+                              lead_ids=[tq.lead_id] if tq.lead_id else None, limit=tq.limit)
+    pool = request.app[POOL]
+    rows = await pool.fetch(sql, *args)
+    counts = await pool.fetchrow(TASK_COUNTS_SQL, tok.workspace_id, now,
+                                 due_before("today", now, tz), owner)
+    return _json({"tasks": [task_out(r, now) for r in rows],
+                  "counts": {"overdue": int(counts["overdue"]), "today": int(counts["today"])}})
+
+
+async def team_report(request: web.Request) -> web.Response:
+    """`GET /api/reports/team`: the figures `domain.reports` defines, from the replica."""
+    tok = await _auth(request)
+    try:
+        rq = TeamReportQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return _query_errors(exc)
+    tz = request.app[TIMEZONE]
+    zone = ZoneInfo(tz)
+    end = rq.date_to or datetime.now(zone).date()
+    start = rq.date_from or end - timedelta(days=13)
+    if start > end or (end - start).days >= MAX_REPORT_DAYS:
+        return _unprocessable([{"loc": ("from",), "type": "range", "msg": (
+            f"`from` must be on or before `to`, at most {MAX_REPORT_DAYS} days")}])
+    lo = datetime.combine(start, time(0), tzinfo=zone)
+    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+    # the cohorts of the range's first week start on its Monday
+    cohort_lo = datetime.combine(week_of(start), time(0), tzinfo=zone)
+    pool = request.app[POOL]
+    args = (tok.workspace_id, lo, hi, tz)
+    new, responses, conversions, cohorts = await asyncio.gather(
+        pool.fetch(REPORT_NEW_SQL, *args), pool.fetch(REPORT_RESPONSES_SQL, *args[:3]),
+        pool.fetch(REPORT_CONVERSIONS_SQL, *args),
+        pool.fetch(REPORT_COHORTS_SQL, tok.workspace_id, cohort_lo, hi, tz))
+    return _json(build_team_report(
+        start=start, end=end, tz=tz,
+        new_leads=[(r["day"], r["owner"], r["n"]) for r in new],
+        responses=[(r["owner"], r["first_in"], r["first_out"]) for r in responses],
+        conversions=[(r["day"], r["owner"], r["n"]) for r in conversions],
+        cohorts=[(r["week"], r["leads"], r["converted"]) for r in cohorts]))
 
 
 async def people(request: web.Request) -> web.Response:
@@ -405,12 +525,17 @@ async def get_lead(request: web.Request) -> web.Response:
                              " ORDER BY day DESC, lead_id LIMIT 90", ids)
     messages = await pool.fetch("SELECT * FROM messages WHERE lead_id = ANY($1)"
                                 " ORDER BY sent_at DESC LIMIT 50", ids)
+    sql, args = task_list_sql(tok.workspace_id, owner=None, done=None, due_before=None,
+                              lead_ids=ids, limit=200)
+    now = datetime.now(UTC)
+    tasks = [task_out(t, now) for t in await pool.fetch(sql, *args)]
     pattern = _inbox(request, tok)
     return _json({"lead": lead_out(lead, pattern),
                   "notes": [row_out(n) for n in notes],
                   "status_history": [row_out(h) for h in history],
                   "daily_summaries": [row_out(d) for d in daily],
                   "messages": [row_out(m) for m in messages],
+                  "tasks": tasks,
                   "merged": [lead_out(r, pattern) for r in family]})
 
 
@@ -690,4 +815,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/leads/{lead_id}/assign", assign_lead)
     app.router.add_post("/api/leads/{lead_id}/tags", tag_lead)
     app.router.add_get("/api/people", people)
+    app.router.add_post("/api/leads/{lead_id}/tasks", add_task)
+    app.router.add_post("/api/tasks/{task_id}/done", task_done)
+    app.router.add_post("/api/tasks/{task_id}/undone", task_undone)
+    app.router.add_get("/api/tasks", list_tasks)
+    app.router.add_get("/api/reports/team", team_report)
     app.router.add_post("/api/leads/{lead_id}/merge", merge_leads)

@@ -33,6 +33,8 @@ WRITE_POOL = web.AppKey("write_pool", asyncpg.Pool)
 FEED = web.AppKey("feed", LeadFeed)
 #: the workspace digest, computed on demand (`summarize.digest`)
 DIGESTS = web.AppKey("digests", Digests)
+#: the workspaces' timezone (LEADSTREAM_TIMEZONE): what "today" is for tasks and reports
+TIMEZONE = web.AppKey("timezone", str)
 #: CSV exports: their own connections, capped per workspace (http.export)
 EXPORTS = web.AppKey("exports", ExportGate)
 #: every consumer group's lag, read from the broker when /metrics is scraped (ops.lag)

@@ -8,10 +8,11 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from leadstream.domain.limits import MAX_FIELD, MAX_NAME, MAX_NOTE, Name
 from leadstream.domain.model import LeadStatus, SarahFields, Temperature
+from leadstream.domain.tasks import MAX_TASK_TEXT, DueFilter
 from leadstream.domain.team import MAX_TAGS, normalize_tag
 
 #: top-level keys of a Sarah state save that are ignored: at most this many named back
@@ -96,6 +97,63 @@ class AssignIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     owner: str | None = Field(max_length=MAX_NAME)
+
+
+class TaskIn(BaseModel):
+    """`POST /api/leads/{id}/tasks`: a follow-up; `owner` a person of the workspace (`me`:
+    the token's person; default: the lead's owner when it has one, else nobody)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=MAX_TASK_TEXT)
+    due_at: AwareDatetime | None = None
+    owner: str | None = Field(default=None, max_length=MAX_NAME)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        v = v.replace("\x00", "").strip()
+        if not v:
+            raise ValueError("a task needs a text")
+        return v
+
+
+class TaskQuery(BaseModel):
+    """`GET /api/tasks`: `due` overdue (open, due before now), today (open, due before the end
+    of today in the workspace's timezone: overdue ones too) or all; `done` false (default:
+    open only), true, or absent with `due=all` for both."""
+
+    model_config = ConfigDict(extra="forbid")
+    due: DueFilter = "all"
+    owner: str | None = Field(default=None, max_length=MAX_NAME,
+                              description="tasks of this person; `me`: the token's person")
+    done: bool | None = None
+    lead_id: UUID | None = None
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class TeamReportQuery(BaseModel):
+    """`GET /api/reports/team`: days from `from` to `to` inclusive, in the workspace's
+    timezone (default: the last 14 days)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    date_from: date | None = Field(default=None, alias="from")
+    date_to: date | None = Field(default=None, alias="to")
+
+
+class TeamReport(BaseModel):
+    """`GET /api/reports/team` (definitions: `domain.reports`). Each cell: `new_leads`,
+    `conversions`, `first_response` {answered, unanswered, median_seconds, p90_seconds}."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    date_from: date = Field(alias="from")
+    date_to: date = Field(alias="to")
+    timezone: str
+    days: list[dict[str, Any]] = Field(description="each day: `owners` (one cell each) and "
+                                                   "`total`")
+    owners: list[dict[str, Any]] = Field(description="each owner's cell over the range")
+    total: dict[str, Any]
+    cohorts: list[dict[str, Any]] = Field(description="by week of first contact: leads, "
+                                                      "converted, rate")
 
 
 def _tags(v: Any) -> Any:
@@ -235,6 +293,29 @@ class Accepted(BaseModel):
     accepted: bool
     event_id: str
     lead_key: str | None = Field(default=None, description="POST /api/sarah/state only")
+    task_id: str | None = Field(default=None, description="POST /api/leads/{id}/tasks only")
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    lead_id: UUID
+    text: str
+    due_at: datetime | None
+    owner: str | None
+    created_by: str
+    created_at: datetime
+    done_at: datetime | None
+    done_by: str | None
+    overdue: bool
+    lead_name: str | None = None
+    lead_status: LeadStatus | None = None
+    phone_e164: str | None = None
+
+
+class TaskPage(BaseModel):
+    tasks: list[TaskOut]
+    counts: dict[str, int] = Field(description="open tasks `overdue` and `today` (due before "
+                                               "the day's end) for the same owner filter")
 
 
 class MergeIn(BaseModel):
@@ -251,6 +332,8 @@ class LeadDetail(BaseModel):
     status_history: list[dict[str, Any]] = Field(description="newest first")
     daily_summaries: list[dict[str, Any]] = Field(description="newest day first")
     messages: list[dict[str, Any]] = Field(description="the 50 newest")
+    tasks: list[TaskOut] = Field(default_factory=list,
+                                 description="open first (soonest due first), then done")
     merged: list[Lead] = Field(default_factory=list,
                                description="the leads merged into this one (their messages, "
                                            "notes, history and days are listed above)")

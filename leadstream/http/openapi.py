@@ -26,6 +26,11 @@ from leadstream.http.models import (
     SyncFailurePage,
     SyncFailureQuery,
     TagsIn,
+    TaskIn,
+    TaskPage,
+    TaskQuery,
+    TeamReport,
+    TeamReportQuery,
     TimelinePage,
 )
 
@@ -96,7 +101,7 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": _schemas(LeadQuery, Lead, LeadPage, LeadDetail, StatusCounts, Accepted,
                                 SarahStateIn, LeadEditIn, NoteIn, StatusIn, MergeIn, AssignIn, TagsIn,
-                                Me, SyncFailure,
+                                TaskIn, TaskPage, TeamReport, Me, SyncFailure,
                                 SyncFailurePage, Digest, TimelinePage),
         },
         "paths": {
@@ -170,6 +175,30 @@ def document() -> dict[str, Any]:
             "/api/leads/{lead_id}/tags": {"post": write(
                 TagsIn, "add and remove the lead's labels (the Sarah bot: at most 5 a"
                 " request)")},
+            "/api/leads/{lead_id}/tasks": {"post": write(
+                TaskIn, "give the lead a follow-up task (`owner`: a person of the workspace,"
+                " `me`, or by default the lead's owner); the answer has its `task_id`")},
+            **{f"/api/tasks/{{task_id}}/{what}": {"post": {
+                "summary": f"mark a task {what} (who and when are recorded)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "task_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {**accepted, **ERRORS,
+                              "403": {"description": "a sarah-bot token"},
+                              "404": {"description": "no such task in the workspace"}}}}
+               for what in ("done", "undone")},
+            "/api/tasks": {"get": {
+                "summary": "tasks with their leads: overdue, due today, or all; by person",
+                "security": [{"bearer": []}],
+                "parameters": _query_parameters(TaskQuery),
+                "responses": {"200": _json(TaskPage, "the tasks and the open counts"),
+                              **ERRORS}}},
+            "/api/reports/team": {"get": {
+                "summary": "per day and per owner: new leads, first-response time (median, "
+                           "p90), conversions; and conversion by week of first contact",
+                "security": [{"bearer": []}],
+                "parameters": _query_parameters(TeamReportQuery),
+                "responses": {"200": _json(TeamReport, "the report"), **ERRORS}}},
             "/api/people": {"get": {
                 "summary": "the workspace's people, whom a lead may be assigned to",
                 "security": [{"bearer": []}],

@@ -4,6 +4,7 @@ lead row is answered in (list, detail, CSV and the live stream alike)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -202,3 +203,86 @@ def timeline_item(r: Any) -> dict[str, Any]:
     row = r["row"]
     return {"kind": r["kind"], "at": r["at"], "id": r["id"],
             **(orjson.loads(row) if isinstance(row, str) else dict(row))}
+
+
+# --------------------------------------------------------------------------- tasks (#29)
+
+#: a task with the lead it follows up (the lists show whom to call)
+TASK_SELECT = ("SELECT t.task_id, t.lead_id, t.text, t.due_at, t.owner, t.created_by,"
+               " t.created_at, t.done_at, t.done_by, l.name AS lead_name, l.lead_status,"
+               " l.phone_e164 FROM lead_tasks t JOIN leads l ON l.lead_id = t.lead_id")
+
+
+def task_list_sql(workspace_id: str, *, owner: str | None, done: bool | None,
+                  due_before: datetime | None, lead_ids: Sequence[uuid.UUID] | None,
+                  limit: int) -> tuple[str, list[Any]]:
+    """`GET /api/tasks` (and a lead's tasks): open ones first, soonest due first (no due
+    time last), then done ones, newest done first."""
+    args: list[Any] = [workspace_id]
+
+    def arg(v: Any) -> str:
+        args.append(v)
+        return f"${len(args)}"
+
+    where = ["t.workspace_id = $1"]
+    if owner is not None:
+        where.append(f"t.owner = {arg(owner)}")
+    if done is not None:
+        where.append("t.done_at IS NOT NULL" if done else "t.done_at IS NULL")
+    if due_before is not None:
+        where.append(f"t.due_at < {arg(due_before)}")
+    if lead_ids is not None:
+        where.append(f"t.lead_id = ANY({arg(list(lead_ids))}::uuid[])")
+    sql = (f"{TASK_SELECT} WHERE {' AND '.join(where)}"
+           " ORDER BY (t.done_at IS NOT NULL), t.due_at ASC NULLS LAST, t.done_at DESC,"
+           f" t.created_at, t.task_id LIMIT {arg(limit)}")
+    return sql, args
+
+
+#: open tasks overdue and due by the day's end ($2 now, $3 the day's end), of one owner ($4,
+#: NULL for all)
+TASK_COUNTS_SQL = (
+    "SELECT count(*) FILTER (WHERE due_at < $2) AS overdue,"
+    " count(*) FILTER (WHERE due_at < $3) AS today FROM lead_tasks"
+    " WHERE workspace_id = $1 AND done_at IS NULL AND ($4::text IS NULL OR owner = $4)"
+)
+
+
+def task_out(row: Any, now: datetime) -> dict[str, Any]:
+    r = row_out(row)
+    r["overdue"] = bool(r["done_at"] is None and r["due_at"] is not None and r["due_at"] < now)
+    return r
+
+
+# --------------------------------------------------------------------------- reports (#29)
+# $1 workspace, $2 and $3 the range's instants [from, to), $4 the timezone (not in the
+# responses' query: its days are counted in Python); live leads only
+# (a merged duplicate's activity is its survivor's, which has its own row)
+
+REPORT_NEW_SQL = (
+    "SELECT (created_at AT TIME ZONE $4)::date AS day, owner, count(*) AS n FROM leads"
+    " WHERE workspace_id = $1 AND merged_into IS NULL AND created_at >= $2 AND created_at < $3"
+    " GROUP BY 1, 2"
+)
+REPORT_RESPONSES_SQL = (
+    "SELECT l.owner, fi.first_in, (SELECT min(o.sent_at) FROM messages o"
+    "  WHERE o.lead_id = l.lead_id AND o.direction = 'outbound' AND o.sent_at >= fi.first_in)"
+    " AS first_out FROM leads l CROSS JOIN LATERAL (SELECT min(i.sent_at) AS first_in"
+    "  FROM messages i WHERE i.lead_id = l.lead_id AND i.direction = 'inbound') fi"
+    " WHERE l.workspace_id = $1 AND l.merged_into IS NULL AND l.last_inbound_at >= $2"
+    " AND l.created_at < $3 AND fi.first_in >= $2 AND fi.first_in < $3"
+)
+REPORT_CONVERSIONS_SQL = (
+    "SELECT (h.changed_at AT TIME ZONE $4)::date AS day, l.owner,"
+    " count(DISTINCT h.lead_id) AS n FROM lead_status_history h"
+    " JOIN leads l ON l.lead_id = h.lead_id"
+    " WHERE h.workspace_id = $1 AND l.merged_into IS NULL AND h.to_status = 'converted'"
+    " AND h.changed_at >= $2 AND h.changed_at < $3 GROUP BY 1, 2"
+)
+REPORT_COHORTS_SQL = (
+    "SELECT date_trunc('week', l.created_at AT TIME ZONE $4)::date AS week, count(*) AS leads,"
+    " count(*) FILTER (WHERE l.lead_status = 'converted' OR EXISTS (SELECT 1"
+    "  FROM lead_status_history h WHERE h.lead_id = l.lead_id AND h.to_status = 'converted'))"
+    " AS converted FROM leads l WHERE l.workspace_id = $1 AND l.merged_into IS NULL"
+    " AND l.created_at >= $2 AND l.created_at < $3 GROUP BY 1"
+)

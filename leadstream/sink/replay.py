@@ -23,13 +23,14 @@ from leadstream.sink.service import decode_records, route
 from leadstream.sink.writer import Batch, write_batch, write_json
 from leadstream.streams.topics import TopicNames
 
-TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity")
+TABLES = ("leads", "messages", "lead_status_history", "lead_notes", "lead_daily_activity",
+          "lead_tasks")
 
 
 #: (table, order) for checksums: every replica table the topics rebuild
 CHECKSUM_TABLES = (("leads", "lead_id"), ("messages", "workspace_id, message_id"),
                  ("lead_status_history", "event_id"), ("lead_notes", "note_id"),
-                 ("lead_daily_activity", "lead_id, day"))
+                 ("lead_daily_activity", "lead_id, day"), ("lead_tasks", "task_id"))
 
 
 async def checksums(conn: asyncpg.Connection, schema: str = "public",
@@ -150,9 +151,11 @@ async def replay(settings: Settings, *, workspace: str | None = None,
                 # Python, which skips what cannot be decoded
                 batch, _, _ = decode_records(records, routes)
                 if workspace:
-                    batch = Batch(*[[r for r in rows if r.get("workspace_id") == workspace]
-                                    for rows in (batch.leads, batch.messages, batch.history,
-                                                 batch.notes, batch.daily)])
+                    batch = Batch(**{
+                        kind: [r for r in getattr(batch, kind)
+                               if r.get("workspace_id") == workspace]
+                        for kind in ("leads", "messages", "history", "notes", "daily",
+                                     "tasks")})
                 async with conn.transaction():
                     if len(batch):
                         await write_batch(conn, batch)

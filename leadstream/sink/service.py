@@ -40,6 +40,7 @@ REQUIRED = {
     "history": ("event_id", "lead_id", "to_status"),
     "notes": ("note_id", "lead_id", "content"),
     "daily": ("lead_id", "day", "version"),
+    "tasks": ("task_id", "lead_id", "workspace_id", "version"),
     "failures": ("event_id", "stage", "reason", "failed_at"),
 }
 class Poison(Exception):
@@ -52,7 +53,7 @@ class Poison(Exception):
 def route(names: TopicNames) -> dict[str, str]:
     return {names.leads: "leads", names.messages: "messages",
             names.status_history: "history", names.notes: "notes", names.daily: "daily",
-            names.dlq: "failures"}
+            names.tasks: "tasks", names.dlq: "failures"}
 
 
 def decode_records(

@@ -53,6 +53,11 @@ FAILURE_COLUMNS = (
 
 #: NOT NULL columns added after records were first written: a record from before them (on
 #: the log, read by a replay) gets the column's default instead of failing the batch
+TASK_COLUMNS = (
+    "task_id", "lead_id", "workspace_id", "text", "due_at", "owner", "created_by",
+    "created_at", "done_at", "done_by", "version",
+)
+
 LATER_DEFAULTS = {"sarah_extra": "'{}'::jsonb", "tags": "'{}'::text[]"}
 
 
@@ -82,6 +87,9 @@ def _insert_once_sql(table: str, columns: tuple[str, ...], key: str) -> str:
 SQL_LEADS = _upsert_sql("leads", LEAD_COLUMNS, "lead_id")
 #: a message id is unique per workspace (006_tenant_safety.sql)
 SQL_MESSAGES = _upsert_sql("messages", MESSAGE_COLUMNS, "workspace_id, message_id")
+#: every version of a task is on the tasks topic; the newest wins, so a task a merge moved
+#: to the survivor, or one done and opened again, ends as the lead's state has it
+SQL_TASKS = _upsert_sql("lead_tasks", TASK_COLUMNS, "task_id")
 SQL_FAILURES = _insert_once_sql("sync_failures", FAILURE_COLUMNS, "event_id")
 SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id")
 # notes are append-only; only the daily summary note (version > 0) is rewritten, by its author
@@ -132,10 +140,11 @@ class Batch:
     notes: list[dict[str, Any]] = field(default_factory=list)
     daily: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (len(self.leads) + len(self.messages) + len(self.history) + len(self.notes)
-                + len(self.daily) + len(self.failures))
+                + len(self.daily) + len(self.failures) + len(self.tasks))
 
     def extend(self, other: Batch) -> None:
         self.leads += other.leads
@@ -144,11 +153,13 @@ class Batch:
         self.notes += other.notes
         self.daily += other.daily
         self.failures += other.failures
+        self.tasks += other.tasks
 
 
 #: the statement for each kind of row (Batch's field names)
 SQL_BY_KIND = {"leads": SQL_LEADS, "messages": SQL_MESSAGES, "history": SQL_HISTORY,
-               "notes": SQL_NOTES, "daily": SQL_DAILY, "failures": SQL_FAILURES}
+               "notes": SQL_NOTES, "daily": SQL_DAILY, "failures": SQL_FAILURES,
+               "tasks": SQL_TASKS}
 
 
 def _deduplicated(sql: str, table: str, key: str, newest: str | None) -> str:
@@ -169,6 +180,7 @@ SQL_RAW_BY_KIND = {
     "history": _deduplicated(SQL_HISTORY, "lead_status_history", "event_id", None),
     "notes": _deduplicated(SQL_NOTES, "lead_notes", "note_id", "coalesce(version, 0)"),
     "daily": _deduplicated(SQL_DAILY, "lead_daily_activity", "lead_id, day", "version"),
+    "tasks": _deduplicated(SQL_TASKS, "lead_tasks", "task_id", "version"),
 }
 
 
@@ -207,6 +219,7 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
         "notes": newest_by(({"version": 0, **r} for r in batch.notes), "note_id"),
         "daily": newest_by(({**r, "_k": (r["lead_id"], r["day"])} for r in batch.daily), "_k"),
         "failures": first_by(batch.failures, "event_id"),
+        "tasks": newest_by(batch.tasks, "task_id"),
     }
     rows = {kind: [orjson.dumps(r) for r in kept] for kind, kept in plan.items() if kept}
     async with conn.transaction():

@@ -14,6 +14,7 @@ LEADS = "leads"
 MESSAGES = "messages"
 STATUS_HISTORY = "status-history"
 NOTES = "notes"
+TASKS = "tasks"
 DLQ = "dlq"
 TICKS = "ticks"
 DAILY_CLOSED = "daily-closed"
@@ -22,7 +23,7 @@ DAILY = "daily"
 #: source topics the worker consumes
 SOURCES = (EVENTS, SARAH, COMMANDS)
 #: derived topics the Postgres sink consumes
-DERIVED = (LEADS, MESSAGES, STATUS_HISTORY, NOTES, DAILY)
+DERIVED = (LEADS, MESSAGES, STATUS_HISTORY, NOTES, DAILY, TASKS)
 #: internal: timer ticks (one per partition) and closed daily windows awaiting a summary
 INTERNAL = (TICKS, DAILY_CLOSED)
 ALL = (*SOURCES, *DERIVED, DLQ, *INTERNAL)
@@ -44,6 +45,7 @@ class TopicNames:
     ticks: str
     daily_closed: str
     daily: str
+    tasks: str
 
     @classmethod
     def from_settings(cls, s: Settings) -> TopicNames:
@@ -52,10 +54,11 @@ class TopicNames:
     def all(self) -> list[str]:
         return [self.events, self.sarah, self.commands, self.leads, self.messages,
                 self.status_history, self.notes, self.dlq, self.ticks, self.daily_closed,
-                self.daily]
+                self.daily, self.tasks]
 
     def derived(self) -> list[str]:
-        return [self.leads, self.messages, self.status_history, self.notes, self.daily]
+        return [self.leads, self.messages, self.status_history, self.notes, self.daily,
+                self.tasks]
 
     def sources(self) -> list[str]:
         return [self.events, self.sarah, self.commands]

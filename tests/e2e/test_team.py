@@ -8,24 +8,11 @@ import csv
 import io
 from typing import Any
 
-import orjson
-
 from leadstream.db.registry import add_workspace
 from leadstream.sink.replay import replay_and_verify
 from tests.support.pipeline import TOKEN, Pipeline, eventually, table_checksums
 
 DEWI, SARAH, OTHER = "tok-team-dewi", "tok-team-sarah", "tok-team-ws2"
-
-
-async def _api(p: Pipeline, method: str, path: str, token: str | None = TOKEN,
-               body: Any = None) -> tuple[int, Any]:
-    assert p.session is not None
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with p.session.request(method, p.base + path, headers=headers,
-                                 data=None if body is None else orjson.dumps(body)) as r:
-        raw = await r.read()
-        return r.status, (orjson.loads(raw) if r.content_type == "application/json"
-                          else raw.decode("utf-8-sig"))
 
 
 async def test_owners_and_tags_through_the_log(pipeline: Pipeline) -> None:
@@ -42,22 +29,22 @@ async def test_owners_and_tags_through_the_log(pipeline: Pipeline) -> None:
         "SELECT lead_id FROM leads WHERE phone_e164 = '+6281277712345'"), timeout=60))
     base = f"/api/leads/{lid}"
 
-    assert await _api(p, "GET", "/api/people", DEWI) == (200, {"people": ["Dewi"]})
+    assert await p.api("GET", "/api/people", DEWI) == (200, {"people": ["Dewi"]})
     # who may: no token, another workspace, the Sarah bot, someone who is not a person here
-    assert (await _api(p, "POST", base + "/assign", None, {"owner": "Dewi"}))[0] == 401
-    assert (await _api(p, "POST", base + "/assign", OTHER, {"owner": "Eko"}))[0] == 404
-    assert (await _api(p, "POST", base + "/assign", SARAH, {"owner": "Dewi"}))[0] == 403
-    status, err = await _api(p, "POST", base + "/assign", TOKEN, {"owner": "Eko"})
+    assert (await p.api("POST", base + "/assign", None, {"owner": "Dewi"}))[0] == 401
+    assert (await p.api("POST", base + "/assign", OTHER, {"owner": "Eko"}))[0] == 404
+    assert (await p.api("POST", base + "/assign", SARAH, {"owner": "Dewi"}))[0] == 403
+    status, err = await p.api("POST", base + "/assign", TOKEN, {"owner": "Eko"})
     assert status == 422 and "Dewi" in err["fields"][0]["msg"]
-    assert (await _api(p, "POST", base + "/assign", TOKEN, {}))[0] == 422  # owner is required
+    assert (await p.api("POST", base + "/assign", TOKEN, {}))[0] == 422  # owner is required
     # a shared human token names the person; a personal one may say `me`
-    assert (await _api(p, "POST", base + "/assign", DEWI, {"owner": "me"}))[0] == 202
-    status, err = await _api(p, "POST", base + "/tags", SARAH, {"add": [f"t{i}" for i in range(6)]})
+    assert (await p.api("POST", base + "/assign", DEWI, {"owner": "me"}))[0] == 202
+    status, err = await p.api("POST", base + "/tags", SARAH, {"add": [f"t{i}" for i in range(6)]})
     assert status == 422  # the Sarah bot: at most 5 a request
-    assert (await _api(p, "POST", base + "/tags", SARAH, {"add": ["VIP", "#minta katalog"]}))[
+    assert (await p.api("POST", base + "/tags", SARAH, {"add": ["VIP", "#minta katalog"]}))[
         0] == 202
-    assert (await _api(p, "POST", base + "/tags", TOKEN, {"add": ["x" * 40]}))[0] == 422
-    assert (await _api(p, "POST", base + "/tags", DEWI, {"remove": ["minta katalog"],
+    assert (await p.api("POST", base + "/tags", TOKEN, {"add": ["x" * 40]}))[0] == 422
+    assert (await p.api("POST", base + "/tags", DEWI, {"remove": ["minta katalog"],
                                                          "add": ["reseller"]}))[0] == 202
 
     async def settled() -> Any:
@@ -74,19 +61,19 @@ async def test_owners_and_tags_through_the_log(pipeline: Pipeline) -> None:
                      ("Dewi", "Label: +reseller \u2212minta katalog")]
 
     # the list's filters, the lead's answer and the CSV
-    status, page = await _api(p, "GET", "/api/leads?owner=me", DEWI)
+    status, page = await p.api("GET", "/api/leads?owner=me", DEWI)
     assert status == 200 and [x["lead_id"] for x in page["leads"]] == [lid]
     assert page["leads"][0]["owner"] == "Dewi" and page["leads"][0]["tags"] == ["vip", "reseller"]
-    assert (await _api(p, "GET", "/api/leads?owner=me", TOKEN))[0] == 422  # a shared token
-    assert (await _api(p, "GET", "/api/leads?owner=Budi"))[1]["leads"] == []
-    assert [x["lead_id"] for x in (await _api(p, "GET", "/api/leads?tag=%23VIP"))[1]["leads"]] \
+    assert (await p.api("GET", "/api/leads?owner=me", TOKEN))[0] == 422  # a shared token
+    assert (await p.api("GET", "/api/leads?owner=Budi"))[1]["leads"] == []
+    assert [x["lead_id"] for x in (await p.api("GET", "/api/leads?tag=%23VIP"))[1]["leads"]] \
         == [lid]
-    assert (await _api(p, "GET", "/api/leads?tag=cold"))[1]["leads"] == []
-    status, text = await _api(p, "GET", "/api/leads.csv?tag=reseller")
+    assert (await p.api("GET", "/api/leads?tag=cold"))[1]["leads"] == []
+    status, text = await p.api("GET", "/api/leads.csv?tag=reseller")
     [csv_row] = list(csv.DictReader(io.StringIO(text)))
     assert (csv_row["owner"], csv_row["tags"]) == ("Dewi", "vip; reseller")
     # unassigning
-    assert (await _api(p, "POST", base + "/assign", TOKEN, {"owner": None}))[0] == 202
+    assert (await p.api("POST", base + "/assign", TOKEN, {"owner": None}))[0] == 202
     await eventually(lambda: p.fetchval_or_none(
         "SELECT 1 FROM leads WHERE lead_id = $1::uuid AND owner IS NULL", lid), timeout=60)
 

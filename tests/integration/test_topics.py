@@ -15,7 +15,7 @@ def test_derived_topics_take_their_own_prefix_sources_do_not() -> None:
     assert names.sources() == ["ls.events", "ls.sarah", "ls.commands"]
     assert names.dlq == "ls.dlq"
     assert names.derived() == ["ls-v2.leads", "ls-v2.messages", "ls-v2.status-history",
-                               "ls-v2.notes", "ls-v2.daily"]
+                               "ls-v2.notes", "ls-v2.daily", "ls-v2.tasks"]
     assert (names.ticks, names.daily_closed) == ("ls-v2.ticks", "ls-v2.daily-closed")
 
 

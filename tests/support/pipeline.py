@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import orjson
 from aiohttp.test_utils import TestServer
 
 from leadstream.broker.clients import ensure_topics
@@ -124,6 +125,17 @@ class Pipeline:
         event = "whatsapp.message.received" if direction == "inbound" else "whatsapp.message.sent"
         return await self.kapso(event, body)
 
+    async def api(self, method: str, path: str, token: str | None = TOKEN,
+                  body: Any = None) -> tuple[int, Any]:
+        """One API call: (status, the JSON answer or the text)."""
+        assert self.session is not None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.session.request(method, self.base + path, headers=headers,
+                                        data=None if body is None else orjson.dumps(body)) as r:
+            raw = await r.read()
+            return r.status, (orjson.loads(raw) if r.content_type == "application/json"
+                              else raw.decode("utf-8-sig"))
+
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         assert self.pool is not None
         return await self.pool.fetchrow(sql, *args)
@@ -141,7 +153,8 @@ async def table_checksums(p: Pipeline) -> dict[str, str]:
     """Row count and a checksum per replica table: two replicas equal iff these are."""
     out = {}
     for table, order in (("leads", "lead_id"), ("messages", "message_id"),
-                         ("lead_status_history", "event_id"), ("lead_notes", "note_id")):
+                         ("lead_status_history", "event_id"), ("lead_notes", "note_id"),
+                         ("lead_tasks", "task_id")):
         row = await p.fetchrow(f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|'"
                                f" ORDER BY {order}), '')) AS h FROM {table} t")
         assert row is not None

@@ -1,5 +1,5 @@
-"""The lead and message rows are defined once (`sink.writer.LEAD_COLUMNS`,
-`MESSAGE_COLUMNS`): the model, the writer and the migrated tables must agree on them."""
+"""The lead, message, history and task rows are defined once (`sink.writer.LEAD_COLUMNS`,
+`MESSAGE_COLUMNS`, ...): the model, the writer and the migrated tables must agree on them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from leadstream.db.migrate import migrate
-from leadstream.domain.model import LeadState, MessageState, StatusChange
-from leadstream.sink.writer import HISTORY_COLUMNS, LEAD_COLUMNS, MESSAGE_COLUMNS
+from leadstream.domain.model import LeadState, MessageState, StatusChange, Task
+from leadstream.sink.writer import HISTORY_COLUMNS, LEAD_COLUMNS, MESSAGE_COLUMNS, TASK_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +24,7 @@ async def _columns(conn: asyncpg.Connection, table: str) -> set[str]:
     ("leads", LeadState, LEAD_COLUMNS),
     ("messages", MessageState, MESSAGE_COLUMNS),
     ("lead_status_history", StatusChange, HISTORY_COLUMNS),
+    ("lead_tasks", Task, TASK_COLUMNS),
 ])
 async def test_model_writer_and_table_agree(database: str, table: str, model: type[BaseModel],
                                             columns: tuple[str, ...]) -> None:
