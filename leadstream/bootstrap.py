@@ -84,6 +84,10 @@ def build_worker(settings: Settings, *, sink: bool) -> Any:
         recovery = RecoveryWatch(lambda: recovery_progress(app))
         services.append(recovery)
         collectors.append(recovery)
+    if settings.auto_assign_seconds > 0 and writes_replica:
+        from leadstream.team import AutoAssignService
+
+        services.append(AutoAssignService(settings, pool))
     if settings.reconcile_interval_seconds >= 0:
         from leadstream.reconcile import ReconcileService
 

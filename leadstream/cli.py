@@ -87,10 +87,13 @@ def workspace() -> None:
 @click.option("--kapso-api-key", default=None,
               help="the workspace's Kapso API key: the reconciler reads its numbers' messages"
                    " with it (kept like the webhook secrets, listed masked)")
+@click.option("--auto-assign", type=click.Choice(["off", "all", "hot"]), default=None,
+              help="give new leads an owner in turn among the workspace's people (--user):"
+                   " every new lead, only hot ones, or none (the default)")
 def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret: str | None,
                   api_token: str | None, role: str, region: str | None,
                   verify_token: str | None, user: str | None, inbox_url: str | None,
-                  move: bool, kapso_api_key: str | None) -> None:
+                  move: bool, kapso_api_key: str | None, auto_assign: str | None) -> None:
     """Register a workspace, a number and/or a token (repeat to add more)."""
     import asyncpg
 
@@ -127,7 +130,8 @@ def workspace_add(workspace_id: str, phone_number_id: str | None, webhook_secret
                                 webhook_secret=webhook_secret, api_token=api_token, role=role,
                                 region=region or settings.default_region,
                                 verify_token=verify_token, user=user, inbox_url=inbox_url,
-                                move=move, kapso_api_key=kapso_api_key)
+                                move=move, kapso_api_key=kapso_api_key,
+                                auto_assign=auto_assign)
         finally:
             await conn.close()
 
@@ -193,7 +197,8 @@ def workspace_list(as_json: bool) -> None:
         return
     for w in rows:
         key = f", Kapso API key {w['kapso_api_key']}" if w["kapso_api_key"] else ""
-        click.echo(f"{w['workspace_id']}  (region {w['region']}{key})")
+        auto = f", auto-assign {w['auto_assign']}" if w["auto_assign"] != "off" else ""
+        click.echo(f"{w['workspace_id']}  (region {w['region']}{key}{auto})")
         for n in w["numbers"]:
             old = f", old secret verifies until {n['old_secret_until']:%Y-%m-%d %H:%M}" \
                 if n["old_secret_until"] else ""

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     reconcile_max_window_seconds: float = Field(
         default=7 * 86400.0, gt=0, validation_alias="LEADSTREAM_RECONCILE_MAX_WINDOW_SECONDS")
 
+    #: how often each worker gives new leads an owner where a workspace asks for it
+    #: (`workspace add --auto-assign`; issue #29); -1: never
+    auto_assign_seconds: float = Field(default=5.0,
+                                       validation_alias="LEADSTREAM_AUTO_ASSIGN_SECONDS")
+
     #: Prefix of every topic name; tests use their own to stay isolated on one broker.
     topic_prefix: str = Field(default="leadstream", validation_alias="LEADSTREAM_TOPIC_PREFIX")
     #: Prefix of the topics a worker fleet derives (leads, messages, history, notes, daily and

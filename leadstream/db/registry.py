@@ -72,11 +72,15 @@ async def add_workspace(
     webhook_secret: str | None, api_token: str | None, role: str = "human",
     region: str = "ID", verify_token: str | None = None, user: str | None = None,
     inbox_url: str | None = None, move: bool = False, kapso_api_key: str | None = None,
+    auto_assign: str | None = None,
 ) -> None:
     """Register a workspace, a number and/or a token. A number or token that belongs to
     another workspace is moved only with `move=True` (else `Taken`): a typo must not hand a
     tenant's webhooks or API access to another tenant. `kapso_api_key` is the workspace's key
-    for Kapso's API (the reconciler reads its numbers' messages with it)."""
+    for Kapso's API (the reconciler reads its numbers' messages with it). `auto_assign`
+    (off, all, hot) sets the workspace's rule for new leads; turned on, it holds from now
+    (earlier leads are left alone; from the start of this second, as WhatsApp's timestamps
+    are in whole seconds)."""
     async with conn.transaction():
         if not move:
             owner = phone_number_id and await conn.fetchval(
@@ -99,6 +103,11 @@ async def add_workspace(
             " kapso_api_key = coalesce(EXCLUDED.kapso_api_key, workspaces.kapso_api_key)",
             workspace_id, region, inbox_url, kapso_api_key,
         )
+        if auto_assign is not None:
+            await conn.execute(
+                "UPDATE workspaces SET auto_assign = $2, auto_assign_since = CASE"
+                " WHEN $2 = 'off' THEN NULL WHEN auto_assign = 'off' THEN date_trunc('second', now())"
+                " ELSE auto_assign_since END WHERE workspace_id = $1", workspace_id, auto_assign)
         if phone_number_id:
             if not webhook_secret:
                 raise ValueError("a phone number needs its webhook secret")
@@ -165,8 +174,8 @@ async def list_workspaces(conn: asyncpg.Connection) -> list[dict[str, object]]:
     """Every workspace with its numbers and tokens; never a secret or a token itself (a
     token shows as the first 12 hex digits of its hash, enough to revoke it by)."""
     out: list[dict[str, object]] = []
-    for w in await conn.fetch("SELECT workspace_id, region, kapso_api_key FROM workspaces"
-                              " ORDER BY 1"):
+    for w in await conn.fetch("SELECT workspace_id, region, kapso_api_key, auto_assign"
+                              " FROM workspaces ORDER BY 1"):
         numbers = await conn.fetch(
             "SELECT phone_number_id, previous_secret_until FROM workspace_numbers"
             " WHERE workspace_id = $1 ORDER BY 1", w["workspace_id"])
@@ -175,7 +184,7 @@ async def list_workspaces(conn: asyncpg.Connection) -> list[dict[str, object]]:
             " ORDER BY role, user_name NULLS FIRST, token_sha256", w["workspace_id"])
         out.append({
             "workspace_id": w["workspace_id"], "region": w["region"],
-            "kapso_api_key": mask(w["kapso_api_key"]),
+            "kapso_api_key": mask(w["kapso_api_key"]), "auto_assign": w["auto_assign"],
             "numbers": [{"phone_number_id": n["phone_number_id"],
                          "old_secret_until": n["previous_secret_until"]} for n in numbers],
             "tokens": [{"hash": t["token_sha256"][:12], "role": t["role"],

@@ -11,6 +11,7 @@ per label (trimmed, inner spaces collapsed, lower case, a leading `#` dropped), 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 MAX_TAG = 32
 MAX_TAGS = 20
@@ -60,3 +61,27 @@ def assignment_note(was: str | None, now: str | None) -> str | None:
     if was is None:
         return f"Ditugaskan ke {now} / assigned to {now}"
     return f"Dialihkan dari {was} ke {now} / reassigned from {was} to {now}"
+
+
+# --------------------------------------------------------------------------- auto-assignment
+
+AutoAssign = Literal["off", "all", "hot"]
+AUTO_ASSIGN_MODES: tuple[AutoAssign, ...] = ("off", "all", "hot")
+#: who an automatic assignment is by, on the lead's timeline
+AUTO_ASSIGN_AUTHOR = "auto-assign"
+
+
+def wants_owner(mode: AutoAssign, temperature: str | None) -> bool:
+    """Does an unassigned lead get an owner under the workspace's rule: every new lead
+    (`all`), only hot ones (`hot`, as soon as Sarah calls it hot), or none (`off`)."""
+    return mode == "all" or (mode == "hot" and temperature == "hot")
+
+
+def round_robin(people: Sequence[str], turn: int, n: int) -> tuple[list[str], int]:
+    """Owners for `n` leads in turn, from the workspace's people in name order starting at
+    `turn` (a counter the workspace keeps), and the next turn. A person added or removed
+    changes the order from then on; the counter keeps counting, so nobody is favoured."""
+    order = sorted(set(people))
+    if not order or n <= 0:
+        return [], turn
+    return [order[(turn + i) % len(order)] for i in range(n)], turn + n

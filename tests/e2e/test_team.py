@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from typing import Any
 
+from leadstream.config import Settings
 from leadstream.db.registry import add_workspace
 from leadstream.sink.replay import replay_and_verify
+from tests.support.fixtures import StartPipeline
 from tests.support.pipeline import TOKEN, Pipeline, eventually, table_checksums
 
 DEWI, SARAH, OTHER = "tok-team-dewi", "tok-team-sarah", "tok-team-ws2"
@@ -82,3 +85,59 @@ async def test_owners_and_tags_through_the_log(pipeline: Pipeline) -> None:
     verified = await replay_and_verify(p.settings)
     assert verified["equal"], verified["tables"]
     assert await table_checksums(p) == before
+
+
+async def test_new_leads_are_assigned_in_turn_once(pipelines: StartPipeline,
+                                                   settings: Settings) -> None:
+    """`workspace add --auto-assign all`: the worker gives each new lead an owner in turn
+    among the workspace's people, as `auto-assign` on the timeline; a lead a person then
+    unassigns stays unassigned; leads from before the rule, and other workspaces', are left
+    alone; with `hot`, only a lead Sarah calls hot gets one."""
+    p = await pipelines(settings.model_copy(update={"auto_assign_seconds": 0.5}))
+    assert p.pool is not None
+    assert await p.message("6281277720000", "wamid.before") == 200  # before the rule
+    await eventually(lambda: p.fetchval_or_none(
+        "SELECT 1 FROM leads WHERE phone_e164 = '+6281277720000'"), timeout=60)
+    async with p.pool.acquire() as conn:
+        for token, user in ((DEWI, "Dewi"), ("tok-team-budi", "Budi")):
+            await add_workspace(conn, workspace_id="ws1", phone_number_id=None,
+                                webhook_secret=None, api_token=token, role="human", user=user)
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None,
+                            webhook_secret=None, api_token=None, auto_assign="all")
+    phones = [f"+62812777200{i:02d}" for i in range(1, 5)]
+    for i, phone in enumerate(phones):  # live messages: their leads are created now
+        assert await p.message(phone.lstrip("+"), f"wamid.auto{i}", ts=int(time.time())) == 200
+
+    async def owners() -> Any:
+        rows = await p.fetch("SELECT phone_e164, owner FROM leads WHERE phone_e164 = ANY($1)"
+                             " AND owner IS NOT NULL ORDER BY created_at, lead_id", phones)
+        return rows if len(rows) == len(phones) else None
+
+    got = [r["owner"] for r in await eventually(owners, timeout=60)]
+    assert sorted(got) == ["Budi", "Budi", "Dewi", "Dewi"]  # in turn: two each
+    assert await p.fetchval_or_none(
+        "SELECT owner FROM leads WHERE phone_e164 = '+6281277720000'") is None
+    notes = await p.fetch("SELECT author FROM lead_notes WHERE content LIKE 'Ditugaskan ke %'")
+    assert [n["author"] for n in notes] == ["auto-assign"] * 4
+    # a person takes one back: it stays unassigned
+    lid = await p.fetchval_or_none("SELECT lead_id FROM leads WHERE phone_e164 = $1", phones[0])
+    assert (await p.api("POST", f"/api/leads/{lid}/assign", DEWI, {"owner": None}))[0] == 202
+    await eventually(lambda: p.fetchval_or_none(
+        "SELECT 1 FROM leads WHERE lead_id = $1 AND owner IS NULL", lid), timeout=60)
+    # only hot leads under `hot`: a new lead waits until Sarah calls it hot
+    async with p.pool.acquire() as conn:
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None,
+                            webhook_secret=None, api_token=None, auto_assign="hot")
+        await add_workspace(conn, workspace_id="ws1", phone_number_id=None,
+                            webhook_secret=None, api_token="tok-team-sarah2", role="sarah-bot")
+    assert await p.message("6281277729999", "wamid.auto-hot", ts=int(time.time())) == 200
+    await eventually(lambda: p.fetchval_or_none(
+        "SELECT 1 FROM leads WHERE phone_e164 = '+6281277729999'"), timeout=60)
+    assert (await p.api("POST", "/api/sarah/state", "tok-team-sarah2", {
+        "contact_phone": "+6281277729999", "lead_temperature": "hot"}))[0] == 202
+    await eventually(lambda: p.fetchval_or_none(
+        "SELECT owner FROM leads WHERE phone_e164 = '+6281277729999'"), timeout=60)
+    assert await p.fetchval_or_none(
+        "SELECT owner FROM leads WHERE lead_id = $1", lid) is None  # still as Dewi left it
+    assert await p.fetchval_or_none(
+        "SELECT auto_assign_turn FROM workspaces WHERE workspace_id = 'ws1'") == 5

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"config", "ingest", "db"},
     {"streams"},
     {"broker", "simulate"},
-    {"app", "sink", "summarize", "ops", "reconcile"},
+    {"app", "sink", "summarize", "ops", "reconcile", "team"},
     {"tables", "http"},
     {"agents", "embedded"},
     {"bootstrap"},

@@ -128,3 +128,35 @@ def test_a_merge_keeps_the_survivors_owner_and_both_leads_labels() -> None:
     owned = apply_command(survivor, cmd(2, "assign", owner="Dewi")).lead
     assert absorb(owned, absorb_command(merge, dup, KEY)).lead.owner == "Dewi"
 
+
+
+# ----------------------------------------------------------------------------- auto-assignment
+
+def test_who_gets_an_owner_automatically() -> None:
+    from leadstream.domain.team import wants_owner
+
+    assert wants_owner("all", None) and wants_owner("all", "cold")
+    assert wants_owner("hot", "hot") and not wants_owner("hot", "warm")
+    assert not wants_owner("hot", None) and not wants_owner("off", "hot")
+
+
+def test_round_robin_is_fair_and_continues_across_runs() -> None:
+    from leadstream.domain.team import round_robin
+
+    assert round_robin([], 0, 3) == ([], 0)  # nobody to give them to: nothing moves
+    assert round_robin(["Dewi"], 5, 0) == ([], 5)
+    owners, turn = round_robin(["Dewi", "Budi", "Ani"], 0, 4)
+    assert owners == ["Ani", "Budi", "Dewi", "Ani"] and turn == 4  # in name order
+    more, turn = round_robin(["Ani", "Budi", "Dewi"], turn, 2)
+    assert more == ["Budi", "Dewi"] and turn == 6
+    assert round_robin(["Budi", "Budi", "Ani"], 0, 3)[0] == ["Ani", "Budi", "Ani"]  # once each
+    # any split of the same leads over runs gives the same owners, each person within one
+    people = ["a", "b", "c", "d"]
+    for n in range(1, 30):
+        whole, _ = round_robin(people, 7, n)
+        counts = [whole.count(p) for p in people]
+        assert max(counts) - min(counts) <= 1
+        for cut in range(n + 1):
+            first, t = round_robin(people, 7, cut)
+            rest, _ = round_robin(people, t, n - cut)
+            assert first + rest == whole
