@@ -14,7 +14,7 @@ import io
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -26,12 +26,13 @@ from pydantic import BaseModel, ValidationError
 from leadstream.db.leads import ACTIVE, NEEDS_REPLY
 from leadstream.db.leads import status_counts as lead_status_counts
 from leadstream.db.registry import TokenEntry, token_hash
+from leadstream.db.reports import report as team_report_of
+from leadstream.db.tasks import TASK_COUNTS_SQL
 from leadstream.db.watermarks import watermarks
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
-from leadstream.domain.reports import MAX_REPORT_DAYS, week_of
-from leadstream.domain.reports import team_report as build_team_report
+from leadstream.domain.reports import MAX_REPORT_DAYS
 from leadstream.domain.tasks import due_before
 from leadstream.domain.team import SARAH_MAX_TAG_CHANGES
 from leadstream.http.export import TooManyExports
@@ -62,11 +63,6 @@ from leadstream.http.models import (
 from leadstream.http.queries import (
     CSV_COLUMNS,
     FAMILY_SQL,
-    REPORT_COHORTS_SQL,
-    REPORT_CONVERSIONS_SQL,
-    REPORT_NEW_SQL,
-    REPORT_RESPONSES_SQL,
-    TASK_COUNTS_SQL,
     TIMELINE_SQL,
     csv_cell,
     lead_list_sql,
@@ -366,22 +362,7 @@ async def team_report(request: web.Request) -> web.Response:
     if start > end or (end - start).days >= MAX_REPORT_DAYS:
         return _unprocessable([{"loc": ("from",), "type": "range", "msg": (
             f"`from` must be on or before `to`, at most {MAX_REPORT_DAYS} days")}])
-    lo = datetime.combine(start, time(0), tzinfo=zone)
-    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
-    # the cohorts of the range's first week start on its Monday
-    cohort_lo = datetime.combine(week_of(start), time(0), tzinfo=zone)
-    pool = request.app[POOL]
-    args = (tok.workspace_id, lo, hi, tz)
-    new, responses, conversions, cohorts = await asyncio.gather(
-        pool.fetch(REPORT_NEW_SQL, *args), pool.fetch(REPORT_RESPONSES_SQL, *args[:3]),
-        pool.fetch(REPORT_CONVERSIONS_SQL, *args),
-        pool.fetch(REPORT_COHORTS_SQL, tok.workspace_id, cohort_lo, hi, tz))
-    return _json(build_team_report(
-        start=start, end=end, tz=tz,
-        new_leads=[(r["day"], r["owner"], r["n"]) for r in new],
-        responses=[(r["owner"], r["first_in"], r["first_out"]) for r in responses],
-        conversions=[(r["day"], r["owner"], r["n"]) for r in conversions],
-        cohorts=[(r["week"], r["leads"], r["converted"]) for r in cohorts]))
+    return _json(await team_report_of(request.app[POOL], tok.workspace_id, start, end, tz))
 
 
 async def people(request: web.Request) -> web.Response:

@@ -239,50 +239,7 @@ def task_list_sql(workspace_id: str, *, owner: str | None, done: bool | None,
     return sql, args
 
 
-#: open tasks overdue and due by the day's end ($2 now, $3 the day's end), of one owner ($4,
-#: NULL for all)
-TASK_COUNTS_SQL = (
-    "SELECT count(*) FILTER (WHERE due_at < $2) AS overdue,"
-    " count(*) FILTER (WHERE due_at < $3) AS today FROM lead_tasks"
-    " WHERE workspace_id = $1 AND done_at IS NULL AND ($4::text IS NULL OR owner = $4)"
-)
-
-
 def task_out(row: Any, now: datetime) -> dict[str, Any]:
     r = row_out(row)
     r["overdue"] = bool(r["done_at"] is None and r["due_at"] is not None and r["due_at"] < now)
     return r
-
-
-# --------------------------------------------------------------------------- reports (#29)
-# $1 workspace, $2 and $3 the range's instants [from, to), $4 the timezone (not in the
-# responses' query: its days are counted in Python); live leads only
-# (a merged duplicate's activity is its survivor's, which has its own row)
-
-REPORT_NEW_SQL = (
-    "SELECT (created_at AT TIME ZONE $4)::date AS day, owner, count(*) AS n FROM leads"
-    " WHERE workspace_id = $1 AND merged_into IS NULL AND created_at >= $2 AND created_at < $3"
-    " GROUP BY 1, 2"
-)
-REPORT_RESPONSES_SQL = (
-    "SELECT l.owner, fi.first_in, (SELECT min(o.sent_at) FROM messages o"
-    "  WHERE o.lead_id = l.lead_id AND o.direction = 'outbound' AND o.sent_at >= fi.first_in)"
-    " AS first_out FROM leads l CROSS JOIN LATERAL (SELECT min(i.sent_at) AS first_in"
-    "  FROM messages i WHERE i.lead_id = l.lead_id AND i.direction = 'inbound') fi"
-    " WHERE l.workspace_id = $1 AND l.merged_into IS NULL AND l.last_inbound_at >= $2"
-    " AND l.created_at < $3 AND fi.first_in >= $2 AND fi.first_in < $3"
-)
-REPORT_CONVERSIONS_SQL = (
-    "SELECT (h.changed_at AT TIME ZONE $4)::date AS day, l.owner,"
-    " count(DISTINCT h.lead_id) AS n FROM lead_status_history h"
-    " JOIN leads l ON l.lead_id = h.lead_id"
-    " WHERE h.workspace_id = $1 AND l.merged_into IS NULL AND h.to_status = 'converted'"
-    " AND h.changed_at >= $2 AND h.changed_at < $3 GROUP BY 1, 2"
-)
-REPORT_COHORTS_SQL = (
-    "SELECT date_trunc('week', l.created_at AT TIME ZONE $4)::date AS week, count(*) AS leads,"
-    " count(*) FILTER (WHERE l.lead_status = 'converted' OR EXISTS (SELECT 1"
-    "  FROM lead_status_history h WHERE h.lead_id = l.lead_id AND h.to_status = 'converted'))"
-    " AS converted FROM leads l WHERE l.workspace_id = $1 AND l.merged_into IS NULL"
-    " AND l.created_at >= $2 AND l.created_at < $3 GROUP BY 1"
-)

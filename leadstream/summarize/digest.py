@@ -26,8 +26,11 @@ import orjson
 from mode import Service
 
 from leadstream.db.leads import ACTIVE, NEEDS_REPLY, status_counts
+from leadstream.db.reports import report as team_report
+from leadstream.db.tasks import TASK_COUNTS_SQL
 from leadstream.domain.daily import day_bounds
-from leadstream.domain.digest import DigestFacts, LeadRef, Move, Waiting, digest_text
+from leadstream.domain.digest import DigestFacts, LeadRef, Move, TaskRef, Waiting, digest_text
+from leadstream.domain.tasks import due_before
 from leadstream.summarize.llm import Summarizer
 
 Covers = Literal["yesterday", "today"]
@@ -39,8 +42,10 @@ SHOWN = 5
 NAME = "coalesce(l.name, l.phone_e164, l.bsuid, 'Lead')"
 
 
-async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFacts:
-    """The facts of one workspace day, read in one snapshot."""
+async def gather(conn: Any, workspace_id: str, day: date, tz: str,
+                 now: datetime | None = None) -> DigestFacts:
+    """The facts of one workspace day, read in one snapshot; the tasks as of `now`."""
+    now = now or datetime.now(UTC)
     start, end = day_bounds(day, tz)
     f = DigestFacts(workspace_id=workspace_id, day=day)
     f.new_leads = await conn.fetchval(
@@ -78,6 +83,23 @@ async def gather(conn: Any, workspace_id: str, day: date, tz: str) -> DigestFact
     f.waiting = [Waiting(name=r["name"], since=r["last_inbound_at"]) for r in await conn.fetch(
         f"SELECT {NAME} AS name, last_inbound_at FROM leads l WHERE {waiting}"
         f" ORDER BY last_inbound_at LIMIT {SHOWN}", workspace_id)]
+    # the team's follow-ups (reminders) and the day's report figures (issue #29)
+    today_ends = due_before("today", now, tz)
+    counts = await conn.fetchrow(TASK_COUNTS_SQL, workspace_id, now, today_ends, None)
+    f.tasks_overdue_total, f.tasks_due_today = int(counts["overdue"]), int(counts["today"])
+    f.tasks_overdue = [TaskRef(name=r["name"], text=r["text"][:80], owner=r["owner"],
+                               due_at=r["due_at"]) for r in await conn.fetch(
+        f"SELECT {NAME} AS name, t.text, t.owner, t.due_at FROM lead_tasks t"
+        " JOIN leads l USING (lead_id) WHERE t.workspace_id = $1 AND t.done_at IS NULL"
+        f" AND t.due_at < $2 ORDER BY t.due_at LIMIT {SHOWN}", workspace_id, now)]
+    figures = await team_report(conn, workspace_id, day, day, tz)
+    total = figures["total"]
+    f.conversions = total["conversions"]
+    fr = total["first_response"]
+    f.first_response_answered, f.first_response_unanswered = fr["answered"], fr["unanswered"]
+    f.first_response_median_s, f.first_response_p90_s = fr["median_seconds"], fr["p90_seconds"]
+    # per person where the team assigns its leads (a team that does not: no such line)
+    f.by_owner = figures["owners"] if any(o["owner"] for o in figures["owners"]) else []
     return f
 
 

@@ -609,3 +609,58 @@ async def test_stalled_exports_of_a_large_workspace_starve_no_one(web: Pipeline)
     finally:
         for w in held:
             w.close()
+
+
+async def test_the_digest_reminds_of_overdue_tasks_and_has_the_days_figures(
+        web: Pipeline) -> None:
+    """Issue #29: the manager's digest lists the open tasks past due (with whose they are),
+    counts those due by the day's end, and carries the team report's figures of the day:
+    first-response median and p90, unanswered leads, conversions, and per person."""
+    from leadstream.summarize.digest import Digests
+
+    assert web.pool is not None
+    now = datetime.now(UTC)
+    day = now.astimezone(ZoneInfo("Asia/Jakarta")).date()
+    start = datetime.combine(day, datetime.min.time(), tzinfo=ZoneInfo("Asia/Jakarta"))
+    t0 = max(start + timedelta(minutes=1), now - timedelta(hours=1))
+    # lead 1 (Dewi's) answered after 2 minutes, lead 2 after 10, lead 4 not yet
+    await web.pool.execute("UPDATE leads SET owner = 'Dewi', created_at = $1"
+                           " WHERE lead_key IN ('ws1:+6281200000001', 'ws1:+6281200000002')", t0)
+    msgs = [("m1", 1, "inbound", t0), ("m1r", 1, "outbound", t0 + timedelta(minutes=2)),
+            ("m2", 2, "inbound", t0), ("m2r", 2, "outbound", t0 + timedelta(minutes=10)),
+            ("m4", 4, "inbound", t0)]
+    for mid, i, direction, at in msgs:
+        await web.pool.execute(
+            "INSERT INTO messages (message_id, lead_id, workspace_id, direction, type, sent_at,"
+            " version) VALUES ($1, $2, 'ws1', $3, 'text', $4, 1)",
+            mid, uuid.UUID(_id(i)), direction, at)
+    await web.pool.execute("UPDATE leads SET last_inbound_at = $1 WHERE lead_id = ANY($2)",
+                           t0, [uuid.UUID(_id(i)) for i in (1, 2, 4)])
+    await web.pool.execute(
+        "INSERT INTO lead_status_history (event_id, lead_id, workspace_id, from_status,"
+        " to_status, changed_by, actor, changed_at) VALUES ('conv1', $1, 'ws1', 'contacted',"
+        " 'converted', 'human', 'Dewi', $2)", uuid.UUID(_id(1)), t0)
+    for tid, i, due, done in (("T1", 1, now - timedelta(hours=3), None),
+                              ("T2", 2, now - timedelta(minutes=5), None),
+                              ("T3", 2, now - timedelta(hours=9), now),  # done: not a reminder
+                              ("T4", 3, now + timedelta(days=9), None)):
+        await web.pool.execute(
+            "INSERT INTO lead_tasks (task_id, lead_id, workspace_id, text, due_at, owner,"
+            " created_by, created_at, done_at) VALUES ($1, $2, 'ws1', $3, $4, 'Dewi', 'Dewi',"
+            " $5, $6)", tid, uuid.UUID(_id(i)), f"telepon {tid}", due, now, done)
+    got = await Digests(web.pool, "Asia/Jakarta", covers="today").get("ws1", day)
+    f = got["facts"]
+    assert (f["tasks_overdue_total"], f["tasks_due_today"]) == (2, 2)
+    assert [(t["name"], t["text"]) for t in f["tasks_overdue"]] == [
+        ("Lead 1", "telepon T1"), ("Lead 2", "telepon T2")]  # longest overdue first
+    assert (f["first_response_answered"], f["first_response_unanswered"]) == (2, 1)
+    assert (f["first_response_median_s"], f["first_response_p90_s"]) == (360, 552)
+    assert f["conversions"] == 1
+    text = got["content"]
+    assert "Waktu balas pertama: median 6 mnt, p90 9 mnt (2 lead; 1 belum dibalas)." in text
+    assert "1 lead menjadi pelanggan (converted)." in text
+    assert "2 tugas terlambat: Lead 1: telepon T1 (Dewi), Lead 2: telepon T2 (Dewi)." in text
+    assert "Per orang: Dewi: 2 baru, 1 converted, balas 6 mnt" in text
+    # another workspace's digest says nothing of these
+    theirs = (await Digests(web.pool, "Asia/Jakarta", covers="today").get("ws2", day))["facts"]
+    assert theirs["tasks_overdue_total"] == 0 and theirs["conversions"] == 0
