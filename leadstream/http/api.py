@@ -37,6 +37,7 @@ from leadstream.domain.tasks import due_before
 from leadstream.domain.team import SARAH_MAX_TAG_CHANGES
 from leadstream.http.export import TooManyExports
 from leadstream.http.keys import (
+    CLOCK,
     DIGESTS,
     DIRECTORY,
     EXPORTS,
@@ -334,7 +335,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     if tq.owner == "me" and owner is None:
         return _unprocessable([{"loc": ("owner",), "msg": "`me` needs a personal token",
                                 "type": "no_person"}])
-    now = datetime.now(UTC)
+    now = request.app[CLOCK].now()
     tz = request.app[TIMEZONE]
     before = due_before(tq.due, now, tz)
     done = tq.done if tq.due == "all" else False
@@ -357,7 +358,7 @@ async def team_report(request: web.Request) -> web.Response:
         return _query_errors(exc)
     tz = request.app[TIMEZONE]
     zone = ZoneInfo(tz)
-    end = rq.date_to or datetime.now(zone).date()
+    end = rq.date_to or request.app[CLOCK].now().astimezone(zone).date()
     start = rq.date_from or end - timedelta(days=13)
     if start > end or (end - start).days >= MAX_REPORT_DAYS:
         return _unprocessable([{"loc": ("from",), "type": "range", "msg": (
@@ -508,7 +509,7 @@ async def get_lead(request: web.Request) -> web.Response:
                                 " ORDER BY sent_at DESC LIMIT 50", ids)
     sql, args = task_list_sql(tok.workspace_id, owner=None, done=None, due_before=None,
                               lead_ids=ids, limit=200)
-    now = datetime.now(UTC)
+    now = request.app[CLOCK].now()
     tasks = [task_out(t, now) for t in await pool.fetch(sql, *args)]
     pattern = _inbox(request, tok)
     return _json({"lead": lead_out(lead, pattern),

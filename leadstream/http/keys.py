@@ -4,6 +4,9 @@ reaching into another (issue #26)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import asyncpg
 from aiohttp import web
 
@@ -35,6 +38,20 @@ FEED = web.AppKey("feed", LeadFeed)
 DIGESTS = web.AppKey("digests", Digests)
 #: the workspaces' timezone (LEADSTREAM_TIMEZONE): what "today" is for tasks and reports
 TIMEZONE = web.AppKey("timezone", str)
+
+
+@dataclass
+class Clock:
+    """The time the API's task lists and reports are reckoned at: the system's, unless set
+    (`fixed`; the browser test moves it to see a task fall overdue)."""
+
+    fixed: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.fixed or datetime.now(UTC)
+
+
+CLOCK = web.AppKey("clock", Clock)
 #: CSV exports: their own connections, capped per workspace (http.export)
 EXPORTS = web.AppKey("exports", ExportGate)
 #: every consumer group's lag, read from the broker when /metrics is scraped (ops.lag)

@@ -173,6 +173,7 @@ def make_app(settings: Settings) -> web.Application:
         app[keys.FEED] = feed
         app[keys.DIGESTS] = Digests(pool, settings.timezone, covers=settings.digest_day)
         app[keys.TIMEZONE] = settings.timezone
+        app[keys.CLOCK] = keys.Clock()
         app[keys.EXPORTS] = ExportGate(settings.read_dsn)
         app[keys.DIRECTORY] = directory
         app[keys.PUBLISHER] = publisher

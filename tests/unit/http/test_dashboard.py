@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,95 @@ async def test_times_in_the_workspace_zone_and_a_long_timeline_pages(pipelines: 
             await browser.close()
     finally:
         await p.stop()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine")
+async def test_a_task_falls_overdue_a_card_moves_on_the_board_and_the_report(
+        pipeline: Pipeline) -> None:
+    """Issue #29: Dewi gives her lead a task due at 11:00 today; at 10:00 (the server's clock,
+    fixed) it is due today and not overdue, at 12:00 it is overdue in the list and the
+    header; she marks it done. On the board she drags the lead's card from Baru to
+    Terkualifikasi, gives the reason, and the card moves (live); the team report lists her."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from playwright.async_api import async_playwright
+
+    from leadstream.http.keys import CLOCK
+
+    await _personal_tokens(pipeline)
+    assert await pipeline.message("6281277733001", "wamid.board.1", name="Wati",
+                                  text="minta katalog", ts=int(time.time())) == 200
+    lead = await eventually(lambda: pipeline.fetchrow(
+        "SELECT lead_id FROM leads WHERE phone_e164 = '+6281277733001'"), timeout=60)
+    lid = str(lead["lead_id"])
+    assert (await pipeline.api("POST", f"/api/leads/{lid}/assign", DEWI, {"owner": "me"}))[
+        0] == 202
+    await eventually(lambda: pipeline.fetchval_or_none(
+        "SELECT 1 FROM leads WHERE lead_id = $1 AND owner = 'Dewi'", lead["lead_id"]),
+        timeout=30)
+    zone = ZoneInfo(pipeline.settings.timezone)
+    today = datetime.now(zone).date()
+    assert pipeline.server is not None
+    clock = pipeline.server.app[CLOCK]
+    clock.fixed = datetime(today.year, today.month, today.day, 10, 0, tzinfo=zone)
+    try:
+        async with async_playwright() as pw:
+            browser = await _chromium(pw)
+            page = await _login(browser, pipeline.base, DEWI)
+            await page.click("#rows tr")
+            await page.wait_for_selector("#detail h2:has-text('Wati')")
+            await page.fill("#f-task input[name=text]", "Telepon soal katalog")
+            await page.fill("#f-task input[name=due]", f"{today.isoformat()}T11:00")
+            await page.click("text=Tambah tugas / Add task")
+            await page.wait_for_selector("#lead-tasks >> text=Telepon soal katalog",
+                                         timeout=20_000)
+            row = await pipeline.fetchrow("SELECT due_at, owner, created_by FROM lead_tasks")
+            assert row is not None and (row["owner"], row["created_by"]) == ("Dewi", "Dewi")
+            assert row["due_at"] == datetime(today.year, today.month, today.day, 11, 0,
+                                             tzinfo=zone)  # 11:00 in the workspace's zone
+
+            await page.click("#btn-tasks")
+            await page.wait_for_selector("#task-list .task >> text=Telepon soal katalog")
+            assert await page.locator("#task-list .task.overdue").count() == 0
+            assert "0 terlambat" in await page.inner_text("#task-counts")
+            # the time passes: 12:00
+            clock.fixed += timedelta(hours=2)
+            await page.click("#btn-tasks")
+            await page.wait_for_selector("#task-list .task.overdue >> text=Telepon soal katalog")
+            assert "1 terlambat" in await page.inner_text("#task-counts")
+            await page.select_option("#task-due", "overdue")
+            await page.wait_for_selector("#task-list .task.overdue")
+            await page.fill("input[name=q]", "Wati")  # any list reload updates the header
+            await until(lambda: page.inner_text("#btn-tasks"), "Tugas / Tasks · 1 terlambat",
+                        timeout=20)
+            await page.click("#task-list button.task-done")
+            await eventually(lambda: pipeline.fetchval_or_none(
+                "SELECT done_by FROM lead_tasks WHERE done_at IS NOT NULL"), timeout=30)
+            await until(lambda: page.locator("#task-list .task").count(), 0, timeout=20)
+
+            # the board: drag the card from Baru to Terkualifikasi, with a reason
+            await page.fill("input[name=q]", "")
+            await page.click("#btn-board")
+            card = f".card[data-id='{lid}']"
+            await page.wait_for_selector(f".col[data-status=new] {card}")
+            await page.drag_and_drop(f"#board {card}", ".col[data-status=qualified]")
+            await page.wait_for_selector("#move:not([hidden])")
+            assert "Baru → Terkualifikasi" in await page.inner_text("#move-what")
+            await page.fill("#f-move input[name=reason]", "sudah kirim katalog")
+            await page.click("text=Pindahkan / Move")
+            await page.wait_for_selector(f".col[data-status=qualified] {card}", timeout=20_000)
+            history = await pipeline.fetchrow(
+                "SELECT actor, reason FROM lead_status_history WHERE to_status = 'qualified'")
+            assert history is not None
+            assert (history["actor"], history["reason"]) == ("Dewi", "sudah kirim katalog")
+            # dropping where it is does nothing
+            await page.drag_and_drop(f"#board {card}", ".col[data-status=qualified]")
+            assert await page.locator("#move:not([hidden])").count() == 0
+
+            await page.click("#btn-report")
+            await page.wait_for_selector("#report-owners >> text=Dewi")
+            assert "Total" in await page.inner_text("#report-owners")
+            await browser.close()
+    finally:
+        clock.fixed = None
