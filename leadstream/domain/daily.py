@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field
 
 from leadstream.domain.identity import stable_id
-from leadstream.domain.model import LeadState, Note, working_copy
+from leadstream.domain.model import LeadState, Model, Note, working_copy
 from leadstream.domain.rules import Applied
 
 MAX_TEXTS = 5
@@ -51,20 +51,20 @@ def is_closable(day: date, now: datetime, tz: str, grace_seconds: int) -> bool:
     return now >= closes_at(day, tz, grace_seconds)
 
 
-class StatusMove(BaseModel):
+class StatusMove(Model):
     from_status: str | None
     to_status: str
     by: str
     at: datetime
 
 
-class Said(BaseModel):
+class Said(Model):
     at: datetime
     direction: str
     text: str
 
 
-class DayAggregate(BaseModel):
+class DayAggregate(Model):
     """What happened with one lead on one day; the state of the daily window."""
 
     lead_id: str
@@ -143,9 +143,14 @@ def fold(agg: DayAggregate | None, lead: LeadState, day: date, c: dict[str, Any]
         a.last_message_at = at if a.last_message_at is None else max(a.last_message_at, at)
         a.message_types[m["type"]] = a.message_types.get(m["type"], 0) + 1
         if m["text"] and m["direction"] == "inbound":
-            a.texts.append(Said(at=at, direction=m["direction"],
-                                text=str(m["text"])[:MAX_TEXT_CHARS]))
-            a.texts = sorted(a.texts, key=lambda s: s.at)[-MAX_TEXTS:]
+            texts = a.texts  # the working copy's own list
+            in_order = not texts or texts[-1].at <= at  # the usual case: no sort needed
+            texts.append(Said(at=at, direction=m["direction"],
+                              text=str(m["text"])[:MAX_TEXT_CHARS]))
+            if not in_order:
+                texts.sort(key=lambda s: s.at)
+            if len(texts) > MAX_TEXTS:
+                a.texts = texts[-MAX_TEXTS:]
     for move_id, move in c.get("status", []):
         if not first_time(move_id):
             continue
