@@ -95,8 +95,8 @@ class Visibility:
         return None
 
 
-def message_body(lead: int, wamid: str) -> dict[str, Any]:
-    return kapso_message(PNID, wa_id=phone_for(lead), wamid=wamid,
+def message_body(lead: int, wamid: str, pnid: str = PNID) -> dict[str, Any]:
+    return kapso_message(pnid, wa_id=phone_for(lead), wamid=wamid,
                          text="Halo kak, mau tanya harga paket bulanan", ts=int(time.time()),
                          name=f"Lead {lead}")
 
@@ -200,9 +200,10 @@ def single(run: str, lead_base: int, leads: int) -> Callable[[int], tuple[bytes,
     return lambda i: signed(SECRET, message_body(lead_base + i % leads, f"wamid.{run}.{i}"))
 
 
-def batch50(run: str, lead_base: int, leads: int) -> Callable[[int], tuple[bytes, str]]:
+def batch50(run: str, lead_base: int, leads: int, pnid: str = PNID
+            ) -> Callable[[int], tuple[bytes, str]]:
     def make(i: int) -> tuple[bytes, str]:
-        items = [message_body(lead_base + (i * 50 + j) % leads, f"wamid.{run}.{i}.{j}")
+        items = [message_body(lead_base + (i * 50 + j) % leads, f"wamid.{run}.{i}.{j}", pnid)
                  for j in range(50)]
         return signed(SECRET, {"batch": True, "data": items})
     return make

@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> faust.App:
         # Faust's 16 KB default capped a burst (100k daily windows at close) at ~3k
         # records/s: 256 KB, as the webhook's and the sink's producers
         producer_max_batch_size=256 * 1024,
+        producer_compression_type=settings.compression_type,
         # a dead letter carries its whole source record (the DLQ topic takes 16 MiB)
         producer_max_request_size=DLQ_MAX_RECORD_BYTES,
         table_standby_replicas=settings.table_standby_replicas,

@@ -51,6 +51,7 @@ def make_producer(settings: Settings, **overrides: Any) -> TrackingProducer:
         max_request_size=DLQ_MAX_RECORD_BYTES,
         request_timeout_ms=int(settings.publish_timeout_seconds * 1000),
         enable_idempotence=not is_tansu(settings),
+        compression_type=settings.compression_type,
         **settings.kafka_security(),
     )
     kw.update(overrides)
