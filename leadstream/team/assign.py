@@ -148,5 +148,5 @@ class AutoAssignService(Service):
                 continue
             try:
                 await self.assigner.run(pool)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001  # Postgres away, a pool closing at stop: never crash the worker
                 log.warning("auto-assign run failed: %r", exc)
