@@ -31,7 +31,7 @@ async def test_a_failing_pool_is_retried_never_a_crash(exc: Exception,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     pool = _Failing(exc)
     service = AutoAssignService(env_settings(LEADSTREAM_AUTO_ASSIGN_SECONDS="0.02"),
-                                lambda: pool)  # type: ignore[arg-type,return-value]
+                                lambda: pool)
     await service.start()
     try:
         for _ in range(100):
