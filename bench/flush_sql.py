@@ -1,8 +1,9 @@
 """Benchmark: the worker's flush in Postgres (#31, item 3): `EXPLAIN (ANALYZE, BUFFERS)` of
 each statement of a typical flush on a replica that already holds `--leads` leads, then the
 time of the whole flush (one transaction, every statement) as the writer sends it
-(`jsonb_populate_recordset` over a `jsonb` parameter) against `json_populate_recordset` over
-`json`, alternating, rolled back each time so every trial meets the same tables.
+(`json_populate_recordset` over a `json` parameter) against `jsonb_populate_recordset` over
+`jsonb` (the writer before session 11), alternating, rolled back each time so every trial
+meets the same tables.
 
 A flush here is `--batch` events of distinct existing leads, as the worker makes it: each a
 new lead version, a new message row and its day's row, the rows built by the real rules and
@@ -36,6 +37,14 @@ from leadstream.sink.writer import SQL_BY_KIND, write_json
 from leadstream.streams.records import encode
 
 TZ = "Asia/Jakarta"
+#: the two indexes 015_unused_lead_indexes.sql dropped, as 001 made them: their cost per
+#: flush, measured by making them again
+LEGACY = (
+    "CREATE INDEX leads_text_search ON leads USING gin (to_tsvector('simple',"
+    " coalesce(name, '') || ' ' || coalesce(business_type, '') || ' '"
+    " || coalesce(phone_e164, '')))",
+    "CREATE INDEX leads_ws_score ON leads (workspace_id, lead_score DESC NULLS LAST, lead_id)",
+)
 
 
 def rows_for(leads: dict[int, LeadState], which: list[int], serial: int,
@@ -56,19 +65,20 @@ def rows_for(leads: dict[int, LeadState], which: list[int], serial: int,
     return out
 
 
-def as_json(sql: str) -> str:
-    return (sql.replace("jsonb_populate_recordset", "json_populate_recordset")
-            .replace("$1::jsonb", "$1::json"))
+def as_jsonb(sql: str) -> str:
+    """The writer's statement as it was before session 11 (over jsonb)."""
+    return (sql.replace("json_populate_recordset", "jsonb_populate_recordset")
+            .replace("$1::json)", "$1::jsonb)"))
 
 
-async def flush(conn: asyncpg.Connection, rows: dict[str, list[bytes]], json: bool) -> float:
+async def flush(conn: asyncpg.Connection, rows: dict[str, list[bytes]], jsonb: bool) -> float:
     started = time.perf_counter()
     tx = conn.transaction()
     await tx.start()
     try:
-        if json:
+        if jsonb:
             for kind, values in rows.items():
-                await conn.execute(as_json(SQL_BY_KIND[kind]),
+                await conn.execute(as_jsonb(SQL_BY_KIND[kind]),
                                    (b"[" + b",".join(values) + b"]").decode())
         else:
             await write_json(conn, rows)
@@ -110,7 +120,26 @@ async def run(args: argparse.Namespace) -> None:
         times: dict[str, list[float]] = {"jsonb": [], "json": []}
         for rows in batches:
             for name in ("jsonb", "json") if len(times["jsonb"]) % 2 == 0 else ("json", "jsonb"):
-                times[name].append(await flush(conn, rows, name == "json"))
+                times[name].append(await flush(conn, rows, name == "jsonb"))
+        # the dropped indexes' cost: blocks of trials with them made again, and without
+        blocks: dict[str, list[float]] = {"with 001's two unused indexes": [],
+                                          "without (015)": []}
+        for b in range(4):
+            legacy = b % 2 == 0
+            for ddl in LEGACY:
+                if legacy:
+                    await conn.execute(ddl)
+                else:
+                    await conn.execute(f"DROP INDEX IF EXISTS {ddl.split()[2]}")
+            name = "with 001's two unused indexes" if legacy else "without (015)"
+            for rows in batches[b::4]:
+                blocks[name].append(await flush(conn, rows, False))
+        print()
+        print(f"| lead indexes | flush of {args.batch} events: median | per event |")
+        print("|---|---|---|")
+        for name, ts in blocks.items():
+            med = statistics.median(ts)
+            print(f"| {name} | {med * 1000:.1f} ms | {med / args.batch * 1e6:.0f} µs |")
         print()
         print(f"| statements | flush of {args.batch} events: median | p90 | per event |")
         print("|---|---|---|---|")

@@ -1,7 +1,9 @@
 """Batched, idempotent writes of derived records into the replica.
 
 One statement per table per batch: the batch is sent as one JSON array and expanded with
-`jsonb_populate_recordset(NULL::<table>, ...)` so the table's own column types apply.
+`json_populate_recordset(NULL::<table>, ...)` so the table's own column types apply (`json`,
+not `jsonb`: the array is read once, so building jsonb's binary form first only costs; the
+whole flush 9-17% faster in Postgres, bench/flush_sql.py).
 Snapshots and messages are upserted only when their `version` is newer than the row's (a
 replayed or duplicated record never moves a row backwards); history and notes are
 insert-once by their ids (append-only).
@@ -69,7 +71,7 @@ def _upsert_sql(table: str, columns: tuple[str, ...], key: str) -> str:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
     return (
         f"INSERT INTO {table} ({cols}) SELECT {values} FROM"
-        f" jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+        f" json_populate_recordset(NULL::{table}, $1::json)"
         f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
         f" WHERE {table}.version < EXCLUDED.version"
     )
@@ -79,7 +81,7 @@ def _insert_once_sql(table: str, columns: tuple[str, ...], key: str) -> str:
     cols = ", ".join(columns)
     return (
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM"
-        f" jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+        f" json_populate_recordset(NULL::{table}, $1::json)"
         f" ON CONFLICT ({key}) DO NOTHING"
     )
 
@@ -97,7 +99,7 @@ SQL_HISTORY = _insert_once_sql("lead_status_history", HISTORY_COLUMNS, "event_id
 SQL_NOTES = (
     "INSERT INTO lead_notes (" + ", ".join(NOTE_COLUMNS) + ") SELECT "
     + ", ".join("coalesce(version, 0)" if c == "version" else c for c in NOTE_COLUMNS)
-    + " FROM jsonb_populate_recordset(NULL::lead_notes, $1::jsonb)"
+    + " FROM json_populate_recordset(NULL::lead_notes, $1::json)"
     " ON CONFLICT (note_id) DO UPDATE SET content = EXCLUDED.content,"
     " version = EXCLUDED.version"
     " WHERE lead_notes.author = EXCLUDED.author AND lead_notes.version < EXCLUDED.version"
@@ -105,7 +107,7 @@ SQL_NOTES = (
 SQL_DAILY = (
     "INSERT INTO lead_daily_activity (" + ", ".join(DAILY_COLUMNS) + ") SELECT "
     + ", ".join(DAILY_COLUMNS)
-    + " FROM jsonb_populate_recordset(NULL::lead_daily_activity, $1::jsonb)"
+    + " FROM json_populate_recordset(NULL::lead_daily_activity, $1::json)"
     " ON CONFLICT (lead_id, day) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in DAILY_COLUMNS if c not in ("lead_id", "day"))
     + " WHERE lead_daily_activity.version < EXCLUDED.version"
@@ -165,7 +167,7 @@ SQL_BY_KIND = {"leads": SQL_LEADS, "messages": SQL_MESSAGES, "history": SQL_HIST
 def _deduplicated(sql: str, table: str, key: str, newest: str | None) -> str:
     """`sql` reading one row per key (the newest) of the array, of one workspace ($2) or of
     all ($2 NULL): for rows straight from the topics, where a key repeats."""
-    source = f"jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+    source = f"json_populate_recordset(NULL::{table}, $1::json)"
     assert source in sql
     order = f"{key}, {newest} DESC" if newest else key
     return sql.replace(source, f"(SELECT DISTINCT ON ({key}) * FROM {source} r"
