@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -327,10 +327,9 @@ async def list_tasks(request: web.Request) -> web.Response:
     """Tasks of the workspace with their leads (`http.models.TaskQuery`), and the open ones
     overdue and due today for the same owner (the header's count)."""
     tok = await _auth(request)
-    try:
-        tq = TaskQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        return _query_errors(exc)
+    tq = _query(request, TaskQuery)
+    if isinstance(tq, web.Response):
+        return tq
     owner = tok.user if tq.owner == "me" else tq.owner
     if tq.owner == "me" and owner is None:
         return _unprocessable([{"loc": ("owner",), "msg": "`me` needs a personal token",
@@ -352,10 +351,9 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def team_report(request: web.Request) -> web.Response:
     """`GET /api/reports/team`: the figures `domain.reports` defines, from the replica."""
     tok = await _auth(request)
-    try:
-        rq = TeamReportQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        return _query_errors(exc)
+    rq = _query(request, TeamReportQuery)
+    if isinstance(rq, web.Response):
+        return rq
     tz = request.app[TIMEZONE]
     zone = ZoneInfo(tz)
     end = rq.date_to or request.app[CLOCK].now().astimezone(zone).date()
@@ -375,6 +373,17 @@ async def people(request: web.Request) -> web.Response:
 def _query_errors(exc: ValidationError) -> web.Response:
     return _unprocessable([{"loc": ("query", *e["loc"]), "msg": e["msg"], "type": e["type"]}
                            for e in exc.errors(include_url=False, include_context=False)])
+
+
+Q = TypeVar("Q", bound=BaseModel)
+
+
+def _query(request: web.Request, model: type[Q]) -> Q | web.Response:
+    """The request's query string as `model`, or the 422 naming each bad parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return _query_errors(exc)
 
 
 def _inbox(request: web.Request, tok: TokenEntry) -> str | None:
@@ -684,10 +693,9 @@ def _actor(tok: TokenEntry) -> str:
 async def sync_failures(request: web.Request) -> web.Response:
     """The workspace's dead letters, newest first (open ones by default)."""
     tok = await _auth(request)
-    try:
-        q = SyncFailureQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        return _query_errors(exc)
+    q = _query(request, SyncFailureQuery)
+    if isinstance(q, web.Response):
+        return q
     pool = request.app[POOL]
     cond = "resolved_at IS NULL" if q.resolved is False else (
         "resolved_at IS NOT NULL" if q.resolved else "true")
