@@ -48,7 +48,12 @@ class Publisher:
     async def _connect_forever(self) -> None:
         backoff = Backoff(0.2)
         while True:
-            producer = make_producer(self.settings)
+            # `auto` compresses the worker's large batches, not these: a webhook's batch is
+            # a request or a few, and compressed its 200 came later (p99 at 1,000/s single
+            # 146-492 ms with zstd against 113-123 without, bench/suite.py; BENCHMARKS.md)
+            producer = make_producer(self.settings, **(
+                {"compression_type": None} if self.settings.producer_compression == "auto"
+                else {}))
             try:
                 await producer.start()
             except KafkaError as exc:
