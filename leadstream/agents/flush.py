@@ -5,9 +5,10 @@ per checkpoint).
 * `WriteBack`: reads see this flush's writes first; a key read or written once is decoded
   once; each written key is encoded once, when the flush is made durable. So a lead that
   gets 20 messages in one flush costs one changelog record, not 20.
-* `Outbox`: one lead snapshot per lead (the newest version), one row per message and per task (the
-  newest version), every status change and note by its id (they are events: all are kept, a repeat
-  of the same id once), and the rest (dead letters, late daily windows) in order.
+* `Outbox`: one lead snapshot per lead (the newest version), one row per message and per
+  task (the newest version), every status change and note by its id (they are events: all
+  are kept, a repeat of the same id once), and the rest (dead letters, late daily windows)
+  in order.
 
 `agents.batch.BatchRunner` turns a `Flush` into produce requests, a replica write and store
 writes; `agents.processor.LeadProcessor` fills it.
@@ -148,7 +149,6 @@ class Outbox:
         cur = self.notes.get(n.note_id)
         if cur is None or n.version >= cur[2].version:
             self.notes[n.note_id] = (partition, key, n)
-
 
     def task(self, partition: int, key: bytes, t: Task) -> None:
         cur = self.tasks.get(t.task_id)

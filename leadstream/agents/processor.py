@@ -286,11 +286,11 @@ class LeadProcessor:
         if isinstance(record, Command) and record.kind in ("note", "edit"):
             for note in apply_command(lead, record).notes:
                 out.note(partition, key, note)
-        if isinstance(record, Command) and record.task_id is not None:
-            # the task as the state has it (the command changed it, or was refused)
+        if not isinstance(record, InboundEvent):
+            # its tasks as the state has them: a task command, or a status move that closed
+            # the open ones, may have been applied without its output (bounded: <= 70)
             for task in lead.tasks:
-                if task.task_id == record.task_id:
-                    out.task(partition, key, task)
+                out.task(partition, key, task)
         if entry.last_status:
             out.status_change(partition, key, StatusChange.model_validate(entry.last_status))
         out.lead(partition, key, lead)

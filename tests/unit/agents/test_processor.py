@@ -232,3 +232,27 @@ def test_receipts_of_messages_never_seen_make_no_lead_until_a_message_comes() ->
     (lead,) = _of(out, NAMES.leads)
     (message,) = _of(out, NAMES.messages)
     assert lead["message_count"] == 1 and message["status"] == "read"
+
+
+def test_a_redelivered_task_command_or_closing_move_reemits_the_tasks() -> None:
+    """Issue #29: a task and the move that closed it are outputs of their commands; a
+    redelivery (or a crash before the outputs were out) sends the tasks again as the state
+    has them, so the replica's `lead_tasks` cannot miss a version."""
+    w = DictWorker()
+    now = NOW
+    task = encode(Command(event_id="t1", workspace_id="ws", lead_key=KEY, occurred_at=now,
+                          kind="task", actor_role="human", author="ani", task_id="T1",
+                          content="telepon"))
+    first = [(NAMES.commands, _note("n1", now, "halo")), (NAMES.commands, task)]
+    out = w.run(first)
+    assert [(t["task_id"], t["version"]) for t in _of(out, NAMES.tasks)] == [("T1", 1)]
+    again = w.run([(NAMES.commands, task)])
+    assert [(t["task_id"], t["version"]) for t in _of(again, NAMES.tasks)] == [("T1", 1)]
+    close = (NAMES.commands, _status("s1", now + timedelta(minutes=5), "converted"))
+    closed = w.run([close], crash=True)  # the store misses it; the outputs went out
+    assert [(t["done_by"], t["version"]) for t in _of(closed, NAMES.tasks)] == [("human", 2)]
+    redelivered = w.run([close])  # applied again from the old store: the same version
+    assert [(t["done_by"], t["version"]) for t in _of(redelivered, NAMES.tasks)] == [
+        ("human", 2)]
+    lost = w.run([close])  # applied already: re-emitted from the state
+    assert [(t["done_by"], t["version"]) for t in _of(lost, NAMES.tasks)] == [("human", 2)]
