@@ -3,10 +3,10 @@ turns into figures, for the API (`GET /api/reports/team`) and the manager's dige
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from leadstream.domain.days import day_bounds
 from leadstream.domain.reports import team_report, week_of
 
 # $1 workspace, $2 and $3 the range's instants [from, to), $4 the timezone (not in the
@@ -45,11 +45,9 @@ REPORT_COHORTS_SQL = (
 async def report(conn: Any, workspace_id: str, start: date, end: date, tz: str
                  ) -> dict[str, Any]:
     """The report of days `start`..`end` (inclusive, in `tz`); `conn` a connection or pool."""
-    zone = ZoneInfo(tz)
-    lo = datetime.combine(start, time(0), tzinfo=zone)
-    hi = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
+    lo, hi = day_bounds(start, tz)[0], day_bounds(end, tz)[1]
     # the cohorts of the range's first week start on its Monday
-    cohort_lo = datetime.combine(week_of(start), time(0), tzinfo=zone)
+    cohort_lo = day_bounds(week_of(start), tz)[0]
     args = (workspace_id, lo, hi, tz)
     new = await conn.fetch(REPORT_NEW_SQL, *args)
     responses = await conn.fetch(REPORT_RESPONSES_SQL, *args[:3])

@@ -11,12 +11,13 @@ lead-day is bounded whatever the traffic.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from leadstream.domain.days import day_bounds, day_of
 from leadstream.domain.identity import stable_id
 from leadstream.domain.model import LeadState, Model, Note, working_copy
 from leadstream.domain.rules import Applied
@@ -29,17 +30,6 @@ MAX_SEEN_IDS = 300
 SUMMARY_AUTHOR = "system-daily-summary"
 SARAH_FIELDS = ("sarah_name", "business_type", "domisili", "business_duration", "priority",
                 "urgency_level", "lead_score", "lead_temperature", "chat_phase", "next_step")
-
-
-def day_of(ts: datetime, tz: str) -> date:
-    """The calendar day of an instant in the workspace timezone."""
-    return ts.astimezone(ZoneInfo(tz)).date()
-
-
-def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
-    zone = ZoneInfo(tz)
-    start = datetime.combine(day, time(0), tzinfo=zone)
-    return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
 
 
 def closes_at(day: date, tz: str, grace_seconds: int) -> datetime:

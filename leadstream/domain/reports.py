@@ -1,6 +1,6 @@
 """The team report (issue #29): per day and per owner, new leads, first-response time and
 conversions; and conversion by week of first contact. Pure arithmetic on facts the replica
-gives (`http.queries` reads them); no I/O, no clock.
+gives (`db.reports` reads them); no I/O, no clock.
 
 Definitions (what a sales manager reads off it):
 * a lead is **new** on the day it was created (its first contact), in the workspace's
@@ -24,7 +24,8 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+
+from leadstream.domain.days import day_of
 
 #: the longest range one report covers
 MAX_REPORT_DAYS = 366
@@ -81,7 +82,6 @@ def team_report(*, start: date, end: date, tz: str,
     """The report from the facts: new leads and conversions as (day, owner, count); each
     lead's (owner, first inbound, first outbound after it or None); cohorts as (week's
     Monday, leads, converted). Facts outside [start, end] are left out."""
-    zone = ZoneInfo(tz)
     cells: dict[date, dict[str | None, _Cell]] = {d: {} for d in day_range(start, end)}
 
     def cell(day: date, owner: str | None) -> _Cell | None:
@@ -102,7 +102,7 @@ def team_report(*, start: date, end: date, tz: str,
         if c is not None:
             c.conversions += n
     for owner, first_in, first_out in responses:
-        c = cell(first_in.astimezone(zone).date(), owner)
+        c = cell(day_of(first_in, tz), owner)
         if c is None:
             continue
         if first_out is None:

@@ -484,12 +484,13 @@ def _close_tasks(cur: LeadState, changes: Sequence[StatusChange]) -> tuple[list[
     if not changes or changes[-1].to_status not in CLOSING_STATUSES:
         return [], []
     ch = changes[-1]
-    cur.tasks, closed = close_open(cur.tasks, at=ch.changed_at, by=ch.actor or ch.changed_by)
+    by = ch.actor or ch.changed_by
+    cur.tasks, closed = close_open(cur.tasks, at=ch.changed_at, by=by)
     if not closed:
         return [], []
     return closed, [Note(note_id=stable_id("tasks-closed", ch.event_id), lead_id=cur.lead_id,
                          lead_key=cur.lead_key, workspace_id=cur.workspace_id,
-                         author=ch.actor or ch.changed_by, author_type="system",
+                         author=by, author_type="system",
                          content=closed_note(closed, ch.to_status), created_at=ch.changed_at)]
 
 

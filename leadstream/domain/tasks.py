@@ -17,10 +17,10 @@ done today); `all` every task.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
+from leadstream.domain.days import day_bounds, day_of
 from leadstream.domain.model import LeadStatus, Task
 
 MAX_OPEN_TASKS = 50
@@ -105,8 +105,7 @@ def due_before(due: DueFilter, now: datetime, tz: str) -> datetime | None:
     if due == "overdue":
         return now
     if due == "today":
-        day = now.astimezone(ZoneInfo(tz)).date() + timedelta(days=1)
-        return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz))
+        return day_bounds(day_of(now, tz), tz)[1]
     return None
 
 

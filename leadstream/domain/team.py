@@ -11,7 +11,6 @@ per label (trimmed, inner spaces collapsed, lower case, a leading `#` dropped), 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 MAX_TAG = 32
 MAX_TAGS = 20
@@ -65,16 +64,8 @@ def assignment_note(was: str | None, now: str | None) -> str | None:
 
 # --------------------------------------------------------------------------- auto-assignment
 
-AutoAssign = Literal["off", "all", "hot"]
-AUTO_ASSIGN_MODES: tuple[AutoAssign, ...] = ("off", "all", "hot")
 #: who an automatic assignment is by, on the lead's timeline
 AUTO_ASSIGN_AUTHOR = "auto-assign"
-
-
-def wants_owner(mode: AutoAssign, temperature: str | None) -> bool:
-    """Does an unassigned lead get an owner under the workspace's rule: every new lead
-    (`all`), only hot ones (`hot`, as soon as Sarah calls it hot), or none (`off`)."""
-    return mode == "all" or (mode == "hot" and temperature == "hot")
 
 
 def round_robin(people: Sequence[str], turn: int, n: int) -> tuple[list[str], int]:

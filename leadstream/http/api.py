@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
@@ -29,6 +28,7 @@ from leadstream.db.registry import TokenEntry, token_hash
 from leadstream.db.reports import report as team_report_of
 from leadstream.db.tasks import TASK_COUNTS_SQL
 from leadstream.db.watermarks import watermarks
+from leadstream.domain.days import day_of
 from leadstream.domain.identity import lead_key as make_lead_key
 from leadstream.domain.model import Command, SarahUpdate
 from leadstream.domain.phone import InvalidPhone, normalize_phone
@@ -355,8 +355,7 @@ async def team_report(request: web.Request) -> web.Response:
     if isinstance(rq, web.Response):
         return rq
     tz = request.app[TIMEZONE]
-    zone = ZoneInfo(tz)
-    end = rq.date_to or request.app[CLOCK].now().astimezone(zone).date()
+    end = rq.date_to or day_of(request.app[CLOCK].now(), tz)
     start = rq.date_from or end - timedelta(days=13)
     if start > end or (end - start).days >= MAX_REPORT_DAYS:
         return _unprocessable([{"loc": ("from",), "type": "range", "msg": (

@@ -1,6 +1,7 @@
 """Automatic assignment of new leads (issue #29), per workspace (`workspace add
 --auto-assign all|hot`): each unassigned live lead created since the rule was turned on (for
-`hot`, once Sarah calls it hot) gets an owner in turn among the workspace's people
+`hot`, once Sarah calls it hot: `CANDIDATES_SQL`, the rule itself, so a batch never fills
+with leads the rule leaves alone) gets an owner in turn among the workspace's people
 (`domain.team.round_robin`), at most once (`auto_assignments`): a person who takes a lead
 back or moves it is not overruled.
 
@@ -59,7 +60,6 @@ class AutoAssigner:
                                                          Any]) -> None:
         self.topic = TopicNames.from_settings(settings).commands
         self.send = send
-        self.assigned = 0
 
     async def run(self, pool: asyncpg.Pool) -> int:
         n = 0
@@ -69,7 +69,6 @@ class AutoAssigner:
                                           rule["auto_assign_since"])
             except Exception as exc:  # noqa: BLE001  # one workspace never stops the others
                 log.warning("auto-assign in %s failed: %r", rule["workspace_id"], exc)
-        self.assigned += n
         return n
 
     async def workspace(self, pool: asyncpg.Pool, workspace_id: str, mode: str,

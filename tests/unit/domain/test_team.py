@@ -132,14 +132,6 @@ def test_a_merge_keeps_the_survivors_owner_and_both_leads_labels() -> None:
 
 # ----------------------------------------------------------------------------- auto-assignment
 
-def test_who_gets_an_owner_automatically() -> None:
-    from leadstream.domain.team import wants_owner
-
-    assert wants_owner("all", None) and wants_owner("all", "cold")
-    assert wants_owner("hot", "hot") and not wants_owner("hot", "warm")
-    assert not wants_owner("hot", None) and not wants_owner("off", "hot")
-
-
 def test_round_robin_is_fair_and_continues_across_runs() -> None:
     from leadstream.domain.team import round_robin
 
