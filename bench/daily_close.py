@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import BenchStack, inbound_record, proc_mb
+from stack import BenchStack, inbound_record, proc_mb, py_spy, summarize_profile
 
 from leadstream.broker.clients import ensure_topics, log_ends, make_producer
 from leadstream.db.migrate import migrate_url
@@ -79,8 +79,6 @@ async def main_async(args: argparse.Namespace) -> None:
         t_close = time.perf_counter()
         prof = None
         if args.profile:
-            from suite import py_spy
-
             prof = py_spy(worker.pid, 25, tmp / "close.prof")
         rows = notes = 0
         next_report = t_close + 5
@@ -103,8 +101,6 @@ async def main_async(args: argparse.Namespace) -> None:
               " MB", flush=True)
         await conn.close()
         if prof is not None:
-            from suite import summarize_profile
-
             prof.wait()
             print("\nworker profile during the close (py-spy, 25 s)\n"
                   + summarize_profile(tmp / "close.prof", top=25))

@@ -9,7 +9,9 @@ state (one inbound message each, N distinct numbers), on the production store (R
   filter sorted by score, and a text search;
 * recovery after a restart: the worker stopped (SIGTERM) and started again, until its
   `/readyz` answers 200, first with its RocksDB files kept (reads the changelogs' tails),
-  then with them deleted (a new machine: every changelog read from the start).
+  then with them deleted (a new machine: every changelog read from the start);
+* with `--takeover 1,0`: two workers (standby replicas 1, then none), one SIGKILLed, and
+  the time until messages to its leads are in the replica (`takeover`).
 
     python bench/scale.py --sizes 10000,100000,1000000
 
@@ -22,9 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -37,11 +38,12 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import BenchStack, inbound_record, pct, proc_mb, wait_http
+from stack import BenchStack, inbound_record, pct, proc_mb, py_spy, summarize_profile, wait_http
 
 from leadstream.broker.clients import ensure_topics, make_producer, produce_batches
 from leadstream.db.migrate import migrate_url
 from leadstream.db.registry import add_workspace
+from leadstream.embedded.procs import free_port
 from leadstream.simulate import phone_for
 
 WS = "scale"
@@ -205,15 +207,110 @@ async def one_size(n: int, args: argparse.Namespace, rocksdb: dict[str, Any]
             if kind == "store deleted":
                 shutil.rmtree(s.data_dir / "worker-state", ignore_errors=True)
             worker = stack.spawn("worker", s, "worker")
+            prof_path = Path(tempfile.gettempdir()) / f"lsscale-recovery-{n}.prof"
+            prof = (py_spy(worker.pid, args.profile, prof_path, threads=True)
+                    if args.profile and kind == "store deleted" else None)
             took = await wait_ready(s.worker_http_port, args.timeout)
+            if prof is not None:
+                prof.wait()
+                R["recovery_profile"] = summarize_profile(prof_path, top=25)
+                print(f"# {n}: worker profile during the recovery (py-spy, {args.profile}s,"
+                      f" {prof_path})\n"
+                      + R["recovery_profile"], flush=True)
             R[f"recovery_{kind}_s"] = took
             R[f"rss_after_{kind}_mb"] = proc_mb(worker.pid, "VmRSS")
             print(f"# {n}: restart, {kind}: ready in {took:.1f}s; RSS"
                   f" {R[f'rss_after_{kind}_mb']:.0f} MB", flush=True)
-        os.kill(worker.pid, signal.SIGTERM)
+        stack.halt("worker")
+        for standbys in args.takeover:
+            R[f"takeover_{standbys}"] = await takeover(n, stack, s, standbys, tmp, args.timeout)
     finally:
         stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    return R
+
+
+async def applied(port: int) -> dict[str, float]:
+    """A worker's changelog records applied to its stores, by role (its /metrics)."""
+    out = {"active": 0.0, "standby": 0.0}
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    for role, v in re.findall(r'^leadstream_worker_changelog_records_applied_total'
+                              r'\{role="(\w+)",table="[^"]+"\} (\S+)$', text, re.M):
+        out[role] += float(v)
+    return out
+
+
+async def takeover(n: int, stack: BenchStack, s: Any, standbys: int, tmp: Path,
+                   timeout: float, probes: int = 64) -> dict[str, Any]:
+    """Two workers with `standbys` standby replicas share the partitions (the first keeps
+    its store, the second starts empty); once both are ready (and the second's standby
+    copies have caught up), the first is SIGKILLed and `probes` messages to existing leads
+    are produced at once: the takeover is from the kill until every probe is in the replica
+    (the session timeout, the rebalance, the restore of whatever the survivor lacks, the
+    batch). Each run begins from the store the drain left, the second worker's from none."""
+    sa = s.model_copy(update={"table_standby_replicas": standbys})
+    sb = sa.model_copy(update={"data_dir": tmp / f"worker-b-{standbys}",
+                               "worker_http_port": free_port()})
+    t0 = time.perf_counter()
+    stack.spawn("worker", sa, "worker")
+    stack.spawn("worker-b", sb, "worker")
+    R: dict[str, Any] = {"standbys": standbys}
+    for name, port in (("a", sa.worker_http_port), ("b", sb.worker_http_port)):
+        R[f"ready_{name}_s"] = await wait_ready(port, timeout)
+    last, stable_since = await applied(sb.worker_http_port), time.perf_counter()
+    while standbys and time.perf_counter() - stable_since < 5.0:  # the warm copy caught up
+        await asyncio.sleep(1.0)
+        now = await applied(sb.worker_http_port)
+        if now != last or not now["standby"]:
+            last, stable_since = now, time.perf_counter()
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"standby copies not settled after {timeout}s: {now}")
+    R["warm_s"] = time.perf_counter() - t0
+    R["before"] = last
+    R["rss_b_mb"] = proc_mb(stack.pids["worker-b"], "VmRSS")
+    print(f"# {n}: two workers, {standbys} standby: ready {R['ready_a_s']:.1f}s /"
+          f" {R['ready_b_s']:.1f}s, settled {R['warm_s']:.1f}s; survivor applied {last};"
+          f" RSS {R['rss_b_mb']:.0f} MB", flush=True)
+
+    victim = stack.procs.pop("worker")
+    stack.pids.pop("worker", None)
+    victim.kill()
+    killed = time.perf_counter()
+    victim.wait()
+    producer = make_producer(s, linger_ms=0)
+    await producer.start()
+    topic = s.topic("events")
+    wamids = []
+    try:
+        for j in range(probes):
+            key, value = inbound_record(WS, n + j, j * (n // probes))
+            wamids.append(f"wamid.{WS}.{n + j}")
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    conn = await asyncpg.connect(s.dsn)
+    try:
+        while True:
+            got = await conn.fetchval("SELECT count(*) FROM messages WHERE message_id = ANY($1)",
+                                      wamids)
+            if got >= probes:
+                break
+            if time.perf_counter() - killed > timeout:
+                raise TimeoutError(f"{got}/{probes} probes after {timeout}s")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    R["takeover_s"] = time.perf_counter() - killed
+    R["after"] = await applied(sb.worker_http_port)
+    R["restored"] = R["after"]["active"] - R["before"]["active"]
+    R["rss_b_after_mb"] = proc_mb(stack.pids["worker-b"], "VmRSS")
+    print(f"# {n}: {standbys} standby: SIGKILL -> {probes} probes in the replica in"
+          f" {R['takeover_s']:.1f}s; the survivor restored {R['restored']:,.0f} changelog"
+          f" records; RSS {R['rss_b_after_mb']:.0f} MB", flush=True)
+    stack.halt("worker-b")
     return R
 
 
@@ -233,6 +330,16 @@ def table(rows: list[dict[str, Any]]) -> str:
                    f" ({cold['p50']:.1f} / {cold['p99']:.1f} ms) |"
                    f" {r['recovery_store kept_s']:.1f} s / {r['recovery_store deleted_s']:.1f} s |"
                    f" {r['rss_after_store deleted_mb']:.0f} MB |")
+    takeovers = [(r, v) for r in rows for k, v in r.items() if k.startswith("takeover_")]
+    if takeovers:
+        out += ["", "| leads | standby replicas | both ready / settled | SIGKILL -> probes in"
+                " the replica | changelog records the survivor restored | survivor RSS before /"
+                " after |", "|---|---|---|---|---|---|"]
+        for r, v in takeovers:
+            out.append(f"| {r['leads']:,} | {v['standbys']} |"
+                       f" {max(v['ready_a_s'], v['ready_b_s']):.1f} / {v['warm_s']:.1f} s |"
+                       f" {v['takeover_s']:.1f} s | {v['restored']:,.0f} |"
+                       f" {v['rss_b_mb']:.0f} / {v['rss_b_after_mb']:.0f} MB |")
     return "\n".join(out)
 
 
@@ -245,6 +352,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="per API query")
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--takeover", default=[], type=lambda v: [int(x) for x in v.split(",")],
+                    metavar="STANDBYS", help="after the restarts, two workers and a SIGKILL,"
+                    " once per standby-replica count given (e.g. 1,0)")
+    ap.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                    help="py-spy the worker for so many seconds of the recovery without its store")
     ap.add_argument("--stores", default="ours", type=lambda v: v.split(","),
                     help="RocksDB memory settings: ours (LEADSTREAM_ROCKSDB_*), faust (its"
                          " defaults), or both, side by side")

@@ -128,6 +128,52 @@ def cpu_line(shares: dict[str, float]) -> str:
     return ", ".join(f"{n} {v:.2f}" for n, v in shares.items())
 
 
+def py_spy(pid: int, seconds: float, out: Path, threads: bool = False
+           ) -> subprocess.Popen[bytes] | None:
+    """py-spy `pid` into a raw profile; `threads`: each stack starts with its thread."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        print("# py-spy not installed (pip install py-spy): no profile", flush=True)
+        return None
+    return subprocess.Popen([str(exe), "record", "-p", str(pid), "-d", str(int(seconds)),
+                             "-f", "raw", "-o", str(out), "--nonblocking",
+                             *(["--threads"] if threads else [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 12) -> str:
+    """Self and inclusive shares of the hottest frames of a py-spy raw profile."""
+    from collections import Counter
+
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    if not path.exists():
+        return "(no profile)"
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        k = int(n)
+        total += k
+        frames = stack.split(";")
+        own[frames[-1]] += k
+        for f in set(frames):
+            incl[f] += k
+    if not total:
+        return "(empty profile)"
+    wanted = [f for f, _ in incl.most_common(200)
+              if any(m in f for m in ("leadstream/", "faust/", "aiokafka/", "pydantic/",
+                                      "asyncpg/", "aiohttp/", "selector", "logging"))]
+    lines = ["| frame | self % | incl % |", "|---|---|---|"]
+    for f in wanted[:top]:
+        lines.append(f"| `{f[:90]}` | {own[f] / total * 100:.1f} | {incl[f] / total * 100:.1f} |")
+    lines.append("")
+    lines.append("hottest self frames: " + "; ".join(
+        f"`{f[:70]}` {c / total * 100:.1f}%" for f, c in own.most_common(8)))
+    return "\n".join(lines)
+
+
 class BenchStack:
     """Embedded broker + Postgres (unless given), and leadstream processes as children."""
 

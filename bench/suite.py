@@ -28,7 +28,6 @@ import asyncio
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +54,7 @@ from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import SCHEMA as NAIVE_SCHEMA
-from stack import BenchStack, CpuMeter, cpu_line, inbound_record, pct, wait_http
+from stack import BenchStack, CpuMeter, cpu_line, inbound_record, pct, py_spy, summarize_profile, wait_http
 
 SECRET = "bench-secret"
 PNID = "bench-pnid"
@@ -239,51 +238,6 @@ async def produce(settings: Settings, topic: str, records: list[tuple[bytes, byt
     finally:
         await producer.stop()
     return time.perf_counter() - started
-
-
-# ----------------------------------------------------------------------------- profiling
-
-def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
-    exe = Path(sys.executable).with_name("py-spy")
-    if not exe.exists():
-        print("# py-spy not installed (pip install py-spy): no profile", flush=True)
-        return None
-    return subprocess.Popen([str(exe), "record", "-p", str(pid), "-d", str(int(seconds)),
-                             "-f", "raw", "-o", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def summarize_profile(path: Path, top: int = 12) -> str:
-    """Self and inclusive shares of the hottest frames of a py-spy raw profile."""
-    from collections import Counter
-
-    own: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    total = 0
-    if not path.exists():
-        return "(no profile)"
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack:
-            continue
-        k = int(n)
-        total += k
-        frames = stack.split(";")
-        own[frames[-1]] += k
-        for f in set(frames):
-            incl[f] += k
-    if not total:
-        return "(empty profile)"
-    wanted = [f for f, _ in incl.most_common(200)
-              if any(m in f for m in ("leadstream/", "faust/", "aiokafka/", "pydantic/",
-                                      "asyncpg/", "aiohttp/", "selector", "logging"))]
-    lines = ["| frame | self % | incl % |", "|---|---|---|"]
-    for f in wanted[:top]:
-        lines.append(f"| `{f[:90]}` | {own[f] / total * 100:.1f} | {incl[f] / total * 100:.1f} |")
-    lines.append("")
-    lines.append("hottest self frames: " + "; ".join(
-        f"`{f[:70]}` {c / total * 100:.1f}%" for f, c in own.most_common(8)))
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- the run

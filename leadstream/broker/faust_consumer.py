@@ -30,8 +30,9 @@ What we do, in one place:
 The batch hot path (issue #15) starts here too: when a `BatchSource` is installed, the
 records of its topics reach it as one list per partition per fetch (`_drain_messages`),
 instead of one asyncio round trip per record through Faust's conductor and streams; it
-acks their offsets itself once its flush is durable. Every other topic (the daily ticks)
-keeps Faust's per-record path.
+acks their offsets itself once its flush is durable. The tables' changelogs (recovery and
+standby replicas) go to their stores one fetch at a time too (`faust_internals.
+apply_changelog`). Every other topic (the daily ticks) keeps Faust's per-record path.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
 from mode import Service
+
+from leadstream.broker.faust_internals import apply_changelog
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +330,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
                         continue
                     if tp.topic in source.topics:
                         ours[tp] = recs
-                    else:
+                    elif not apply_changelog(self.app, tp, recs):
                         others.extend((tp, r) for r in recs)
                 fetched = sum(len(r) for r in ours.values())
                 self.last_fetched = fetched

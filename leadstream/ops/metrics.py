@@ -77,6 +77,12 @@ class WorkerCollector(Collector):
                          [([], float(st["recovering"]))])
             yield _counter("leadstream_worker_rebalances", "rebalances this worker went through",
                            [], [([], st["rebalances"])])
+            yield _counter("leadstream_worker_changelog_records_applied",
+                           "table changelog records applied to this worker's stores, by table"
+                           " and role (active: a recovery; standby: a warm copy)",
+                           ["table", "role"],
+                           [([table, role], n) for (table, role), n
+                            in sorted(st.get("changelog_applied", {}).items())])
             if st["last_recovery_s"] is not None:
                 yield _gauge("leadstream_worker_last_recovery_seconds",
                              "how long the last table recovery took", [],
