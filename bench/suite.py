@@ -441,8 +441,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "ingest" in args.parts:
             stack.halt("worker")  # its share of the CPU would be the webhook's competitor
             R["ingest"] = {}
-            for nproc in args.webhook_processes:
-                s2 = stack.settings()
+            for nproc, loop in [(n, lp) for lp in args.event_loops
+                                for n in args.webhook_processes]:
+                s2 = stack.settings(LEADSTREAM_EVENT_LOOP=loop)
                 await ensure_topics(s2)
                 stack.spawn("ingest", s2, "webhook", "--processes", str(nproc))
                 await wait_http(f"http://{s2.http_host}:{s2.http_port}/healthz")
@@ -451,7 +452,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ingest_url = f"http://{s2.http_host}:{s2.http_port}/webhooks/kapso"
                 for kind, make, per in (("single", single, 1), ("batch50", batch50, 50)):
                     base += 100_000
-                    name = kind if nproc == 1 else f"{kind}, {nproc} processes"
+                    name = (kind if nproc == 1 else f"{kind}, {nproc} processes") + (
+                        "" if loop == "auto" else f", {loop} loop")
                     meter = CpuMeter({"webhook": stack.pids["ingest"], "loadgen": os.getpid(),
                                       **{k: stack.pids[k] for k in ("broker",)
                                          if k in stack.pids}},
@@ -810,6 +812,9 @@ def main() -> None:
     ap.add_argument("--webhook-processes", default="1,2",
                     type=lambda s: [int(x) for x in s.split(",")],
                     help="webhook ingest with `webhook --processes N`, for each N")
+    ap.add_argument("--event-loops", default="auto", type=lambda s: s.split(","),
+                    help="webhook ingest under each LEADSTREAM_EVENT_LOOP given (auto: uvloop"
+                         " where installed), e.g. auto,asyncio side by side")
     ap.add_argument("--designs", default="leadstream,naive", type=lambda s: s.split(","),
                     help="the designs the freshness steps run (naive: the comparison)")
     ap.add_argument("--warmup-rate", type=int, default=500)

@@ -25,8 +25,9 @@ def _logging(level: str, fmt: str = "text") -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _run_until_signal(main: Any) -> None:
-    """Run `main(stop_event)` with SIGINT/SIGTERM setting the event."""
+def _run_until_signal(main: Any, event_loop: str = "asyncio") -> None:
+    """Run `main(stop_event)` with SIGINT/SIGTERM setting the event, on the event loop
+    `event_loop` names (`LEADSTREAM_EVENT_LOOP`: `auto` is uvloop where installed)."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -35,7 +36,23 @@ def _run_until_signal(main: Any) -> None:
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    with asyncio.Runner(loop_factory=_loop_factory(event_loop)) as run:
+        run.run(runner())
+
+
+def _loop_factory(event_loop: str) -> Any:
+    """uvloop's loop factory for `uvloop` (and for `auto` where uvloop is installed), else
+    None: the standard library's loop."""
+    if event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if event_loop == "uvloop":
+            raise click.ClickException("LEADSTREAM_EVENT_LOOP=uvloop but uvloop is not "
+                                       "installed (pip install uvloop)") from None
+        return None
+    return uvloop.new_event_loop
 
 
 @click.group()
@@ -411,7 +428,7 @@ def webhook_cmd(processes: int | None) -> None:
     if processes is not None:
         settings = settings.model_copy(update={"http_processes": processes})
     _logging(settings.log_level, settings.log_format)
-    _run_until_signal(lambda stop: serve_webhook(settings, stop))
+    _run_until_signal(lambda stop: serve_webhook(settings, stop), settings.event_loop)
 
 
 @main.command("worker")
@@ -610,7 +627,7 @@ def up_cmd(demo: bool, demo_workspace: bool, verbose: bool) -> None:
             if demo_task is not None:
                 demo_task.cancel()
 
-        _run_until_signal(serve_and_watch)
+        _run_until_signal(serve_and_watch, settings.event_loop)
     finally:
         click.echo("stopping...")
         stack.stop()
