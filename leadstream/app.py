@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout_seconds,
         broker_request_timeout=max(40.0, settings.session_timeout_seconds + 5),
         broker_commit_interval=1.0,
+        broker_max_poll_records=settings.fetch_max_records,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000,
         # aiokafka keeps one batch in flight per partition and makes a full one wait, so

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     #: see broker.faust_consumer.SeekFirstConsumerThread
     fetch_min_bytes: int = Field(default=64 * 1024, ge=1,
                                  validation_alias="LEADSTREAM_FETCH_MIN_BYTES")
+    #: the most records one poll of the worker's consumer hands over (Faust's
+    #: `broker_max_poll_records`; Faust leaves it unbounded). Fetches are compressed (zstd:
+    #: ~22x), so a poll of everything buffered held up to 1 MiB x 22 of decoded records per
+    #: partition at once, and the worker's memory kept that high-water mark: 1,013 MB after
+    #: draining 1M leads against 515 MB uncompressed (BENCHMARKS.md, session 13)
+    fetch_max_records: int = Field(default=5000, ge=1,
+                                   validation_alias="LEADSTREAM_FETCH_MAX_RECORDS")
     #: how long the worker's producer waits to fill a batch: fewer, larger produce requests
     #: cost the broker (and the shared CPU) less per event; bench/suite.py measures the trade
     producer_linger_ms: float = Field(default=2.0, validation_alias="LEADSTREAM_PRODUCER_LINGER_MS")

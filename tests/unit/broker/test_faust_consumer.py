@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +87,28 @@ async def test_a_partition_with_no_commit_is_sought_back_to_its_floor() -> None:
     await c.perform_seek()
     assert sorted(seeks) == [(never, 0), (zero, 0)]
     assert c._committed_offset[done] == 40
+
+
+async def test_the_worker_consumer_takes_its_fetch_limits_from_the_settings(
+        tmp_path: Path) -> None:
+    """The worker's aiokafka consumer, as Faust builds it through our transport: a poll hands
+    over at most LEADSTREAM_FETCH_MAX_RECORDS (Faust leaves it unbounded: a poll of all that
+    was buffered held ~22x a compressed fetch in decoded records), and a fetch waits for
+    LEADSTREAM_FETCH_MIN_BYTES or LEADSTREAM_FETCH_MAX_WAIT_MS on Apache Kafka."""
+    from leadstream.app import create_app
+    from leadstream.config import Settings, get_settings
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "LEADSTREAM_DATA_DIR": str(tmp_path),
+           "LEADSTREAM_KAFKA_FLAVOR": "kafka", "LEADSTREAM_FETCH_MAX_RECORDS": "123",
+           "LEADSTREAM_FETCH_MIN_BYTES": "4096", "LEADSTREAM_FETCH_MAX_WAIT_MS": "17"}
+    get_settings.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            app = create_app(Settings())
+            consumer = app.consumer._thread._create_worker_consumer(app.transport)
+            assert consumer._max_poll_records == 123
+            assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (4096, 17)
+    finally:
+        get_settings.cache_clear()
