@@ -7,7 +7,7 @@ import itertools
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -107,7 +107,8 @@ async def test_the_worker_consumer_takes_its_fetch_limits_from_the_settings(
             for k, v in env.items():
                 mp.setenv(k, v)
             app = create_app(Settings())
-            consumer = app.consumer._thread._create_worker_consumer(app.transport)
+            thread = cast(Any, app.consumer)._thread
+            consumer = thread._create_worker_consumer(app.transport)
             assert consumer._max_poll_records == 123
             assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (4096, 17)
     finally:
