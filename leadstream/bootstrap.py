@@ -152,13 +152,17 @@ def _stall_watch(settings: Settings, topology: Topology) -> Any:
 def run_worker(settings: Settings, *, sink: bool) -> None:
     """Build the worker and run it in the foreground until a signal stops it."""
     worker = build_worker(settings, sink=sink)
-    # a flush allocates many short-lived models: collect the young generation less often,
-    # and keep what was loaded at start out of every full collection (bench/agent_cpu.py:
-    # 83-92 against 97-106 us/event in the rules)
-    gc.set_threshold(20_000, 50, 100)
-    gc.freeze()
+    tune_gc()
     log_long_gc_pauses()
     worker.execute_from_commandline()
+
+
+def tune_gc() -> None:
+    """Collect the young generation less often, and keep what was loaded at start out of
+    every full collection: a flush allocates many short-lived models (bench/agent_cpu.py:
+    83-92 against 97-106 us/event in the rules), a request many short-lived objects."""
+    gc.set_threshold(20_000, 50, 100)
+    gc.freeze()
 
 
 def run_sink(settings: Settings) -> None:
@@ -184,6 +188,7 @@ async def serve_webhook(settings: Settings, stop: asyncio.Event) -> None:
         return
     from leadstream.http.server import serve
 
+    tune_gc()
     await serve(settings, stop)
 
 
