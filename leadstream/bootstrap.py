@@ -186,8 +186,10 @@ async def serve_webhook(settings: Settings, stop: asyncio.Event) -> None:
 
         await ServerFleet(settings.http_processes).run(stop)
         return
+    from leadstream.http.fleet import die_with_parent
     from leadstream.http.server import serve
 
+    die_with_parent()
     tune_gc()
     await serve(settings, stop)
 

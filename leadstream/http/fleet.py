@@ -7,7 +7,8 @@ fleet behind a load balancer. This process only supervises: a child that exits i
 again (with back-off), SIGTERM/SIGINT stop them all (each finishes its requests, then a
 kill after `grace` seconds). Their Prometheus figures are summed over the children
 (`prometheus_client`'s multiprocess mode, in a directory made for this fleet), so a scrape
-that lands on any child sees the whole server's counters.
+that lands on any child sees the whole server's counters. A child ends with its supervisor
+(`die_with_parent`), whatever ends the supervisor.
 """
 
 from __future__ import annotations
@@ -29,6 +30,27 @@ log = logging.getLogger(__name__)
 #: the environment a child is started with, besides the parent's
 REUSE_PORT_ENV = "LEADSTREAM_HTTP_REUSE_PORT"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: the supervisor's pid, so a child ends with it (`die_with_parent`)
+PARENT_ENV = "LEADSTREAM_FLEET_PARENT"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a fleet's child: be sent SIGTERM when the supervisor dies, however it dies (a
+    SIGKILL, the OOM killer), so no server is left on the port unsupervised and a new
+    supervisor does not start N more beside it (Linux; elsewhere a no-op). If the
+    supervisor is already gone, exit now."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent):
+        raise SystemExit("webhook fleet: the supervisor is gone")
 
 
 class ServerFleet:
@@ -50,7 +72,8 @@ class ServerFleet:
 
     async def run(self, stop: asyncio.Event) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="leadstream-metrics-")
-        env = {**os.environ, REUSE_PORT_ENV: "true", MULTIPROC_ENV: metrics_dir}
+        env = {**os.environ, REUSE_PORT_ENV: "true", MULTIPROC_ENV: metrics_dir,
+               PARENT_ENV: str(os.getpid())}
         backoff = [Backoff(0.5, 10.0) for _ in range(self.processes)]
         try:
             for i in range(self.processes):

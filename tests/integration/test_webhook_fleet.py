@@ -22,9 +22,13 @@ from tests.support.pipeline import PNID, SECRET, Pipeline, eventually
 
 
 def exited(pid: int) -> bool:
-    """Gone, or a zombie (its sockets closed, not yet reaped)."""
+    """Gone, or a zombie whose threads have all exited too (not yet reaped). A killed
+    process's main thread is a zombie while its other threads are still exiting, and they
+    share its sockets: its listener took connections until the last of them was gone, and
+    those were then reset."""
     try:
-        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+        zombie = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+        return zombie and os.listdir(f"/proc/{pid}/task") == [str(pid)]
     except OSError:
         return True
 
@@ -124,4 +128,38 @@ async def test_processes_share_the_port_sum_their_metrics_and_are_supervised(
         if fleet.poll() is None:
             fleet.kill()
             fleet.wait()
+        log.close()
+
+
+async def test_the_children_end_with_a_killed_supervisor(web: Pipeline, tmp_path: Path) -> None:
+    """A supervisor SIGKILLed (the OOM killer, a test's clean-up) takes its children with it
+    (`fleet.die_with_parent`): none is left serving the port unsupervised."""
+    port = free_port()
+    env = {**os.environ, **web.settings.to_env(), "LEADSTREAM_HTTP_PORT": str(port)}
+    log = open(tmp_path / "fleet.log", "wb")  # noqa: SIM115, ASYNC230  # the child's, for its life
+    fleet = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "leadstream", "webhook", "--processes", "2"], env=env,
+        stdout=log, stderr=subprocess.STDOUT)
+    pids: set[int] = set()
+    try:
+        async def both_started() -> bool:
+            pids.update(children(fleet.pid))
+            return len(children(fleet.pid)) == 2 and "webhook/API server on" in (
+                tmp_path / "fleet.log").read_text()
+
+        await eventually(both_started, timeout=60)
+        fleet.kill()
+        fleet.wait()
+
+        def all_gone() -> bool:
+            return all(exited(p) for p in pids)
+
+        assert await eventually(lambda: asyncio.sleep(0, all_gone()), timeout=20)
+    finally:
+        if fleet.poll() is None:
+            fleet.kill()
+            fleet.wait()
+        for p in pids:
+            if not exited(p):
+                os.kill(p, signal.SIGKILL)
         log.close()
