@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sized
 from typing import Any
 
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from leadstream.broker import faust_transport, tansu
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 #: the largest record we produce: a dead letter with a whole webhook body (topic_configs)
 DLQ_MAX_RECORD_BYTES = 16 * 1024 * 1024
+#: records from which a produce batch is compressed (when the producer compresses at all);
+#: a smaller one goes as it is: zstd on a batch of one or two records costs the client
+#: ~0.1 ms and saves the broker nothing worth it (BENCHMARKS.md, "Session 14")
+COMPRESS_FROM = 10
 
 
 def is_tansu(settings: Settings) -> bool:
@@ -79,6 +84,19 @@ async def group_offsets(settings: Settings, groups: Iterable[str]
         await admin.close()
 
 
+def new_batch(producer: aiokafka.AIOKafkaProducer, records: int) -> BatchBuilder:
+    """An empty batch for `records` records: the producer's own (its compression), or, for
+    fewer than `COMPRESS_FROM`, the same batch uncompressed. aiokafka compresses per batch
+    but takes the codec per producer, so the batch is built here as `create_batch` builds it
+    (aiokafka 0.14: the accumulator's size, codec and transaction state)."""
+    acc = producer._message_accumulator
+    if records >= COMPRESS_FROM or not acc._compression_type:
+        return producer.create_batch()
+    txn = acc._txn_manager
+    return BatchBuilder(acc._batch_size, 0,
+                        is_transactional=txn is not None and txn.transactional_id is not None)
+
+
 async def produce_batches(
     producer: aiokafka.AIOKafkaProducer,
     records: Mapping[tuple[str, int], Iterable[tuple[bytes, bytes]]],
@@ -90,7 +108,7 @@ async def produce_batches(
     partition at a time, so call this from one flush at a time."""
     out: list[tuple[tuple[str, int, int], asyncio.Future[Any]]] = []
     for (topic, partition), recs in records.items():
-        batch = producer.create_batch()
+        batch = new_batch(producer, len(recs) if isinstance(recs, Sized) else COMPRESS_FROM)
         n = 0
         for key, value in recs:
             if batch.append(key=key, value=value, timestamp=None) is None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import aiokafka
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
-from leadstream.broker.clients import make_producer
+from leadstream.broker.clients import COMPRESS_FROM, make_producer
 from leadstream.config import Settings
 from leadstream.retry import Backoff
 
@@ -33,8 +33,8 @@ class RecordTooLarge(Exception):
 
 
 #: records in one request from which `auto` compression sends them through the compressing
-#: producer (a Kapso batch); fewer go uncompressed
-BULK_RECORDS = 10
+#: producer (a Kapso batch); fewer go uncompressed (the worker's rule for a batch, too)
+BULK_RECORDS = COMPRESS_FROM
 
 
 class Publisher:

@@ -72,7 +72,8 @@ class Replica:
         while True:
             try:
                 self.pool = await asyncpg.create_pool(
-                    self.settings.dsn, min_size=1, max_size=2, command_timeout=30)
+                    self.settings.dsn, min_size=1, max_size=2, command_timeout=30,
+                    reset=_keep_session)
                 return
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("%s: Postgres not reachable (%s); retrying in %.1fs", self.name,
@@ -126,7 +127,7 @@ class Replica:
         if not rows:
             return
         try:
-            await self._with_retry(lambda conn: _atomically(conn, rows))
+            await self._with_retry(lambda conn: write_json(conn, rows))
         except DATA_ERRORS as exc:
             log.warning("%s: batch rejected (%s); isolating the bad records", self.name, exc)
             await self._isolate([(o, kind, orjson.loads(v)) for o, kind, v in encoded])
@@ -158,6 +159,7 @@ class Replica:
                 await self.connect()
 
 
-async def _atomically(conn: asyncpg.Connection, rows: dict[str, list[bytes]]) -> int:
-    async with conn.transaction():
-        return await write_json(conn, rows)
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, as nothing: its default (`Connection.reset`) is a round
+    trip per acquire (`UNLISTEN *`, `RESET ALL`, ...) undoing session state these
+    connections never set; asyncpg still rolls back a transaction left open."""

@@ -186,32 +186,50 @@ SQL_RAW_BY_KIND = {
 }
 
 
+def one_statement(kinds: tuple[str, ...]) -> str:
+    """The statements of `kinds` as one: each a data-modifying CTE reading its own array
+    (`$1`, `$2`, ... in `kinds`' order). One statement is atomic without a transaction and
+    costs one round trip, where BEGIN, a statement per kind and COMMIT cost four for a
+    flush of leads and messages (BENCHMARKS.md, "Session 14")."""
+    if len(kinds) == 1:
+        return SQL_BY_KIND[kinds[0]]
+    parts = []
+    for i, kind in enumerate(kinds, 1):
+        sql = SQL_BY_KIND[kind]
+        assert sql.count("$1::json") == 1, kind
+        parts.append(f"w{i} AS ({sql.replace('$1::json', f'${i}::json')})")
+    return "WITH " + ", ".join(parts) + " SELECT 1"
+
+
 async def write_json(conn: asyncpg.Connection, rows: Mapping[str, Sequence[bytes]], *,
                      from_log: bool = False, workspace: str | None = None) -> int:
-    """The one writer: rows of each kind (Batch's field names) as encoded JSON objects, one
-    statement per kind, in the caller's transaction; the array is joined from the encoded
-    rows, so nothing is decoded or encoded again. Returns rows submitted.
+    """The one writer: rows of each kind (Batch's field names) as encoded JSON objects; the
+    arrays are joined from the encoded rows, so nothing is decoded or encoded again. Returns
+    rows submitted.
 
     The caller guarantees one row per key per kind (an upsert may not touch a row twice),
-    unless `from_log`: records straight from the topics (replay), keys repeating and other
-    workspaces mixed in, deduplicated (newest wins) and kept to `workspace` in Postgres. A
-    record that is not a valid row fails the statement; the caller isolates it."""
-    statements = SQL_RAW_BY_KIND if from_log else SQL_BY_KIND
-    n = 0
-    for kind, values in rows.items():
-        if values:
-            array = (b"[" + b",".join(values) + b"]").decode()
-            if from_log:
-                await conn.execute(statements[kind], array, workspace)
-            else:
-                await conn.execute(statements[kind], array)
-            n += len(values)
-    return n
+    and every kind goes in one statement (`one_statement`: atomic as it is). Unless
+    `from_log`: records straight from the topics (replay), keys repeating and other
+    workspaces mixed in, deduplicated (newest wins) and kept to `workspace` in Postgres, one
+    statement per kind in the caller's transaction. A record that is not a valid row fails
+    the statement; the caller isolates it."""
+    present = {kind: values for kind, values in rows.items() if values}
+    if not present:
+        return 0
+    arrays = {kind: (b"[" + b",".join(values) + b"]").decode()
+              for kind, values in present.items()}
+    if from_log:
+        for kind, array in arrays.items():
+            await conn.execute(SQL_RAW_BY_KIND[kind], array, workspace)
+    else:
+        kinds = tuple(sorted(arrays))
+        await conn.execute(one_statement(kinds), *(arrays[k] for k in kinds))
+    return sum(len(values) for values in present.values())
 
 
 async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
     """Decoded rows (the sink's, isolating a bad one): one row per key kept (the newest
-    version), encoded, and written by `write_json` in one transaction. Returns rows
+    version), encoded, and written by `write_json` in one statement. Returns rows
     submitted per kind."""
     plan = {
         "leads": newest_by(batch.leads, "lead_id"),
@@ -224,6 +242,5 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, int]:
         "tasks": newest_by(batch.tasks, "task_id"),
     }
     rows = {kind: [orjson.dumps(r) for r in kept] for kind, kept in plan.items() if kept}
-    async with conn.transaction():
-        await write_json(conn, rows)
+    await write_json(conn, rows)
     return {kind: len(values) for kind, values in rows.items()}

@@ -99,3 +99,32 @@ async def test_raw_records_are_deduplicated_and_scoped_in_postgres(conn: asyncpg
     with pytest.raises((asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)):
         async with conn.transaction():  # not a row: the caller falls back to decoding
             await write_json(conn, {"leads": [b'{"lead_id": "x"}']}, from_log=True)
+
+
+async def test_every_kind_in_one_statement_all_or_nothing(conn: asyncpg.Connection) -> None:
+    """`write_json`: leads, messages and history of a flush in one statement, with no
+    transaction around it: a row Postgres refuses leaves none of the others written, and
+    the same rows written whole go in together, the live push trigger firing as before."""
+    import orjson
+
+    from leadstream.sink.writer import one_statement, write_json
+
+    h = {"event_id": "e1", "lead_id": LID, "workspace_id": "ws1", "from_status": "new",
+         "to_status": "qualified", "changed_by": "human", "changed_at": T}
+    good = {"leads": [orjson.dumps(lead(1))], "messages": [orjson.dumps(message(1, "sent"))],
+            "history": [orjson.dumps(h)]}
+    bad = {**good, "messages": [orjson.dumps({**message(1, "sent"), "sent_at": "not a time"})]}
+    assert one_statement(("history", "leads", "messages")).startswith("WITH ")
+    with pytest.raises(asyncpg.DataError):
+        await write_json(conn, bad)
+    assert not conn.is_in_transaction()
+    assert [await conn.fetchval(f"SELECT count(*) FROM {t}")
+            for t in ("leads", "messages", "lead_status_history")] == [0, 0, 0]
+
+    pushed: list[str] = []
+    await conn.add_listener("leadstream_leads", lambda *a: pushed.append(a[3]))
+    assert await write_json(conn, good) == 3
+    assert [await conn.fetchval(f"SELECT count(*) FROM {t}")
+            for t in ("leads", "messages", "lead_status_history")] == [1, 1, 1]
+    await conn.execute("SELECT 1")  # a round trip: the notification has arrived
+    assert pushed == [f"ws1 {LID}"]
