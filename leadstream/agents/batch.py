@@ -43,6 +43,7 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
+from leadstream.agents.daily import encode_day
 from leadstream.agents.flush import Flush
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
@@ -350,7 +351,7 @@ class BatchRunner:
         for p, key, m in flush.messages.written():
             write("messages", p, key, message_json.get(id(m)) or encode(m))
         for p, key, agg in flush.daily.written():
-            write("daily", p, key, encode(agg))
+            write("daily", p, key, encode_day(agg))
         return produce, writes, rows
 
     async def _durable(self, flush: Flush) -> None:

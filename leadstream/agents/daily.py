@@ -36,16 +36,27 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiokafka.partitioner import murmur2
 
-from leadstream.domain.daily import DayAggregate, contributions, day_of, fold, is_closable
+from leadstream.domain.daily import DayState, contributions, day_of, fold_state, is_closable
 from leadstream.domain.model import InboundEvent, LeadState
 from leadstream.domain.rules import Applied
-from leadstream.streams.records import encode
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, bytes, bytes], Awaitable[Any]]
+
+
+def decode_day(raw: bytes) -> DayState:
+    """A stored aggregate as the fold takes it (`domain.daily.DayState`)."""
+    state: DayState = orjson.loads(raw)
+    return state
+
+
+def encode_day(state: DayState) -> bytes:
+    """An aggregate as it is stored and published: `DayAggregate`'s JSON."""
+    return orjson.dumps(state)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -102,13 +113,13 @@ class DailyWindows:
 
     # -------------------------------------------------------------- from the lead agent
 
-    def _read(self, key: bytes) -> DayAggregate | None:
+    def _read(self, key: bytes) -> DayState | None:
         raw = self.table.get(key)
-        return DayAggregate.model_validate_json(raw) if raw else None
+        return decode_day(raw) if raw else None
 
     def plan(self, before: LeadState | None, applied: Applied,
-             read: Callable[[bytes], DayAggregate | None] | None = None
-             ) -> list[tuple[bytes, date, DayAggregate]]:
+             read: Callable[[bytes], DayState | None] | None = None
+             ) -> list[tuple[bytes, date, DayState]]:
         """The windows this applied record changes, computed without writing anything: what
         can fail (a date the calendar cannot hold, a bad value) fails here, before the
         record's outputs are sent, so a failed record leaves no emitted version behind.
@@ -125,14 +136,14 @@ class DailyWindows:
                     log.warning("events on %s are past the daily retention; not summarized",
                                 day)
                 continue
-            new = fold(agg, applied.lead, day, c)
+            new = fold_state(agg, applied.lead, day, c)
             if new is agg:
                 continue  # already folded (a reprocessing)
             out.append((key, day, new))
         return out
 
-    def stage(self, planned: list[tuple[bytes, date, DayAggregate]], partition: int,
-              write: Callable[[bytes, int, DayAggregate], None],
+    def stage(self, planned: list[tuple[bytes, date, DayState]], partition: int,
+              write: Callable[[bytes, int, DayState], None],
               late: list[tuple[str, bytes, bytes]]) -> None:
         """Write the planned windows through `write`; a late event for a closed day is added
         to `late` as (topic, key, value) for its summary to be redone. Synchronous: the
@@ -144,7 +155,7 @@ class DailyWindows:
                 index.setdefault(day, set()).add(key)
             if self.is_closed(partition, day):
                 self.late_updates += 1
-                late.append((self.closed_topic, new.lead_key.encode(), encode(new)))
+                late.append((self.closed_topic, new["lead_key"].encode(), encode_day(new)))
 
     def rewrite(self, lead: LeadState, ev: InboundEvent, partition: int,
                 rewrite: Callable[[bytes, int], None]) -> None:
@@ -159,8 +170,8 @@ class DailyWindows:
         through its flush instead)."""
         late: list[tuple[str, bytes, bytes]] = []
 
-        def write(key: bytes, _partition: int, agg: DayAggregate) -> None:
-            self.table[key] = encode(agg)
+        def write(key: bytes, _partition: int, agg: DayState) -> None:
+            self.table[key] = encode_day(agg)
 
         self.stage(self.plan(before, applied), partition, write, late)
         for topic, key, value in late:

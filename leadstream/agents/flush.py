@@ -23,7 +23,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from leadstream.domain.daily import DayAggregate
+from leadstream.agents.daily import decode_day
+from leadstream.domain.daily import DayState
 from leadstream.domain.model import LeadState, MessageState, Note, StatusChange, Task
 from leadstream.streams.records import encode
 
@@ -156,10 +157,6 @@ class Outbox:
             self.tasks[t.task_id] = (partition, key, t)
 
 
-def decode_day(raw: bytes) -> DayAggregate:
-    return DayAggregate.model_validate_json(raw)
-
-
 def decode_message(raw: bytes) -> MessageState:
     return MessageState.model_validate_json(raw)
 
@@ -175,7 +172,7 @@ class Flush:
             leads, LeadEntry.decode, after.leads if after else None)
         self.messages: WriteBack[MessageState] = WriteBack(
             messages, decode_message, after.messages if after else None)
-        self.daily: WriteBack[DayAggregate] = WriteBack(
+        self.daily: WriteBack[DayState] = WriteBack(
             daily, decode_day, after.daily if after else None)
         #: the consumer generation its records were fetched in (acks from another are void)
         self.generation = generation
