@@ -407,9 +407,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 counts = await worker_counts(s.worker_http_port)
                 meter.start()
                 started = time.perf_counter()
+                prof = (py_spy(stack.pids["worker"], max(2, n_req * per / 8000),
+                               tmp / f"worker-{kind}.prof") if args.profile else None)
                 push = await closed_loop(ours, make(f"push{kind}", base, args.leads),
                                          concurrency=64, total=n_req)
                 got, done = await wait_count(s.dsn, "leads", "bench", ws_before + n_req * per, 900)
+                if prof is not None:
+                    prof.wait()
+                    R[f"worker_{kind}_profile"] = summarize_profile(
+                        tmp / f"worker-{kind}.prof", top=25)
                 events = got - ws_before
                 R["sustained"][kind] = {"events": n_req * per, "visible": events,
                                         "seconds": done - started, "eps": events / (done - started),
@@ -721,6 +727,8 @@ def report(R: dict[str, Any], plot: Path | None) -> str:
         draw(R, plot)
         out += ["", f"plot: {plot}"]
     for name, title in (("worker_profile", "worker, backlog drain"),
+                        ("worker_single_profile", "worker, end to end, single deliveries"),
+                        ("worker_batch50_profile", "worker, end to end, batches of 50"),
                         ("webhook_single_profile", "webhook, single events"),
                         ("webhook_batch50_profile", "webhook, batches of 50"),
                         ("replay_profile", "replay (the suite's own process)")):

@@ -26,7 +26,7 @@ import orjson
 from leadstream.agents.daily import decode_day
 from leadstream.domain.daily import DayState
 from leadstream.domain.model import LeadState, MessageState, Note, StatusChange, Task
-from leadstream.streams.records import encode
+from leadstream.streams.records import decode_lead, decode_message, encode
 
 V = TypeVar("V")
 
@@ -101,7 +101,7 @@ class LeadEntry:
     def decode(cls, raw: bytes) -> LeadEntry:
         d = orjson.loads(raw)
         lead = d.get("lead")
-        return cls(lead=LeadState.model_validate(lead) if lead else None,
+        return cls(lead=decode_lead.python(raw, lead) if lead else None,
                    recent=list(d.get("recent") or []), last_status=d.get("last_status"),
                    sarah_at=d.get("sarah_at"), alias=d.get("alias"))
 
@@ -155,10 +155,6 @@ class Outbox:
         cur = self.tasks.get(t.task_id)
         if cur is None or t.version >= cur[2].version:
             self.tasks[t.task_id] = (partition, key, t)
-
-
-def decode_message(raw: bytes) -> MessageState:
-    return MessageState.model_validate_json(raw)
 
 
 class Flush:

@@ -43,7 +43,13 @@ from leadstream.domain.rules import (
     new_lead,
 )
 from leadstream.ops.logs import record_context
-from leadstream.streams.records import DeadLetter, encode
+from leadstream.streams.records import (
+    DeadLetter,
+    decode_command,
+    decode_inbound,
+    decode_sarah,
+    encode,
+)
 from leadstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -73,11 +79,11 @@ class LeadProcessor:
 
     def _decode(self, topic: str, value: bytes) -> BaseModel:
         if topic == self.names.events:
-            return InboundEvent.model_validate_json(value)
+            return decode_inbound(value)
         if topic == self.names.sarah:
-            return SarahUpdate.model_validate_json(value)
+            return decode_sarah(value)
         if topic == self.names.commands:
-            return Command.model_validate_json(value)
+            return decode_command(value)
         raise ValueError(f"unexpected topic {topic}")
 
     def handle(self, flush: Flush, topic: str, partition: int, offset: int,

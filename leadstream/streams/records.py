@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
+from leadstream.domain.limits import JsonDecoder
 from leadstream.domain.model import (
     Command,
     InboundEvent,
@@ -27,8 +28,21 @@ __all__ = [
     "Note",
     "SarahUpdate",
     "StatusChange",
+    "decode_command",
+    "decode_inbound",
+    "decode_lead",
+    "decode_message",
+    "decode_sarah",
     "encode",
 ]
+
+#: the worker's decoders of what it reads on its hot path (`limits.JsonDecoder`: the models'
+#: own validation, without a Python call per string when the JSON holds no NUL)
+decode_inbound = JsonDecoder(InboundEvent)
+decode_sarah = JsonDecoder(SarahUpdate)
+decode_command = JsonDecoder(Command)
+decode_message = JsonDecoder(MessageState)
+decode_lead = JsonDecoder(LeadState)
 
 
 class DeadLetter(BaseModel):
