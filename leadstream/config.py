@@ -191,7 +191,8 @@ class Settings(BaseSettings):
     #: zstd on Apache Kafka, where bench/compression.py measured it against none on this box
     #: at 22x fewer bytes stored per event, 7-15% less CPU per event over the whole box and
     #: a 17-22% faster drain (BENCHMARKS.md), except the webhook's single deliveries
-    #: and commands (the latency path: `http.publisher`); none on Tansu (not measured there)
+    #: and commands (the latency path: `http.publisher`); none on Tansu (not measured there).
+    #: A produce batch of fewer than `broker.clients.COMPRESS_FROM` records always goes as it is
     producer_compression: Literal["auto", "none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="auto", validation_alias="LEADSTREAM_PRODUCER_COMPRESSION")
 
