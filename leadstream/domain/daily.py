@@ -115,14 +115,16 @@ def _at(v: datetime | str) -> datetime:
     return v if isinstance(v, datetime) else datetime.fromisoformat(v)
 
 
+#: `DayAggregate`'s defaults as a `DayState` (its containers are shared: the fold replaces a
+#: container, never changes one in place)
+_EMPTY_DAY: DayState = DayAggregate(lead_id="", lead_key="", workspace_id="",
+                                    day=date.min).model_dump(mode="json")
+
+
 def new_day(lead: LeadState, day: date) -> DayState:
-    """An empty aggregate, every field of `DayAggregate` at its default."""
-    return {"lead_id": lead.lead_id, "lead_key": lead.lead_key,
-            "workspace_id": lead.workspace_id, "day": day.isoformat(), "lead_name": None,
-            "inbound_count": 0, "outbound_count": 0, "first_message_at": None,
-            "last_message_at": None, "message_types": {}, "status_changes": [],
-            "status_changes_total": 0, "sarah_changes": {}, "texts": [], "next_step": None,
-            "closed": False, "version": 0, "seen_ids": []}
+    """An empty aggregate of `lead` on `day`."""
+    return {**_EMPTY_DAY, "lead_id": lead.lead_id, "lead_key": lead.lead_key,
+            "workspace_id": lead.workspace_id, "day": day.isoformat()}
 
 
 def fold_state(agg: DayState | None, lead: LeadState, day: date, c: dict[str, Any]
