@@ -43,7 +43,6 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
-from leadstream.agents.daily import encode_day
 from leadstream.agents.flush import Flush
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
@@ -51,7 +50,7 @@ from leadstream.broker.faust_internals import CURRENT_EVENT, set_persisted_offse
 from leadstream.ops.logs import record_context
 from leadstream.retry import Backoff
 from leadstream.sink.replica import Encoded, Replica
-from leadstream.streams.records import DeadLetter, encode
+from leadstream.streams.records import DeadLetter, encode, encode_day
 from leadstream.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)

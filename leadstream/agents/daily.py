@@ -36,27 +36,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
 from aiokafka.partitioner import murmur2
 
 from leadstream.domain.daily import DayState, contributions, day_of, fold_state, is_closable
 from leadstream.domain.model import InboundEvent, LeadState
 from leadstream.domain.rules import Applied
+from leadstream.streams.records import decode_day, encode_day
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, bytes, bytes], Awaitable[Any]]
-
-
-def decode_day(raw: bytes) -> DayState:
-    """A stored aggregate as the fold takes it (`domain.daily.DayState`)."""
-    state: DayState = orjson.loads(raw)
-    return state
-
-
-def encode_day(state: DayState) -> bytes:
-    """An aggregate as it is stored and published: `DayAggregate`'s JSON."""
-    return orjson.dumps(state)
 
 
 def partition_of(key: bytes, partitions: int) -> int:

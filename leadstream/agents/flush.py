@@ -23,10 +23,9 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from leadstream.agents.daily import decode_day
 from leadstream.domain.daily import DayState
 from leadstream.domain.model import LeadState, MessageState, Note, StatusChange, Task
-from leadstream.streams.records import decode_lead, decode_message, encode
+from leadstream.streams.records import decode_day, decode_lead, decode_message, encode
 
 V = TypeVar("V")
 

@@ -32,20 +32,15 @@ class RecordTooLarge(Exception):
     request is too large (413), not something to retry."""
 
 
-#: records in one request from which `auto` compression sends them through the compressing
-#: producer (a Kapso batch); fewer go uncompressed (the worker's rule for a batch, too)
-BULK_RECORDS = COMPRESS_FROM
-
-
 class Publisher:
     """The webhook's and API's producer. Under `LEADSTREAM_PRODUCER_COMPRESSION=auto` it
     keeps two: one uncompressed for single deliveries and commands (the latency path: with
     zstd the p99 from 200 to visible at 1,000/s single was 146-492 ms in five runs against
-    113-123 ms without) and a zstd one for requests of `BULK_RECORDS` or more (batches of 50
-    uncompressed cost the broker 0.062 ms an event against 0.012 compressed, and end to end
-    ran at 5,955-6,174 ev/s against 7,248; bench/suite.py, BENCHMARKS.md). A request's
-    records go through one producer, so their order holds; two concurrent requests had no
-    order to keep."""
+    113-123 ms without) and a zstd one for requests of `broker.clients.COMPRESS_FROM`
+    records or more (batches of 50 uncompressed cost the broker 0.062 ms an event against
+    0.012 compressed, and end to end ran at 5,955-6,174 ev/s against 7,248; bench/suite.py,
+    BENCHMARKS.md). A request's records go through one producer, so their order holds; two
+    concurrent requests had no order to keep."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -109,7 +104,7 @@ class Publisher:
             # pending batch of the partition has drained, so concurrent requests queued per
             # partition (one timed out at 5 s under the fuzzer); `send` appends to the open
             # batch, which records of concurrent requests share (README, BENCHMARKS)
-            producer = (self.bulk if self.bulk is not None and len(records) >= BULK_RECORDS
+            producer = (self.bulk if self.bulk is not None and len(records) >= COMPRESS_FROM
                         else self.producer)
             futures = [await producer.send(topic, value, key=key)
                        for topic, key, value in records]

@@ -11,6 +11,7 @@ insert-once by their ids (append-only).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,11 +187,12 @@ SQL_RAW_BY_KIND = {
 }
 
 
+@functools.cache
 def one_statement(kinds: tuple[str, ...]) -> str:
     """The statements of `kinds` as one: each a data-modifying CTE reading its own array
     (`$1`, `$2`, ... in `kinds`' order). One statement is atomic without a transaction and
     costs one round trip, where BEGIN, a statement per kind and COMMIT cost four for a
-    flush of leads and messages (BENCHMARKS.md, "Session 14")."""
+    flush of leads and messages (BENCHMARKS.md, "Session 14"). Built once per set of kinds."""
     if len(kinds) == 1:
         return SQL_BY_KIND[kinds[0]]
     parts = []

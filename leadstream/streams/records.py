@@ -6,8 +6,10 @@ import base64
 import hashlib
 from datetime import UTC, datetime
 
+import orjson
 from pydantic import BaseModel, Field
 
+from leadstream.domain.daily import DayState
 from leadstream.domain.limits import JsonDecoder
 from leadstream.domain.model import (
     Command,
@@ -29,11 +31,13 @@ __all__ = [
     "SarahUpdate",
     "StatusChange",
     "decode_command",
+    "decode_day",
     "decode_inbound",
     "decode_lead",
     "decode_message",
     "decode_sarah",
     "encode",
+    "encode_day",
 ]
 
 #: the worker's decoders of what it reads on its hot path (`limits.JsonDecoder`: the models'
@@ -43,6 +47,18 @@ decode_sarah = JsonDecoder(SarahUpdate)
 decode_command = JsonDecoder(Command)
 decode_message = JsonDecoder(MessageState)
 decode_lead = JsonDecoder(LeadState)
+
+
+def decode_day(raw: bytes) -> DayState:
+    """A stored day aggregate as the worker folds it (`domain.daily.DayState`): its own
+    state, written by `encode_day` only, so read without validating it again."""
+    state: DayState = orjson.loads(raw)
+    return state
+
+
+def encode_day(state: DayState) -> bytes:
+    """A day aggregate as it is stored and published: `DayAggregate`'s JSON."""
+    return orjson.dumps(state)
 
 
 class DeadLetter(BaseModel):
