@@ -17,9 +17,9 @@ back. Two defects combine:
 
 What we do, in one place:
 * `SeekFirstConsumerThread` seeks every newly assigned source partition to its committed
-  offset (or the log start) in the consumer thread, before Faust's callbacks run, so early
-  fetches start where the seek would have put them; it records that position as the
-  partition's floor.
+  offset (or the log start) in the consumer "thread" (on the worker's loop: `in_loop`),
+  before Faust's callbacks run, so early fetches start where the seek would have put them;
+  it records that position as the partition's floor.
 * `SafeOffsetsConsumer._new_offset` commits only a run of acked offsets that starts exactly
   at the committed offset (or the floor); see `committable_offset`.
 * When a hole is found (a later record acked, an earlier one never: processing is in order
@@ -51,9 +51,9 @@ from faust.utils.functional import consecutive_numbers
 from mode import Service
 
 from leadstream.broker.faust_internals import apply_changelog
+from leadstream.broker.in_loop import InLoopConsumerThread
 
 log = logging.getLogger(__name__)
-
 
 
 def committable_offset(acked: list[int], start: int | None) -> tuple[int | None, int | None]:
@@ -141,7 +141,7 @@ class _NoReadOffsets(dict[TP, int | None]):
         pass
 
 
-class SeekFirstConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class SeekFirstConsumerThread(InLoopConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         """Faust's consumer, with our fetch timing on Apache Kafka (Tansu's thread sets its
         own: broker.tansu).
