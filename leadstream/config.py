@@ -246,8 +246,9 @@ class Settings(BaseSettings):
     sink_batch_max: int = Field(default=5000, validation_alias="LEADSTREAM_SINK_BATCH_MAX")
     sink_linger_ms: int = Field(default=5, validation_alias="LEADSTREAM_SINK_LINGER_MS")
     log_level: str = Field(default="info", validation_alias="LEADSTREAM_LOG_LEVEL")
-    #: the webhook/API server's event loop: `uvloop` (libuv; `auto`, the default, where it
-    #: is installed) or `asyncio` (the standard library's)
+    #: the event loop of every process of ours (webhook/API server, worker, sink): `uvloop`
+    #: (libuv; `auto`, the default, where it is installed) or `asyncio` (the standard
+    #: library's)
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto", validation_alias="LEADSTREAM_EVENT_LOOP")
     #: `text` (default) or `json`: one JSON object per line, for a log pipeline

@@ -45,3 +45,21 @@ def test_a_signal_stops_the_main_on_either_loop(event_loop: str) -> None:
 
     cli._run_until_signal(main, event_loop)
     assert seen and (seen[0].startswith("uvloop") == (event_loop == "auto"))
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "auto"])
+def test_the_worker_and_the_sink_make_their_loops_on_the_setting(event_loop: str) -> None:
+    """`leadstream worker` and `leadstream sink` set the loop policy before mode's Worker
+    takes the current loop: every loop the process makes is the one asked for."""
+    if event_loop == "auto":
+        pytest.importorskip("uvloop")
+    before = asyncio.get_event_loop_policy()
+    try:
+        cli._use_event_loop(event_loop)
+        loop = asyncio.new_event_loop()
+        try:
+            assert type(loop).__module__.startswith("uvloop") == (event_loop == "auto")
+        finally:
+            loop.close()
+    finally:
+        asyncio.set_event_loop_policy(before)
