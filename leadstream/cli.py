@@ -59,7 +59,7 @@ def _use_event_loop(event_loop: str) -> None:
     """Make every loop this process creates from now on the one `event_loop` names: the
     worker's and the sink's (mode's `Worker` takes the current loop, as Faust's `-L uvloop`
     does through the policy). On uvloop the worker spent 4-8% less CPU per event at 200
-    and 1,000 events/s, the drain the same (BENCHMARKS.md, session 15)."""
+    and 1,000 events/s in two pairs, the drain the same (BENCHMARKS.md, session 15)."""
     factory = _loop_factory(event_loop)
     if factory is not None:
         import uvloop
