@@ -19,7 +19,7 @@ Faust's), now on the same loop.
 
 What the thread bought and this gives up: aiokafka's heartbeat and fetches ran while the
 main loop was busy. On one loop a heartbeat waits for the current step of the loop; the
-longest of ours is one flush's rules (~0.3 s for 5,000 events), far inside the session
+longest of ours is one flush's rules (0.3-0.4 s for 5,000 events), far inside the session
 timeout (`broker_session_timeout`, 60 s) and its heartbeat interval (3 s).
 """
 

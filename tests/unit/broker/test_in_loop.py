@@ -8,6 +8,7 @@ import threading
 from typing import Any, cast
 
 import pytest
+from faust.types import TP
 
 from leadstream.app import create_app
 from leadstream.broker.in_loop import InLoopConsumerThread
@@ -38,8 +39,6 @@ async def test_the_consumer_runs_on_the_callers_loop_without_a_thread(
         # a real round trip to the broker through Faust's consumer-thread method
         topic = f"{settings.topic_prefix}.in-loop"
         await app.consumer.create_topic(topic, 1, 1, ensure_created=True)
-        from faust.types import TP
-
         tp = TP(topic, 0)
         assert await thread.earliest_offsets(tp) == {tp: 0}
     finally:
