@@ -221,7 +221,7 @@ class SafeOffsetsConsumer(faust_aiokafka.Consumer):
         tps = sorted(tp for tp in self.assignment()
                      if source is None or tp.topic in source.topics)
         positions: dict[str, Any] = {}
-        try:  # the aiokafka consumer lives in the consumer thread: a read, for the log only
+        try:  # aiokafka's private state, read for the log only: never fail the watch on it
             sub = self._thread._ensure_consumer()._subscription.subscription
             assignment = sub.assignment if sub is not None else None
             for tp in tps:
