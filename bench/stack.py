@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,30 @@ def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
     return ticks / CLOCK_TICKS
 
 
+#: the JVM's just-in-time compiler threads (`comm`, cut to 15 characters by the kernel)
+JIT_THREADS = (b"C1 CompilerThre", b"C2 CompilerThre")
+
+
+def jit_seconds(pid: int) -> float:
+    """CPU of a JVM's compiler threads: work done once after a start, not per event (the
+    first step after a warm-up still had 0.13-0.46 core of it, BENCHMARKS.md session 16)."""
+    ticks = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                head, _, rest = f.read().rpartition(b")")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if head.split(b"(", 1)[-1] in JIT_THREADS:
+            fields = rest.split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for d in os.listdir("/proc"):
@@ -93,26 +118,37 @@ def _children(pid: int) -> list[int]:
 class CpuMeter:
     """CPU seconds per named process; Postgres's backends (its children) count towards it."""
 
-    def __init__(self, pids: dict[str, int], with_children: tuple[str, ...] = ("postgres",)
-                 ) -> None:
+    def __init__(self, pids: Mapping[str, int | tuple[int, ...]],
+                 with_children: tuple[str, ...] = ("postgres",)) -> None:
         self.pids = pids
         self.with_children = with_children
         self.before: dict[str, float] = {}
         self.started = 0.0
         self.wall = 0.0
         self.used: dict[str, float] = {}
+        #: of the broker's CPU in `used`, the seconds its JIT compiler threads took
+        self.jit = 0.0
+        self._jit_before = 0.0
 
     def _now(self) -> dict[str, float]:
         out = {}
-        for name, pid in self.pids.items():
-            if name in self.with_children:
-                out[name] = _cpu_seconds(pid, True) + sum(_cpu_seconds(c) for c in _children(pid))
-            else:
-                out[name] = _cpu_seconds(pid)
+        for name, pids in self.pids.items():
+            out[name] = 0.0
+            for pid in (pids,) if isinstance(pids, int) else pids:  # a fleet: summed
+                if name in self.with_children:
+                    out[name] += _cpu_seconds(pid, True) + sum(_cpu_seconds(c)
+                                                               for c in _children(pid))
+                else:
+                    out[name] += _cpu_seconds(pid)
         return out
+
+    def _jit_now(self) -> float:
+        broker = self.pids.get("broker")
+        return jit_seconds(broker) if isinstance(broker, int) else 0.0
 
     def start(self) -> None:
         self.before = self._now()
+        self._jit_before = self._jit_now()
         self.started = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
@@ -121,6 +157,7 @@ class CpuMeter:
         self.wall = time.perf_counter() - self.started
         now = self._now()
         self.used = {n: now[n] - self.before.get(n, 0.0) for n in now}
+        self.jit = self._jit_now() - self._jit_before
         return {n: u / self.wall for n, u in self.used.items()}
 
 

@@ -54,7 +54,17 @@ from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from naive import SCHEMA as NAIVE_SCHEMA
-from stack import BenchStack, CpuMeter, cpu_line, inbound_record, pct, py_spy, summarize_profile, wait_http
+from stack import (
+    BenchStack,
+    CpuMeter,
+    cpu_line,
+    inbound_record,
+    jit_seconds,
+    pct,
+    py_spy,
+    summarize_profile,
+    wait_http,
+)
 
 SECRET = "bench-secret"
 PNID = "bench-pnid"
@@ -252,7 +262,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {p: version(p) for p in ("faust-streaming", "aiokafka", "asyncpg",
                                               "aiohttp", "pydantic", "orjson")},
-        "broker": stack.broker_name, "partitions": args.partitions,
+        "broker": stack.broker_name, "partitions": args.partitions, "workers": args.workers,
         "producer_linger_ms": s.producer_linger_ms, "sink_batch_max": s.sink_batch_max,
         "fetch_max_wait_ms": s.fetch_max_wait_ms}}
     try:
@@ -264,7 +274,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await conn.execute(NAIVE_SCHEMA)
         await conn.execute(TRIGGERS)
         await conn.close()
-        stack.spawn("worker", s, "worker")
+        # `--workers N`: a fleet in one group, each worker its own HTTP port and data dir
+        workers: list[str] = []
+        worker_ports: list[int] = []
+        for i in range(args.workers):
+            name = "worker" if i == 0 else f"worker{i + 1}"
+            ws = s if i == 0 else s.model_copy(update={"worker_http_port": free_port(),
+                                                        "data_dir": tmp / f"data{i + 1}"})
+            stack.spawn(name, ws, "worker")
+            workers.append(name)
+            worker_ports.append(ws.worker_http_port)
         stack.spawn("webhook", s, "webhook")
         naive_port = free_port()
         stack.spawn_py("naive", s.model_copy(update={"http_port": naive_port}),
@@ -273,7 +292,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         naive = f"http://127.0.0.1:{naive_port}/webhooks/kapso"
         await wait_http(f"http://{s.http_host}:{s.http_port}/healthz")
         await wait_http(f"http://127.0.0.1:{naive_port}/healthz")
-        pids: dict[str, int] = {"worker": stack.pids["worker"], "webhook": stack.pids["webhook"],
+        pids: dict[str, int | tuple[int, ...]] = {
+                "worker": tuple(stack.pids[w] for w in workers), "webhook": stack.pids["webhook"],
                 "naive": stack.pids["naive"], "loadgen": os.getpid(),
                 **{k: stack.pids[k] for k in ("broker", "postgres") if k in stack.pids}}
         # the JVM compiles its hot paths in the first tens of thousands of requests: a
@@ -282,6 +302,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         warm = await freshness(ours, s.dsn, "bench_leads", args.warmup_rate,
                                args.warmup_seconds, 10, "warm", 0, 60)
         print(f"# warm-up: {warm['visible']}/{warm['acked']} visible", flush=True)
+        # the broker's JIT goes on compiling well past that: 0.16-0.23 core of compiler
+        # threads in the 200/s step after it (BENCHMARKS.md, session 16), CPU a warm broker
+        # never spends. Warm on, 5 s at a time, until they are quiet (or --warmup-max)
+        if "broker" in stack.pids:
+            jit, spent = 1.0, 0.0
+            while jit > 0.05 and spent < args.warmup_max:
+                before, t0 = jit_seconds(stack.pids["broker"]), time.perf_counter()
+                await freshness(ours, s.dsn, "bench_leads", args.warmup_rate, 5, 10,
+                                f"warm{spent:.0f}", 1000 + 20 * int(spent), 60)
+                step = time.perf_counter() - t0
+                jit, spent = (jit_seconds(stack.pids["broker"]) - before) / step, spent + step
+            print(f"# broker JIT after {spent:.0f} s more warm-up: {jit:.2f} core", flush=True)
+        if len(worker_ports) > 1:
+            print(f"# workers: {await wait_assigned(worker_ports, s.topic('events'))}"
+                  " events partitions each", flush=True)
         base = 100_000
         R["accounting"] = []
 
@@ -293,7 +328,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if design not in args.designs:
                     continue
                 if design == "naive":
-                    await pause_ours(stack, True)
+                    await pause_ours(stack, True, workers)
                 # by rate, a batched step before the single one of the same rate: the single
                 # 3,000/s step overloads the box (the load generator and the webhook), and
                 # its backlog would still be in the next step's figures
@@ -303,7 +338,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for rate, per in steps:
                     base += 100_000
                     meter = CpuMeter(pids)
-                    counts = await worker_counts(s.worker_http_port) if design == "leadstream" \
+                    counts = await worker_counts(*worker_ports) if design == "leadstream" \
                         else {}
                     meter.start()
                     profs = {}
@@ -323,13 +358,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if design == "leadstream":
                         R["accounting"].append({"step": f"{rate}/s, {per} per request", **account(
                             meter, r["visible"], r["acked"] // per, counts,
-                            await worker_counts(s.worker_http_port))})
+                            await worker_counts(*worker_ports))})
                     R["freshness"].append(r)
                     print(f"# freshness {design} {rate}/s in requests of {per}: achieved {r['achieved']:.0f},"
                           f" visible {r['visible']}/{r['acked']}, 200->visible p99"
                           f" {r['fresh'][99]:.0f} ms, sent->visible p99 {r['e2e'][99]:.0f} ms;"
-                          f" cpu {cpu_line(r['cpu'])}", flush=True)
-            await pause_ours(stack, False)
+                          f" cpu {cpu_line(r['cpu'])} (broker JIT {meter.jit / meter.wall:.2f})",
+                          flush=True)
+            await pause_ours(stack, False, workers)
             warm = await freshness(ours, s.dsn, "bench_leads", 20, 3, 10, "rewarm", 50, 60)
             print(f"# resumed: {warm['visible']}/{warm['acked']} visible", flush=True)
 
@@ -340,7 +376,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             meter = CpuMeter(pids)
             prof = None
             await produce(s, s.topic("events"), recs)
-            counts = await worker_counts(s.worker_http_port)
+            counts = await worker_counts(*worker_ports)
             started = time.perf_counter()
             meter.start()
             if args.profile:
@@ -349,7 +385,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             R["backlog"] = {"events": n, "visible": got, "seconds": done - started,
                             "eps": got / (done - started), "cpu": meter.stop()}
             R["accounting"].append({"step": "backlog drain (worker alone)", **account(
-                meter, got, None, counts, await worker_counts(s.worker_http_port))})
+                meter, got, None, counts, await worker_counts(*worker_ports))})
             print(f"# backlog drain: {R['backlog']['eps']:.0f} ev/s; cpu "
                   f"{cpu_line(R['backlog']['cpu'])}", flush=True)
             if prof is not None:
@@ -404,7 +440,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 n_req = args.push // per
                 ws_before = await _count(s.dsn, "bench")
                 meter = CpuMeter(pids)
-                counts = await worker_counts(s.worker_http_port)
+                counts = await worker_counts(*worker_ports)
                 meter.start()
                 started = time.perf_counter()
                 prof = (py_spy(stack.pids["worker"], max(2, n_req * per / 8000),
@@ -423,13 +459,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                         "cpu": meter.stop()}
                 R["accounting"].append({"step": f"as fast as it goes, {per} per request",
                                         **account(meter, events, n_req, counts,
-                                                  await worker_counts(s.worker_http_port))})
+                                                  await worker_counts(*worker_ports))})
                 print(f"# sustained {kind}: {R['sustained'][kind]['eps']:.0f} ev/s end to end"
                       f" (pushed at {R['sustained'][kind]['push_eps']:.0f} ev/s)", flush=True)
 
         # 6b: the naive design's maximum rate, same pushes
         if "naive" in args.parts:
-            await pause_ours(stack, True)
+            await pause_ours(stack, True, workers)
             R["naive_max"] = {}
             for kind, make, per in (("single", single, 1), ("batch50", batch50, 50)):
                 base += 100_000
@@ -441,11 +477,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 r["cpu"] = meter.stop()
                 R["naive_max"][kind] = r
                 print(f"# naive max {kind}: {r['eps']:.0f} ev/s, p99 {r['p99']:.0f} ms", flush=True)
-            await pause_ours(stack, False)
+            await pause_ours(stack, False, workers)
 
         # 3: webhook ingest alone (own topics, nobody consuming them): single and batch of 50
         if "ingest" in args.parts:
-            stack.halt("worker")  # its share of the CPU would be the webhook's competitor
+            for w in workers:  # their share of the CPU would be the webhook's competitor
+                stack.halt(w)
             R["ingest"] = {}
             for nproc, loop in [(n, lp) for lp in args.event_loops
                                 for n in args.webhook_processes]:
@@ -515,12 +552,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return R
 
 
-async def pause_ours(stack: BenchStack, stop: bool) -> None:
+async def pause_ours(stack: BenchStack, stop: bool, workers: list[str]) -> None:
     """Stop (SIGSTOP) or resume our worker and webhook while the naive design is measured:
     idle, they still cost ~0.3 core (the worker's fetches and the broker answering them,
     EMBEDDED-BROKER #5), which would be the naive design's handicap, not its cost. A resumed
     worker rejoins its groups; the next part waits for it."""
-    for name in ("worker", "webhook"):
+    for name in (*workers, "webhook"):
         if name in stack.procs:
             os.kill(stack.pids[name], signal.SIGSTOP if stop else signal.SIGCONT)
     if not stop:
@@ -600,24 +637,51 @@ async def limits(stack: BenchStack, s: Settings, args: argparse.Namespace) -> di
 
 # ----------------------------------------------------------------------------- accounting
 
-async def worker_counts(port: int) -> dict[str, float]:
-    """The worker's flush counters from its /metrics (zeros when it does not answer)."""
+async def worker_counts(*ports: int) -> dict[str, float]:
+    """The workers' flush counters from their /metrics, summed (zeros for one that does not
+    answer)."""
     want = {"leadstream_worker_flushes_total": "flushes",
             "leadstream_worker_flushed_events_total": "flushed_events",
             "leadstream_worker_records_produced_total": "records_produced",
             "leadstream_worker_replica_rows_total": "replica_rows"}
     out = dict.fromkeys(want.values(), 0.0)
+    for port in ports:
+        for line in (await _metrics(port)).splitlines():
+            name, _, value = line.partition(" ")
+            if name in want:
+                out[want[name]] += float(value)
+    return out
+
+
+async def _metrics(port: int) -> str:
+    """A worker's /metrics text ("" when it does not answer)."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
                 http.get(f"http://127.0.0.1:{port}/metrics") as r:
-            text = await r.text()
+            return await r.text()
     except (aiohttp.ClientError, TimeoutError):
-        return out
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in want:
-            out[want[name]] = float(value)
-    return out
+        return ""
+
+
+async def wait_assigned(ports: list[int], topic: str, timeout: float = 120) -> list[int]:
+    """Wait until every worker of a fleet holds some of `topic`'s partitions and no partition
+    is held twice (the group has settled), read from each worker's
+    `leadstream_worker_consumer_lag` (a partition shows once fetched); the count each holds."""
+    deadline = time.perf_counter() + timeout
+    held: list[list[str]] = []
+    while time.perf_counter() < deadline:
+        held = []
+        for port in ports:
+            text = await _metrics(port)
+            held.append([line.split('partition="')[1].split('"')[0]
+                         for line in text.splitlines()
+                         if line.startswith("leadstream_worker_consumer_lag{")
+                         and f'topic="{topic}"' in line])
+        flat = [p for h in held for p in h]
+        if all(held) and len(flat) == len(set(flat)):
+            return [len(h) for h in held]
+        await asyncio.sleep(1)
+    raise TimeoutError(f"the workers did not settle on {topic}: {held}")
 
 
 def account(meter: CpuMeter, events: int, requests: int | None,
@@ -632,6 +696,7 @@ def account(meter: CpuMeter, events: int, requests: int | None,
             "events_per_flush": (after["flushed_events"] - before["flushed_events"]) / flushes
             if flushes else None,
             "ms_per_event": per_event, "total_ms_per_event": sum(per_event.values()),
+            "broker_jit_ms_per_event": 1000 * meter.jit / events if events else 0.0,
             "seconds": meter.wall}
 
 
@@ -642,6 +707,7 @@ def cpu_table(R: dict[str, Any]) -> str:
         return ""
     procs = ["loadgen", "webhook", "broker", "worker", "postgres"]
     out = ["### CPU per event, whole box (ms of CPU per event visible, per process)", "",
+           "(broker: in brackets, what its JIT compiler threads took of it)", "",
            "| step | events | ev/request | ev/flush | " + " | ".join(procs)
            + " | total | vs backlog |", "|---" * (len(procs) + 6) + "|"]
     drain = next((r["total_ms_per_event"] for r in rows if r["step"].startswith("backlog")),
@@ -652,7 +718,9 @@ def cpu_table(R: dict[str, Any]) -> str:
         epr = f"{r['events_per_request']:.0f}" if r["events_per_request"] else "-"
         epf = f"{r['events_per_flush']:.1f}" if r["events_per_flush"] else "-"
         out.append(f"| {r['step']} | {r['events']} | {epr} | {epf} | "
-                   + " | ".join(f"{per.get(p, 0.0):.3f}" if p in per else "-" for p in procs)
+                   + " | ".join((f"{per[p]:.3f}" + (
+                       f" ({r.get('broker_jit_ms_per_event', 0.0):.3f})" if p == "broker" else ""))
+                       if p in per else "-" for p in procs)
                    + f" | {r['total_ms_per_event']:.3f} | {ratio} |")
     return "\n".join(out)
 
@@ -814,6 +882,8 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--backlog", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes in one group (their CPU summed as the worker's)")
     ap.add_argument("--push", type=int, default=20_000, help="events pushed end to end")
     ap.add_argument("--push-seconds", type=float, default=10.0)
     ap.add_argument("--raw", type=int, default=100_000, help="records for the raw limits")
@@ -827,6 +897,8 @@ def main() -> None:
                     help="the designs the freshness steps run (naive: the comparison)")
     ap.add_argument("--warmup-rate", type=int, default=500)
     ap.add_argument("--warmup-seconds", type=float, default=10.0)
+    ap.add_argument("--warmup-max", type=float, default=60.0,
+                    help="seconds of warm-up more at most, until the broker's JIT is quiet")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--profile-rate", type=int, default=0,
                     help="py-spy the worker and the webhook during this single-delivery rate")
