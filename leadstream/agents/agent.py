@@ -80,7 +80,8 @@ def build_topology(app: Any, settings: Settings) -> Topology:
         grace_seconds=settings.daily_close_grace_seconds,
         retention_days=settings.daily_retention_days, partitions=settings.topic_partitions,
     )
-    processor = LeadProcessor(tables.lead_state, tables.message_state, names, windows)
+    processor = LeadProcessor(tables.lead_state, tables.message_state, names, windows,
+                              cache_size=settings.state_cache_entries)
     runner = BatchRunner(
         processor, names, tables=tables.by_name(),
         producer=lambda: raw_producer(app),

@@ -345,12 +345,20 @@ class BatchRunner:
             produce.setdefault((table.changelog_topic.get_topic_name(), p), []).append(
                 (key, value))
 
+        # each written value is kept with its bytes: the next flush that reads the key finds
+        # those bytes in the store (once this one is durable) and skips the decode
         for p, key, entry in flush.leads.written():
-            write("leads", p, key, entry.encode(lead_json.get(id(entry.lead))))
+            raw = entry.encode(lead_json.get(id(entry.lead)))
+            write("leads", p, key, raw)
+            flush.leads.decoded.put(key, raw, entry)
         for p, key, m in flush.messages.written():
-            write("messages", p, key, message_json.get(id(m)) or encode(m))
+            raw = message_json.get(id(m)) or encode(m)
+            write("messages", p, key, raw)
+            flush.messages.decoded.put(key, raw, m)
         for p, key, agg in flush.daily.written():
-            write("daily", p, key, encode_day(agg))
+            raw = encode_day(agg)
+            write("daily", p, key, raw)
+            flush.daily.decoded.put(key, raw, agg)
         return produce, writes, rows
 
     async def _durable(self, flush: Flush) -> None:

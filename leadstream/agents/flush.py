@@ -5,6 +5,9 @@ per checkpoint).
 * `WriteBack`: reads see this flush's writes first; a key read or written once is decoded
   once; each written key is encoded once, when the flush is made durable. So a lead that
   gets 20 messages in one flush costs one changelog record, not 20.
+* `Decoded`: what earlier flushes decoded or wrote, kept with the stored bytes it stands
+  for, so a lead that gets a message a flush (the usual case below ~1,000 events/s) is not
+  decoded again each time.
 * `Outbox`: one lead snapshot per lead (the newest version), one row per message and per
   task (the newest version), every status change and note by its id (they are events: all
   are kept, a repeat of the same id once), and the rest (dead letters, late daily windows)
@@ -30,13 +33,54 @@ from leadstream.streams.records import decode_day, decode_lead, decode_message, 
 V = TypeVar("V")
 
 
+class Decoded(Generic[V]):
+    """A table's values as decoded in earlier flushes, by key, each with the stored bytes it
+    was decoded from or encoded to (Kafka Streams' record cache, holding objects): a read
+    whose stored bytes are those bytes takes the object and skips the decode (a lead's JSON
+    and its validation: 6.6% of the worker's CPU at 1,000 events/s, BENCHMARKS.md session 16).
+
+    Sound because a hit needs the very bytes in the store: whatever changed the store since
+    (another flush, a changelog recovery, a flush that never became durable, a partition
+    revoked) is a miss. And because nobody changes a decoded value in place: the rules work
+    on `working_copy`s and the daily fold returns new dicts, as a flush's own `WriteBack`
+    already relies on. Bounded to `size` keys, the least recently stored going first."""
+
+    def __init__(self, decode: Callable[[bytes], V], size: int) -> None:
+        self.decode = decode
+        self.size = size
+        self.entries: dict[bytes, tuple[bytes, V]] = {}
+        self.hits = 0
+
+    def get(self, key: bytes, raw: bytes) -> V:
+        hit = self.entries.get(key)
+        if hit is not None and (hit[0] is raw or hit[0] == raw):
+            self.hits += 1
+            return hit[1]
+        value = self.decode(raw)
+        self.put(key, raw, value)
+        return value
+
+    def put(self, key: bytes, raw: bytes, value: V) -> None:
+        """`raw` is `value` as the store holds it (or will, once its flush is durable)."""
+        if self.size <= 0:
+            return
+        entries = self.entries
+        if entries.pop(key, None) is None and len(entries) >= self.size:
+            del entries[next(iter(entries))]
+        entries[key] = (raw, value)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
 class WriteBack(Generic[V]):
     """A table seen through this flush: decoded values, and the keys to write back."""
 
-    def __init__(self, table: Any, decode: Callable[[bytes], V],
+    def __init__(self, table: Any, decoded: Decoded[V],
                  parent: WriteBack[V] | None = None) -> None:
         self.table = table
-        self.decode = decode
+        #: decodes what this flush reads from the store, through earlier flushes' objects
+        self.decoded = decoded
         #: the view of the flush still in flight when this one began: its writes are newer
         #: than the store until it completes (then they are the store's)
         self.parent = parent
@@ -54,7 +98,7 @@ class WriteBack(Generic[V]):
                 self.values[key] = value
                 return value
             raw = self.table.get(key)
-            value = self.decode(raw) if raw else None
+            value = self.decoded.get(key, raw) if raw else None
             self.values[key] = value
             return value
 
@@ -156,19 +200,34 @@ class Outbox:
             self.tasks[t.task_id] = (partition, key, t)
 
 
+class Caches:
+    """One `Decoded` per table, kept by the worker across its flushes."""
+
+    def __init__(self, size: int) -> None:
+        self.leads: Decoded[LeadEntry] = Decoded(LeadEntry.decode, size)
+        self.messages: Decoded[MessageState] = Decoded(decode_message, size)
+        self.daily: Decoded[DayState] = Decoded(decode_day, size)
+
+    def clear(self) -> None:
+        for cache in (self.leads, self.messages, self.daily):
+            cache.clear()
+
+
 class Flush:
     """Everything one flush holds: the tables' write-back views, the outbox, and the source
     offsets it covers (acked only once all of it is durable)."""
 
     def __init__(self, leads: Any, messages: Any, daily: Any, *, after: Flush | None = None,
-                 generation: int = 0) -> None:
-        """`after`: the flush in flight, whose writes this one must read (see WriteBack)."""
+                 generation: int = 0, decoded: Caches | None = None) -> None:
+        """`after`: the flush in flight, whose writes this one must read (see WriteBack);
+        `decoded`: the worker's objects from earlier flushes (none kept: a fresh set)."""
+        caches = decoded if decoded is not None else Caches(0)
         self.leads: WriteBack[LeadEntry] = WriteBack(
-            leads, LeadEntry.decode, after.leads if after else None)
+            leads, caches.leads, after.leads if after else None)
         self.messages: WriteBack[MessageState] = WriteBack(
-            messages, decode_message, after.messages if after else None)
+            messages, caches.messages, after.messages if after else None)
         self.daily: WriteBack[DayState] = WriteBack(
-            daily, decode_day, after.daily if after else None)
+            daily, caches.daily, after.daily if after else None)
         #: the consumer generation its records were fetched in (acks from another are void)
         self.generation = generation
         self.out = Outbox()

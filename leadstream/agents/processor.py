@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from leadstream.agents.daily import DailyWindows
-from leadstream.agents.flush import Flush, LeadEntry
+from leadstream.agents.flush import Caches, Flush, LeadEntry
 from leadstream.domain.merge import (
     MAX_HOPS,
     absorb,
@@ -62,11 +62,13 @@ class LeadProcessor:
     """Applies source records to a flush's view of the tables and fills its outbox."""
 
     def __init__(self, leads: Any, messages: Any, names: TopicNames,
-                 daily: DailyWindows | None = None) -> None:
+                 daily: DailyWindows | None = None, cache_size: int = 5_000) -> None:
         self.leads = leads
         self.messages = messages
         self.daily = daily
         self.names = names
+        #: the objects earlier flushes decoded or wrote (`flush.Decoded`), per table
+        self.decoded = Caches(cache_size)
         self.processed = 0
         self.skipped = 0
         self.dead = 0
@@ -75,7 +77,7 @@ class LeadProcessor:
         """A new flush; `after` is the one still in flight (its writes are read first)."""
         return Flush(self.leads, self.messages,
                      self.daily.table if self.daily is not None else {}, after=after,
-                     generation=generation)
+                     generation=generation, decoded=self.decoded)
 
     def _decode(self, topic: str, value: bytes) -> BaseModel:
         if topic == self.names.events:

@@ -43,12 +43,14 @@ class DictWorker:
     flush and returns its outputs; `crash` drops the store writes (a crash after the
     broker took the flush, before the stores were written)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_size: int = 5_000) -> None:
+        """`cache_size`: the processor's `flush.Decoded` bound (0: decode every read)."""
         self.leads: dict[bytes, bytes] = {}
         self.messages: dict[bytes, bytes] = {}
         self.daily: dict[bytes, bytes] = {}
         self.windows: DailyWindows = windows(self.daily, Sent())
-        self.proc = LeadProcessor(self.leads, self.messages, NAMES, self.windows)
+        self.proc = LeadProcessor(self.leads, self.messages, NAMES, self.windows,
+                                  cache_size=cache_size)
         self.tables = {"leads": _Table(self.leads, "cl-leads"),
                        "messages": _Table(self.messages, "cl-messages"),
                        "daily": _Table(self.daily, "cl-daily")}

@@ -118,6 +118,37 @@ def test_a_crash_after_the_produce_before_the_store_loses_nothing_and_counts_onc
     assert snap["message_count"] == 5
 
 
+def test_objects_of_earlier_flushes_stand_only_for_the_bytes_in_the_store() -> None:
+    """`flush.Decoded`: a lead read again in a later flush is taken from the object the
+    previous flush wrote, not decoded; and a worker that keeps them emits and stores exactly
+    what one decoding every read does, across a flush that never became durable (its
+    objects were kept, the store kept the older bytes) and the redelivery after it."""
+    kept, plain = DictWorker(), DictWorker(cache_size=0)
+    s = timedelta(seconds=1)
+    flushes = [
+        [(NAMES.events, _event("a1", NOW))],
+        [(NAMES.commands, _status("s1", NOW + s, "contacted")),
+         (NAMES.sarah, _sarah("z1", NOW + 2 * s, name="Budi"))],
+        [(NAMES.events, _event("a2", NOW + 3 * s)), (NAMES.commands, _note("n1", NOW + 4 * s,
+                                                                           "telepon besok"))],
+        [(NAMES.events, _event("a3", NOW + 5 * s))],
+        [(NAMES.events, _event("a2", NOW + 3 * s)), (NAMES.commands, _note("n1", NOW + 4 * s,
+                                                                           "telepon besok"))],
+        [(NAMES.sarah, _sarah("z2", NOW + 6 * s, business_type="kuliner"))],
+    ]
+    for i, recs in enumerate(flushes):
+        crash = i == 2  # the outputs went out, the stores were not written
+        assert kept.run(recs, crash=crash) == plain.run(recs, crash=crash), i
+        assert (kept.leads, kept.messages, kept.daily) == (plain.leads, plain.messages,
+                                                           plain.daily), i
+    (lead,) = (orjson.loads(v)["lead"] for v in kept.leads.values())
+    assert lead["message_count"] == 3 and lead["name"] == "Budi"
+    assert lead["business_type"] == "kuliner" and lead["lead_status"] == "contacted"
+    # read from the kept object in flushes 2, 3, 5 and 6, decoded in flush 4 (after the crash)
+    assert kept.proc.decoded.leads.hits == 4
+    assert plain.proc.decoded.leads.hits == 0
+
+
 def test_state_ahead_of_its_changelog_is_written_back_when_reprocessed() -> None:
     """The store has the state and the changelog missed it: the records come again, change
     nothing, and the flush writes the state back so the changelog has it."""
