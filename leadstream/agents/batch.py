@@ -43,7 +43,7 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
-from leadstream.agents.flush import Flush
+from leadstream.agents.flush import Flush, WriteBack
 from leadstream.agents.processor import LeadProcessor
 from leadstream.broker.clients import produce_batches
 from leadstream.broker.faust_internals import CURRENT_EVENT, set_persisted_offset
@@ -337,7 +337,11 @@ class BatchRunner:
         for p, key, t in out.tasks.values():
             emit(names.tasks, p, key, encode(t), "tasks")
 
-        def write(name: str, p: int, key: bytes, value: bytes) -> None:
+        def write(name: str, view: WriteBack[Any], p: int, key: bytes, decoded: Any,
+                  value: bytes) -> None:
+            # kept with its bytes: the next flush that reads the key finds them in the store
+            # (once this one is durable) and skips the decode
+            view.decoded.put(key, value, decoded)
             table = self.tables.get(name)
             if table is None:
                 return
@@ -345,20 +349,12 @@ class BatchRunner:
             produce.setdefault((table.changelog_topic.get_topic_name(), p), []).append(
                 (key, value))
 
-        # each written value is kept with its bytes: the next flush that reads the key finds
-        # those bytes in the store (once this one is durable) and skips the decode
         for p, key, entry in flush.leads.written():
-            raw = entry.encode(lead_json.get(id(entry.lead)))
-            write("leads", p, key, raw)
-            flush.leads.decoded.put(key, raw, entry)
+            write("leads", flush.leads, p, key, entry, entry.encode(lead_json.get(id(entry.lead))))
         for p, key, m in flush.messages.written():
-            raw = message_json.get(id(m)) or encode(m)
-            write("messages", p, key, raw)
-            flush.messages.decoded.put(key, raw, m)
+            write("messages", flush.messages, p, key, m, message_json.get(id(m)) or encode(m))
         for p, key, agg in flush.daily.written():
-            raw = encode_day(agg)
-            write("daily", p, key, raw)
-            flush.daily.decoded.put(key, raw, agg)
+            write("daily", flush.daily, p, key, agg, encode_day(agg))
         return produce, writes, rows
 
     async def _durable(self, flush: Flush) -> None:

@@ -53,7 +53,7 @@ class Decoded(Generic[V]):
 
     def get(self, key: bytes, raw: bytes) -> V:
         hit = self.entries.get(key)
-        if hit is not None and (hit[0] is raw or hit[0] == raw):
+        if hit is not None and hit[0] == raw:  # the same object compares equal at once
             self.hits += 1
             return hit[1]
         value = self.decode(raw)
@@ -68,9 +68,6 @@ class Decoded(Generic[V]):
         if entries.pop(key, None) is None and len(entries) >= self.size:
             del entries[next(iter(entries))]
         entries[key] = (raw, value)
-
-    def clear(self) -> None:
-        self.entries.clear()
 
 
 class WriteBack(Generic[V]):
@@ -207,10 +204,6 @@ class Caches:
         self.leads: Decoded[LeadEntry] = Decoded(LeadEntry.decode, size)
         self.messages: Decoded[MessageState] = Decoded(decode_message, size)
         self.daily: Decoded[DayState] = Decoded(decode_day, size)
-
-    def clear(self) -> None:
-        for cache in (self.leads, self.messages, self.daily):
-            cache.clear()
 
 
 class Flush:

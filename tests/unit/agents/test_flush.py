@@ -54,4 +54,3 @@ def test_size_zero_keeps_nothing() -> None:
     cache.put(b"k", b"x", "kept?")
     assert cache.get(b"k", b"x") == "x" and cache.get(b"k", b"x") == "x"
     assert cache.entries == {} and cache.hits == 0 and len(decode.calls) == 2
-    cache.clear()
