@@ -62,11 +62,12 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+def _cpu_seconds(pid: int, reaped_children: bool = False, task: str = "") -> float:
     """utime + stime; with `reaped_children` also the CPU of children that have exited
-    (Postgres backends come and go)."""
+    (Postgres backends come and go); `task`: one thread's only ("task/<tid>": `/proc/<tid>`
+    itself counts the whole process)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/{task}/stat" if task else f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
@@ -80,24 +81,23 @@ def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
 JIT_THREADS = (b"C1 CompilerThre", b"C2 CompilerThre")
 
 
-def jit_seconds(pid: int) -> float:
+def _jit_seconds(pid: int) -> float:
     """CPU of a JVM's compiler threads: work done once after a start, not per event (the
     first step after a warm-up still had 0.13-0.46 core of it, BENCHMARKS.md session 16)."""
-    ticks = 0
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        tids = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                head, _, rest = f.read().rpartition(b")")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if head.split(b"(", 1)[-1] in JIT_THREADS:
-            fields = rest.split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS
+    return sum(_cpu_seconds(pid, task=f"task/{tid}") for tid in tids
+               if _comm(f"/proc/{pid}/task/{tid}/comm") in JIT_THREADS)
+
+
+def _comm(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read().rstrip(b"\n")
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 def _children(pid: int) -> list[int]:
@@ -144,7 +144,7 @@ class CpuMeter:
 
     def _jit_now(self) -> float:
         broker = self.pids.get("broker")
-        return jit_seconds(broker) if isinstance(broker, int) else 0.0
+        return _jit_seconds(broker) if isinstance(broker, int) else 0.0
 
     def start(self) -> None:
         self.before = self._now()

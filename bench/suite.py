@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from leadstream.broker.clients import ensure_topics, log_ends, make_consumer, make_producer
 from leadstream.config import Settings
@@ -59,7 +60,6 @@ from stack import (
     CpuMeter,
     cpu_line,
     inbound_record,
-    jit_seconds,
     pct,
     py_spy,
     summarize_profile,
@@ -308,11 +308,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "broker" in stack.pids:
             jit, spent = 1.0, 0.0
             while jit > 0.05 and spent < args.warmup_max:
-                before, t0 = jit_seconds(stack.pids["broker"]), time.perf_counter()
+                meter = CpuMeter({"broker": stack.pids["broker"]})
+                meter.start()
                 await freshness(ours, s.dsn, "bench_leads", args.warmup_rate, 5, 10,
                                 f"warm{spent:.0f}", 1000 + 20 * int(spent), 60)
-                step = time.perf_counter() - t0
-                jit, spent = (jit_seconds(stack.pids["broker"]) - before) / step, spent + step
+                meter.stop()
+                jit, spent = meter.jit / meter.wall, spent + meter.wall
             print(f"# broker JIT after {spent:.0f} s more warm-up: {jit:.2f} core", flush=True)
         if len(worker_ports) > 1:
             print(f"# workers: {await wait_assigned(worker_ports, s.topic('events'))}"
@@ -672,11 +673,10 @@ async def wait_assigned(ports: list[int], topic: str, timeout: float = 120) -> l
     while time.perf_counter() < deadline:
         held = []
         for port in ports:
-            text = await _metrics(port)
-            held.append([line.split('partition="')[1].split('"')[0]
-                         for line in text.splitlines()
-                         if line.startswith("leadstream_worker_consumer_lag{")
-                         and f'topic="{topic}"' in line])
+            held.append([s.labels["partition"]
+                         for family in text_string_to_metric_families(await _metrics(port))
+                         if family.name == "leadstream_worker_consumer_lag"
+                         for s in family.samples if s.labels.get("topic") == topic])
         flat = [p for h in held for p in h]
         if all(held) and len(flat) == len(set(flat)):
             return [len(h) for h in held]
