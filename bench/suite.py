@@ -9,16 +9,21 @@ PNG plot of freshness against rate and, with --json, every figure.
 
 Not a test: nothing here asserts a speed. Starts its own embedded broker and Postgres unless
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set; the webhook, the worker and the naive server
-are separate processes, as in production; the load generator is this process.
+are separate processes, as in production; the load generator is this process. Its
+closed-loop steps (end to end, the naive design's maximum, the webhook alone) post through
+`loadgen.RawClient` unless `--loadgen aiohttp`: it shares the two cores with what it
+measures, and aiohttp's client took 0.18 ms of CPU per single request against 0.065
+(BENCHMARKS.md, session 17). The open-loop freshness steps use aiohttp's client.
 
 Definitions:
 * freshness: from the webhook's 200 at the client to the NOTIFY of a bench-only trigger on
   `leads` showing the lead's new `message_count` ("200->visible", the contract's figure);
   "sent->visible" starts at the request instead, which is what the naive design can be
   compared on (its row exists before its 200).
-* sustained throughput: events pushed through the webhook as fast as it answers, from the
-  first request to the last row visible; and a backlog produced straight to the events
-  topic, drained by the worker alone.
+* sustained throughput: events pushed through the webhook as fast as it answers for
+  `--sustained-seconds` (10, as long as the naive design's step), from the first request to
+  the last row visible; and a backlog produced straight to the events topic, drained by the
+  worker alone.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from leadstream.sink.writer import LEAD_COLUMNS, Batch, write_batch
 from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import closed_loop_raw
 from naive import SCHEMA as NAIVE_SCHEMA
 from stack import (
     BenchStack,
@@ -83,6 +89,8 @@ CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE ON naive_leads
 """
 PARTS = ("freshness", "backlog", "split", "perrecord", "sustained", "naive", "ingest", "replay", "limits")
 HEADERS = {"X-Webhook-Event": "whatsapp.message.received", "Content-Type": "application/json"}
+#: the closed-loop steps' HTTP client (`--loadgen`): aiohttp's, or `loadgen.RawClient`
+LOADGEN = {"kind": "aiohttp"}
 
 
 # ----------------------------------------------------------------------------- load
@@ -173,7 +181,13 @@ async def freshness(url: str, dsn: str, channel: str, rate: int, seconds: float,
 async def closed_loop(url: str, make: Callable[[int], tuple[bytes, str]], *, concurrency: int,
                       seconds: float | None = None, total: int | None = None
                       ) -> dict[str, Any]:
-    """`concurrency` clients posting back to back, for `seconds` or until `total` requests."""
+    """`concurrency` clients posting back to back, for `seconds` or until `total` requests;
+    with `--loadgen raw` through `loadgen.RawClient` (a keep-alive connection each)."""
+    if LOADGEN["kind"] == "raw":
+        r = await closed_loop_raw(url, make, HEADERS, concurrency=concurrency,
+                                  seconds=seconds, total=total)
+        lat_raw = r.pop("lat")
+        return {**r, "p50": pct(lat_raw, 50), "p99": pct(lat_raw, 99)}
     lat: list[float] = []
     errors = 0
     nxt = 0
@@ -439,15 +453,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for kind, make, per in (("single", single, 1), ("batch50", batch50, 50)):
                 base += 100_000
                 n_req = args.push // per
+                by_time = args.sustained_seconds or None
                 ws_before = await _count(s.dsn, "bench")
                 meter = CpuMeter(pids)
                 counts = await worker_counts(*worker_ports)
                 meter.start()
                 started = time.perf_counter()
-                prof = (py_spy(stack.pids["worker"], max(2, n_req * per / 8000),
+                prof = (py_spy(stack.pids["worker"], by_time or max(2, n_req * per / 8000),
                                tmp / f"worker-{kind}.prof") if args.profile else None)
                 push = await closed_loop(ours, make(f"push{kind}", base, args.leads),
-                                         concurrency=64, total=n_req)
+                                         concurrency=64, seconds=by_time,
+                                         total=None if by_time else n_req)
+                n_req = push["requests"]
                 got, done = await wait_count(s.dsn, "leads", "bench", ws_before + n_req * per, 900)
                 if prof is not None:
                     prof.wait()
@@ -886,6 +903,12 @@ def main() -> None:
                     help="worker processes in one group (their CPU summed as the worker's)")
     ap.add_argument("--push", type=int, default=20_000, help="events pushed end to end")
     ap.add_argument("--push-seconds", type=float, default=10.0)
+    ap.add_argument("--sustained-seconds", type=float, default=10.0,
+                    help="end to end: push for this long, as the naive design's step does"
+                         " (0: push --push events instead)")
+    ap.add_argument("--loadgen", choices=("aiohttp", "raw"), default="raw",
+                    help="the closed-loop steps' HTTP client: a lean keep-alive client"
+                         " (bench/loadgen.py) or aiohttp's")
     ap.add_argument("--raw", type=int, default=100_000, help="records for the raw limits")
     ap.add_argument("--webhook-processes", default="1,2",
                     type=lambda s: [int(x) for x in s.split(",")],
@@ -911,9 +934,11 @@ def main() -> None:
                     type=lambda s: s.split(","),
                     help="embedded brokers to run on, back to back (kafka,tansu: side by side)")
     args = ap.parse_args()
+    LOADGEN["kind"] = args.loadgen
     if args.quick:
         args.rates, args.seconds, args.drain = [100, 300], 3.0, 60.0
         args.backlog, args.push, args.push_seconds, args.raw = 3000, 2000, 3.0, 10_000
+        args.sustained_seconds = min(args.sustained_seconds, 3.0)
     runs: dict[str, dict[str, Any]] = {}
     for broker in args.brokers:
         args.broker = broker

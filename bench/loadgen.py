@@ -1,0 +1,112 @@
+"""A lean HTTP/1.1 load generator for the closed-loop steps (#31).
+
+The suite's load generator shares the two cores with the system it measures, so what it
+spends per request is taken from the webhook, the broker, the worker and Postgres.
+aiohttp's client spent 0.18 ms of CPU per single delivery (BENCHMARKS.md, session 17):
+more than the broker and Postgres together. `RawClient` is one keep-alive connection that
+writes a prebuilt request and reads the status line, the headers and a `Content-Length`
+body: what a load generator like `wrk` does, in a few lines of asyncio. It speaks to our
+aiohttp servers (keep-alive, `Content-Length` answers) and nothing more general; a chunked
+answer or a closed connection is an error or a reconnect, never a silent success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def request_bytes(url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    """A complete POST with its body, ready to write."""
+    u = urlsplit(url)
+    lines = [f"POST {u.path or '/'} HTTP/1.1", f"Host: {u.netloc}",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, url: str) -> None:
+        u = urlsplit(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, raw: bytes) -> int:
+        """Send one prebuilt request; the answer's status (its body read and dropped)."""
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.reader, self.writer
+        try:
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length, close = None, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+                elif name == b"transfer-encoding":
+                    raise ValueError("a chunked answer: RawClient reads Content-Length only")
+            if length is None:
+                raise ValueError("an answer without Content-Length")
+            await reader.readexactly(length)
+        except BaseException:
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def closed_loop_raw(url: str, make: Callable[[int], tuple[bytes, str]],
+                          headers: Mapping[str, str], *, concurrency: int,
+                          seconds: float | None = None, total: int | None = None,
+                          sig_header: str = "X-Webhook-Signature") -> dict[str, Any]:
+    """`concurrency` connections posting back to back, for `seconds` or until `total`
+    requests: the figures `suite.closed_loop` gives, with `RawClient`."""
+    lat: list[float] = []
+    errors = 0
+    nxt = 0
+    stop_at = time.perf_counter() + (seconds or 1e9)
+
+    async def client() -> None:
+        nonlocal nxt, errors
+        c = RawClient(url)
+        try:
+            while time.perf_counter() < stop_at and (total is None or nxt < total):
+                i = nxt
+                nxt += 1
+                body, sig = make(i)
+                raw = request_bytes(url, body, {**headers, sig_header: sig})
+                t0 = time.perf_counter()
+                try:
+                    status = await c.post(raw)
+                except (OSError, ValueError, asyncio.IncompleteReadError,
+                        asyncio.LimitOverrunError):
+                    errors += 1
+                    continue
+                if status == 200:
+                    lat.append((time.perf_counter() - t0) * 1000)
+                else:
+                    errors += 1
+        finally:
+            c.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {"requests": len(lat), "errors": errors, "seconds": elapsed,
+            "rps": len(lat) / elapsed, "lat": lat}
