@@ -71,6 +71,30 @@ class RawClient:
         self.reader = self.writer = None
 
 
+#: what a failed request raises from `RawClient.post` (counted as an error, never a success)
+FAILURES = (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+
+
+class RawPool:
+    """Keep-alive `RawClient`s for an open loop: a request takes an idle connection or opens
+    one, as aiohttp's connector does."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.idle: list[RawClient] = []
+
+    async def post(self, raw: bytes) -> int:
+        c = self.idle.pop() if self.idle else RawClient(self.url)
+        status = await c.post(raw)  # a failure closes the client: it is not kept
+        self.idle.append(c)
+        return status
+
+    def close(self) -> None:
+        for c in self.idle:
+            c.close()
+        self.idle.clear()
+
+
 async def closed_loop_raw(url: str, make: Callable[[int], tuple[bytes, str]],
                           headers: Mapping[str, str], *, concurrency: int,
                           seconds: float | None = None, total: int | None = None,
@@ -94,8 +118,7 @@ async def closed_loop_raw(url: str, make: Callable[[int], tuple[bytes, str]],
                 t0 = time.perf_counter()
                 try:
                     status = await c.post(raw)
-                except (OSError, ValueError, asyncio.IncompleteReadError,
-                        asyncio.LimitOverrunError):
+                except FAILURES:
                     errors += 1
                     continue
                 if status == 200:

@@ -10,10 +10,9 @@ PNG plot of freshness against rate and, with --json, every figure.
 Not a test: nothing here asserts a speed. Starts its own embedded broker and Postgres unless
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set; the webhook, the worker and the naive server
 are separate processes, as in production; the load generator is this process. Its
-closed-loop steps (end to end, the naive design's maximum, the webhook alone) post through
-`loadgen.RawClient` unless `--loadgen aiohttp`: it shares the two cores with what it
-measures, and aiohttp's client took 0.18 ms of CPU per single request against 0.065
-(BENCHMARKS.md, session 17). The open-loop freshness steps use aiohttp's client.
+requests post through `loadgen.RawClient` unless `--loadgen aiohttp`: it shares the two
+cores with what it measures, and aiohttp's client took 0.18 ms of CPU per single request
+against 0.065 (BENCHMARKS.md, session 17).
 
 Definitions:
 * freshness: from the webhook's 200 at the client to the NOTIFY of a bench-only trigger on
@@ -59,7 +58,7 @@ from leadstream.sink.writer import LEAD_COLUMNS, Batch, write_batch
 from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import closed_loop_raw
+from loadgen import FAILURES, RawPool, closed_loop_raw, request_bytes
 from naive import SCHEMA as NAIVE_SCHEMA
 from stack import (
     BenchStack,
@@ -89,7 +88,7 @@ CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE ON naive_leads
 """
 PARTS = ("freshness", "backlog", "split", "perrecord", "sustained", "naive", "ingest", "replay", "limits")
 HEADERS = {"X-Webhook-Event": "whatsapp.message.received", "Content-Type": "application/json"}
-#: the closed-loop steps' HTTP client (`--loadgen`): aiohttp's, or `loadgen.RawClient`
+#: the load generator's HTTP client (`--loadgen`): aiohttp's, or `loadgen.RawClient`
 LOADGEN = {"kind": "aiohttp"}
 
 
@@ -130,8 +129,25 @@ async def freshness(url: str, dsn: str, channel: str, rate: int, seconds: float,
     counts: dict[int, int] = {}
     errors = 0
     total = int(rate * seconds) // per
+    pool = RawPool(url)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512),
                                      timeout=aiohttp.ClientTimeout(total=None)) as session:
+        async def post(raw: bytes, sig: str) -> bool:
+            """True if the webhook answered 200."""
+            if LOADGEN["kind"] == "raw":
+                try:
+                    return await pool.post(request_bytes(
+                        url, raw, {**HEADERS, "X-Webhook-Signature": sig})) == 200
+                except FAILURES:
+                    return False
+            try:
+                async with session.post(url, data=raw,
+                                        headers={**HEADERS, "X-Webhook-Signature": sig}) as r:
+                    await r.read()
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
         async def one(i: int) -> None:
             nonlocal errors
             keys, items = [], []
@@ -145,20 +161,15 @@ async def freshness(url: str, dsn: str, channel: str, rate: int, seconds: float,
             now = time.perf_counter()
             for key in keys:
                 sent[key] = now
-            try:
-                async with session.post(url, data=raw,
-                                        headers={**HEADERS, "X-Webhook-Signature": sig}) as r:
-                    await r.read()
-                    if r.status == 200:
-                        done = time.perf_counter()
-                        for key in keys:
-                            acked[key] = done
-                    else:
-                        errors += 1
-            except aiohttp.ClientError:
+            if await post(raw, sig):
+                done = time.perf_counter()
+                for key in keys:
+                    acked[key] = done
+            else:
                 errors += 1
 
         elapsed = await open_loop(rate / per, total, one)
+    pool.close()
     deadline = time.perf_counter() + drain
     while time.perf_counter() < deadline and any(vis.at(*k) is None for k in acked):
         await asyncio.sleep(0.1)
@@ -907,7 +918,7 @@ def main() -> None:
                     help="end to end: push for this long, as the naive design's step does"
                          " (0: push --push events instead)")
     ap.add_argument("--loadgen", choices=("aiohttp", "raw"), default="raw",
-                    help="the closed-loop steps' HTTP client: a lean keep-alive client"
+                    help="the load generator's HTTP client: a lean keep-alive client"
                          " (bench/loadgen.py) or aiohttp's")
     ap.add_argument("--raw", type=int, default=100_000, help="records for the raw limits")
     ap.add_argument("--webhook-processes", default="1,2",

@@ -5,6 +5,7 @@ closed-loop figure in BENCHMARKS.md; these run it against a real aiohttp server.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parents[3] / "bench"))
-from loadgen import RawClient, closed_loop_raw, request_bytes
+from loadgen import FAILURES, RawClient, RawPool, closed_loop_raw, request_bytes
 
 
 async def ok(request: web.Request) -> web.Response:
@@ -109,3 +110,20 @@ async def test_refusals_and_unreadable_answers_are_errors(base: tuple[str, list[
     r = await closed_loop_raw(url + "/ok", lambda i: (b"{}", f"s{i}"), {}, concurrency=4,
                               total=20, sig_header="X-Sig")
     assert (r["requests"], r["errors"], len(r["lat"])) == (20, 0, 20)
+
+
+async def test_a_pool_reuses_idle_connections_and_drops_failed_ones(
+        base: tuple[str, list[int]]) -> None:
+    url, peers = base
+    pool = RawPool(url)
+    try:
+        # two at once: two connections; then one at a time: one of those two again
+        assert await asyncio.gather(*(pool.post(request_bytes(url + "/ok", b"{}", {}))
+                                      for _ in range(2))) == [200, 200]
+        assert await pool.post(request_bytes(url + "/ok", b"{}", {})) == 200
+        assert len(set(peers)) == 2 and peers[2] in peers[:2]
+        with pytest.raises(FAILURES):
+            await pool.post(request_bytes(url + "/chunked", b"{}", {}))
+        assert len(pool.idle) == 1
+    finally:
+        pool.close()
