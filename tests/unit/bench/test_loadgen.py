@@ -127,3 +127,15 @@ async def test_a_pool_reuses_idle_connections_and_drops_failed_ones(
         assert len(pool.idle) == 1
     finally:
         pool.close()
+
+
+async def test_a_pool_closes_a_connection_idle_too_long(base: tuple[str, list[int]]) -> None:
+    url, peers = base
+    pool = RawPool(url, max_idle=0.05)
+    try:
+        assert await pool.post(request_bytes(url + "/ok", b"{}", {})) == 200
+        await asyncio.sleep(0.1)
+        assert await pool.post(request_bytes(url + "/ok", b"{}", {})) == 200
+    finally:
+        pool.close()
+    assert len(set(peers)) == 2
