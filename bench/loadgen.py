@@ -77,18 +77,25 @@ FAILURES = (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverr
 
 class RawPool:
     """Keep-alive `RawClient`s for an open loop: a request takes the connection used last or
-    opens one, as aiohttp's connector does. A connection idle for `max_idle` seconds is
+    opens one, at most `limit` at once (a request beyond them waits for one), as aiohttp's
+    connector does; unbounded, an overloaded step opened thousands and the server refused
+    those past its `LEADSTREAM_HTTP_MAX_CONNECTIONS`. A connection idle for `max_idle` seconds is
     closed instead of reused: our server closes one idle for 10 s
     (`LEADSTREAM_HTTP_IDLE_TIMEOUT`), and a request written into a connection it is closing
     would fail for the load generator's sake (two in 6,000 at 200/s, before this)."""
 
-    def __init__(self, url: str, max_idle: float = 5.0) -> None:
+    def __init__(self, url: str, limit: int = 512, max_idle: float = 5.0) -> None:
         self.url = url
+        self.slots = asyncio.Semaphore(limit)
         self.max_idle = max_idle
         #: (client, when it was last answered), the most recent last
         self.idle: list[tuple[RawClient, float]] = []
 
     async def post(self, raw: bytes) -> int:
+        async with self.slots:
+            return await self._post(raw)
+
+    async def _post(self, raw: bytes) -> int:
         c = None
         now = time.monotonic()
         while self.idle and c is None:

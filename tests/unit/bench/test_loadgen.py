@@ -139,3 +139,14 @@ async def test_a_pool_closes_a_connection_idle_too_long(base: tuple[str, list[in
     finally:
         pool.close()
     assert len(set(peers)) == 2
+
+
+async def test_a_pool_opens_at_most_its_limit(base: tuple[str, list[int]]) -> None:
+    url, peers = base
+    pool = RawPool(url, limit=3)
+    try:
+        got = await asyncio.gather(*(pool.post(request_bytes(url + "/ok", b"{}", {}))
+                                     for _ in range(12)))
+    finally:
+        pool.close()
+    assert got == [200] * 12 and len(set(peers)) == 3
