@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,12 +114,18 @@ class RawPool:
         self.idle.clear()
 
 
-async def closed_loop_raw(url: str, make: Callable[[int], tuple[bytes, str]],
-                          headers: Mapping[str, str], *, concurrency: int,
-                          seconds: float | None = None, total: int | None = None,
-                          sig_header: str = "X-Webhook-Signature") -> dict[str, Any]:
-    """`concurrency` connections posting back to back, for `seconds` or until `total`
-    requests: the figures `suite.closed_loop` gives, with `RawClient`."""
+#: one client of a closed loop: its request (the body and its signature in, True if the
+#: answer was 200 out) and how to close it
+Client = tuple[Callable[[bytes, str], Awaitable[bool]], Callable[[], None]]
+
+
+async def closed_loop(connect: Callable[[], Client], make: Callable[[int], tuple[bytes, str]],
+                      *, concurrency: int, seconds: float | None = None,
+                      total: int | None = None,
+                      failures: tuple[type[BaseException], ...] = FAILURES) -> dict[str, Any]:
+    """`concurrency` clients from `connect` posting back to back, for `seconds` or until
+    `total` requests; a request that raises one of `failures` or is not answered 200 is an
+    error. Latencies (ms) of the 200s in `lat`."""
     lat: list[float] = []
     errors = 0
     nxt = 0
@@ -127,28 +133,42 @@ async def closed_loop_raw(url: str, make: Callable[[int], tuple[bytes, str]],
 
     async def client() -> None:
         nonlocal nxt, errors
-        c = RawClient(url)
+        post, close = connect()
         try:
             while time.perf_counter() < stop_at and (total is None or nxt < total):
                 i = nxt
                 nxt += 1
                 body, sig = make(i)
-                raw = request_bytes(url, body, {**headers, sig_header: sig})
                 t0 = time.perf_counter()
                 try:
-                    status = await c.post(raw)
-                except FAILURES:
-                    errors += 1
-                    continue
-                if status == 200:
+                    ok = await post(body, sig)
+                except failures:
+                    ok = False
+                if ok:
                     lat.append((time.perf_counter() - t0) * 1000)
                 else:
                     errors += 1
         finally:
-            c.close()
+            close()
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     return {"requests": len(lat), "errors": errors, "seconds": elapsed,
             "rps": len(lat) / elapsed, "lat": lat}
+
+
+async def closed_loop_raw(url: str, make: Callable[[int], tuple[bytes, str]],
+                          headers: Mapping[str, str], *, concurrency: int,
+                          seconds: float | None = None, total: int | None = None,
+                          sig_header: str = "X-Webhook-Signature") -> dict[str, Any]:
+    """`closed_loop` with a `RawClient` per client."""
+    def connect() -> Client:
+        c = RawClient(url)
+
+        async def post(body: bytes, sig: str) -> bool:
+            return await c.post(request_bytes(url, body, {**headers, sig_header: sig})) == 200
+        return post, c.close
+
+    return await closed_loop(connect, make, concurrency=concurrency, seconds=seconds,
+                             total=total)

@@ -59,6 +59,7 @@ from leadstream.streams.topics import TopicNames
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loadgen import FAILURES, RawPool, closed_loop_raw, request_bytes
+from loadgen import closed_loop as run_closed_loop
 from naive import SCHEMA as NAIVE_SCHEMA
 from stack import (
     BenchStack,
@@ -192,42 +193,25 @@ async def freshness(url: str, dsn: str, channel: str, rate: int, seconds: float,
 async def closed_loop(url: str, make: Callable[[int], tuple[bytes, str]], *, concurrency: int,
                       seconds: float | None = None, total: int | None = None
                       ) -> dict[str, Any]:
-    """`concurrency` clients posting back to back, for `seconds` or until `total` requests;
-    with `--loadgen raw` through `loadgen.RawClient` (a keep-alive connection each)."""
+    """`loadgen.closed_loop` against `url`: a `loadgen.RawClient` per client, or with
+    `--loadgen aiohttp` one aiohttp session's connections."""
     if LOADGEN["kind"] == "raw":
         r = await closed_loop_raw(url, make, HEADERS, concurrency=concurrency,
                                   seconds=seconds, total=total)
-        lat_raw = r.pop("lat")
-        return {**r, "p50": pct(lat_raw, 50), "p99": pct(lat_raw, 99)}
-    lat: list[float] = []
-    errors = 0
-    nxt = 0
-    stop_at = time.perf_counter() + (seconds or 1e9)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
-                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
-        async def client() -> None:
-            nonlocal nxt, errors
-            while time.perf_counter() < stop_at and (total is None or nxt < total):
-                i = nxt
-                nxt += 1
-                raw, sig = make(i)
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(url, data=raw, headers={
-                            **HEADERS, "X-Webhook-Signature": sig}) as r:
-                        await r.read()
-                        if r.status == 200:
-                            lat.append((time.perf_counter() - t0) * 1000)
-                        else:
-                            errors += 1
-                except aiohttp.ClientError:
-                    errors += 1
+    else:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                         timeout=aiohttp.ClientTimeout(total=None)) as session:
+            async def post(raw: bytes, sig: str) -> bool:
+                async with session.post(url, data=raw, headers={
+                        **HEADERS, "X-Webhook-Signature": sig}) as resp:
+                    await resp.read()
+                    return resp.status == 200
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return {"requests": len(lat), "errors": errors, "seconds": elapsed,
-            "rps": len(lat) / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99)}
+            r = await run_closed_loop(lambda: (post, lambda: None), make,
+                                      concurrency=concurrency, seconds=seconds, total=total,
+                                      failures=(aiohttp.ClientError,))
+    lat = r.pop("lat")
+    return {**r, "p50": pct(lat, 50), "p99": pct(lat, 99)}
 
 
 def single(run: str, lead_base: int, leads: int) -> Callable[[int], tuple[bytes, str]]:
