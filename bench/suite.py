@@ -142,10 +142,7 @@ async def freshness(url: str, dsn: str, channel: str, rate: int, seconds: float,
                 except FAILURES:
                     return False
             try:
-                async with session.post(url, data=raw,
-                                        headers={**HEADERS, "X-Webhook-Signature": sig}) as r:
-                    await r.read()
-                    return r.status == 200
+                return await aiohttp_post(session, url, raw, sig)
             except aiohttp.ClientError:
                 return False
 
@@ -190,6 +187,14 @@ async def freshness(url: str, dsn: str, channel: str, rate: int, seconds: float,
             "request": {p: pct(req, p) for p in (50, 95, 99)}}
 
 
+async def aiohttp_post(session: aiohttp.ClientSession, url: str, raw: bytes, sig: str) -> bool:
+    """One signed delivery through aiohttp's client; True if answered 200."""
+    async with session.post(url, data=raw,
+                            headers={**HEADERS, "X-Webhook-Signature": sig}) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
 async def closed_loop(url: str, make: Callable[[int], tuple[bytes, str]], *, concurrency: int,
                       seconds: float | None = None, total: int | None = None
                       ) -> dict[str, Any]:
@@ -202,10 +207,7 @@ async def closed_loop(url: str, make: Callable[[int], tuple[bytes, str]], *, con
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
                                          timeout=aiohttp.ClientTimeout(total=None)) as session:
             async def post(raw: bytes, sig: str) -> bool:
-                async with session.post(url, data=raw, headers={
-                        **HEADERS, "X-Webhook-Signature": sig}) as resp:
-                    await resp.read()
-                    return resp.status == 200
+                return await aiohttp_post(session, url, raw, sig)
 
             r = await run_closed_loop(lambda: (post, lambda: None), make,
                                       concurrency=concurrency, seconds=seconds, total=total,
