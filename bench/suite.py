@@ -390,7 +390,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             prof = None
             counts = await worker_counts(*worker_ports)
             with held(stack, workers):
-                await produce(s, s.topic("events"), recs)
+                held_s = await produce(s, s.topic("events"), recs)
                 started = time.perf_counter()
                 meter.start()
             if args.profile:
@@ -398,10 +398,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             got, done = await wait_count(s.dsn, "leads", "backlog", n, 900)
             R["backlog"] = {"events": n, "visible": got, "seconds": done - started,
                             "eps": got / (done - started), "cpu": meter.stop()}
+            after = await worker_counts(*worker_ports)
             R["accounting"].append({"step": "backlog drain (worker alone)", **account(
-                meter, got, None, counts, await worker_counts(*worker_ports))})
+                meter, got, None, counts, after)})
             print(f"# backlog drain: {R['backlog']['eps']:.0f} ev/s; cpu "
-                  f"{cpu_line(R['backlog']['cpu'])}", flush=True)
+                  f"{cpu_line(R['backlog']['cpu'])}; produced in {held_s:.1f} s with the"
+                  f" workers held, {after['rebalances'] - counts['rebalances']:.0f}"
+                  " rebalances meanwhile", flush=True)
             if prof is not None:
                 prof.wait()
                 R["worker_profile"] = summarize_profile(tmp / "worker.prof")
@@ -677,7 +680,8 @@ async def worker_counts(*ports: int) -> dict[str, float]:
     want = {"leadstream_worker_flushes_total": "flushes",
             "leadstream_worker_flushed_events_total": "flushed_events",
             "leadstream_worker_records_produced_total": "records_produced",
-            "leadstream_worker_replica_rows_total": "replica_rows"}
+            "leadstream_worker_replica_rows_total": "replica_rows",
+            "leadstream_worker_rebalances_total": "rebalances"}
     out = dict.fromkeys(want.values(), 0.0)
     for port in ports:
         for line in (await _metrics(port)).splitlines():
