@@ -71,8 +71,11 @@ async def test_one_summary_per_lead_day_late_events_update_in_place(fast_ticks: 
     assert await p.message(a, "wamid.a5", ts=ts(d1, 20), text="Satu lagi") == 200
 
     async def updated() -> dict | None:
+        # the row and its note travel on two topics (`daily`, `notes`) and reach the replica
+        # in either order: wait for both, as `_n_rows` does (a note of the new content)
         for r in await _summaries(p):
-            if (r["phone_e164"], r["day"]) == ("+" + a, d1) and r["inbound_count"] == 3:
+            if (r["phone_e164"], r["day"]) == ("+" + a, d1) and r["inbound_count"] == 3 \
+                    and r["note_id"] is not None:
                 return r
         return None
 
